@@ -1,0 +1,60 @@
+# The README's front door: `make run` shows the whole service with demo data, `make test` proves it.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+FLASK := $(VENV)/bin/flask --app app
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: setup run test lint format bench clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+node_modules/.installed: package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+app/static/vendor/dsfr/dsfr.min.css: node_modules/.installed
+	rm -rf app/static/vendor/dsfr
+	mkdir -p app/static/vendor
+	cp -r node_modules/@gouvfr/dsfr/dist app/static/vendor/dsfr
+
+setup: $(VENV)/.installed node_modules/.installed app/static/vendor/dsfr/dsfr.min.css
+
+run: setup
+	$(FLASK) db upgrade
+	$(FLASK) geo load
+	$(FLASK) catalog load
+	$(FLASK) seed demo
+	@echo
+	@echo "  Place des Entreprises : http://$(HOST):$(PORT)/"
+	@echo "  Espace de gestion     : http://$(HOST):$(PORT)/admin/"
+	@echo "  Compte de démonstration : support@demo.place-des-entreprises.fr / demo-support-2026"
+	@echo
+	@if [ -n "$$REDIS_URL" ]; then \
+	  trap 'kill 0' EXIT; $(FLASK) rq worker & $(FLASK) rq cron & \
+	  $(FLASK) run --host $(HOST) --port $(PORT); \
+	else \
+	  echo "  REDIS_URL absent : les tâches s'exécutent dans le processus web."; \
+	  $(FLASK) run --host $(HOST) --port $(PORT); \
+	fi
+
+test: setup
+	$(VENV)/bin/pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: setup
+	$(PY) -m bench.routing
+
+clean:
+	rm -rf $(VENV) node_modules app/static/vendor instance

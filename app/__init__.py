@@ -1,0 +1,63 @@
+"""Place des Entreprises: the application factory.
+
+``create_app`` only binds extensions and registers blueprints, CLI and admin views;
+nothing touches the database or the network at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from config import INSTANCE, config_for
+
+
+def create_app(config_name: str | None = None, **overrides) -> Flask:
+    app = Flask(__name__, instance_path=str(INSTANCE), instance_relative_config=True)
+    settings = config_for(config_name)
+    app.config.from_object(settings)
+    app.config.update(overrides)
+    if not app.config.get("SECRET_KEY"):
+        raise RuntimeError("SECRET_KEY doit être défini en production.")
+    INSTANCE.mkdir(exist_ok=True)
+
+    from app.extensions import babel, csrf, db, limiter, login_manager, mail, migrate, rq
+
+    db.init_app(app)
+    migrate.init_app(app, db, render_as_batch=True)
+    babel.init_app(app, locale_selector=lambda: "fr")
+    mail.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    rq.init_app(app)
+    if not app.config.get("REDIS_URL") and not app.testing:
+        app.logger.info("REDIS_URL absent : les tâches sont exécutées dans le processus (RQ_ASYNC=False).")
+
+    from app import models  # noqa: F401  (every table known to Alembic and the admin)
+    from app.services import audit
+
+    audit.init_app(app)
+
+    from app.auth import init_app as init_auth
+
+    init_auth(app, login_manager)
+
+    from app.public import bp as public_bp
+
+    app.register_blueprint(public_bp)
+
+    from app.admin import init_app as init_admin
+
+    init_admin(app)
+
+    from app.cli import init_app as init_cli
+
+    init_cli(app)
+
+    from app.jobs import init_app as init_jobs
+
+    init_jobs(app)
+
+    logging.basicConfig(level=logging.INFO)
+    return app

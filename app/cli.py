@@ -1,0 +1,143 @@
+"""Flask CLI: thin click wrappers over the service verbs (contract §1). All idempotent."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from app.services.audit import acting_as
+from app.services.errors import ServiceError
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+geo_cli = AppGroup("geo", help="Territoires français (régions, départements, EPCI, communes).")
+catalog_cli = AppGroup("catalog", help="Catalogue des thèmes et sujets.")
+addressbook_cli = AppGroup("addressbook", help="Annuaire des partenaires.")
+users_cli = AppGroup("users", help="Comptes de l'espace de gestion.")
+routing_cli = AppGroup("routing", help="Règle d'aiguillage des demandes.")
+seed_cli = AppGroup("seed", help="Données de démonstration.")
+
+
+@geo_cli.command("load")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Dossier data/ de @etalab/decoupage-administratif.")
+def geo_load(data_dir: str | None) -> None:
+    """Charge ou met à jour les territoires depuis @etalab/decoupage-administratif."""
+    from app.services.geo import load_territories
+
+    try:
+        report = load_territories(data_dir or current_app.config["GEO_DATA_DIR"])
+    except ServiceError as error:
+        _fail(str(error))
+    for line in report.lines():
+        click.echo(line)
+
+
+@catalog_cli.command("load")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def catalog_load(path: str | None) -> None:
+    """Charge le catalogue (par défaut : celui du projet)."""
+    from app.services.catalog import load_catalog
+
+    with acting_as("cli"):
+        try:
+            report = load_catalog(path or current_app.config["CATALOG_DEFAULT_PATH"])
+        except ServiceError as error:
+            _fail(str(error))
+    for line in report.lines():
+        click.echo(line)
+
+
+@addressbook_cli.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Vérifie et résume sans rien enregistrer.")
+def addressbook_import(path: str, dry_run: bool) -> None:
+    """Importe un annuaire CSV : tout ou rien, chaque erreur avec son numéro de ligne."""
+    from app.services.addressbook import import_addressbook
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        _fail(f"Impossible de lire {path} : {error.strerror}.")
+    with acting_as(f"import {Path(path).name}"):
+        report = import_addressbook(raw, dry_run=dry_run)
+    for line in report.lines():
+        click.echo(line)
+    if report.errors:
+        click.echo(f"{len(report.errors)} erreur(s) : rien n'a été importé.", err=True)
+        for error in report.errors:
+            click.echo(str(error), err=True)
+        sys.exit(1)
+    if dry_run:
+        click.echo("Simulation (--dry-run) : rien n'a été enregistré.")
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["admin", "referent"]), required=True)
+@click.option("--institution", "institution_slug", help="Slug de l'institution (référents).")
+@click.option("--antenne", "antenne_id", type=int, help="Identifiant de l'antenne (référents).")
+@click.option("--password", help="Mot de passe ; demandé s'il n'est pas donné.")
+@click.option("--name", "full_name", help="Nom affiché.")
+def users_create(email, role, institution_slug, antenne_id, password, full_name) -> None:
+    """Crée un compte de l'équipe support ou un référent partenaire."""
+    from app.services.users import create_user
+
+    if password is None:
+        password = click.prompt("Mot de passe", hide_input=True, confirmation_prompt=True)
+    with acting_as("cli"):
+        try:
+            user = create_user(
+                email,
+                role=role,
+                password=password,
+                full_name=full_name,
+                institution_slug=institution_slug,
+                antenne_id=antenne_id,
+            )
+        except ServiceError as error:
+            _fail(str(error))
+    click.echo(f"Compte créé : {user.email} ({user.role}).")
+
+
+@routing_cli.command("explain")
+@click.argument("subject_slug")
+@click.argument("insee_code")
+@click.option("--json", "as_json", is_flag=True, help="Sortie JSON.")
+def routing_explain(subject_slug: str, insee_code: str, as_json: bool) -> None:
+    """Les experts qui recevraient un besoin sur ce sujet dans cette commune, et pourquoi."""
+    from app.services.routing import explain
+
+    try:
+        result = explain(subject_slug, insee_code)
+    except ServiceError as error:
+        _fail(str(error))
+    if as_json:
+        click.echo(json.dumps([m.as_dict() for m in result.matches], ensure_ascii=False, indent=2))
+        return
+    for line in result.lines():
+        click.echo(line)
+
+
+@seed_cli.command("demo")
+def seed_demo_command() -> None:
+    """Annuaire et demandes de démonstration (pour make run)."""
+    from app.services.seed import seed_demo
+
+    with acting_as("seed"):
+        report = seed_demo()
+    for line in report.lines():
+        click.echo(line)
+
+
+def init_app(app: Flask) -> None:
+    for group in (geo_cli, catalog_cli, addressbook_cli, users_cli, routing_cli, seed_cli):
+        app.cli.add_command(group)

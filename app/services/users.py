@@ -1,0 +1,109 @@
+"""Back-office accounts: creation, password checks, soft deletion."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import ROLES, Antenne, Institution, User
+from app.models.base import utcnow
+from app.services.errors import ServiceError
+
+_hasher = PasswordHasher()
+# Verified against when the address is unknown, so a wrong email costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("placeholder-password-for-timing")
+MIN_PASSWORD_LENGTH = 12
+
+
+def normalize_email(raw: str) -> str:
+    try:
+        return validate_email((raw or "").strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        raise ServiceError(f"Adresse email invalide : « {raw} ».") from None
+
+
+def hash_password(password: str) -> str:
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise ServiceError(f"Le mot de passe doit compter au moins {MIN_PASSWORD_LENGTH} caractères.")
+    return _hasher.hash(password)
+
+
+def create_user(
+    email: str,
+    *,
+    role: str,
+    password: str | None = None,
+    full_name: str | None = None,
+    institution_slug: str | None = None,
+    antenne_id: int | None = None,
+) -> User:
+    """Create a staff account or a partner referent; referents need an institution or an antenne."""
+    if role not in ROLES:
+        raise ServiceError(f"Rôle inconnu : « {role} » (attendu : admin ou referent).")
+    address = normalize_email(email)
+    if db.session.scalar(select(User).where(func.lower(User.email) == address)):
+        raise ServiceError(f"Un compte existe déjà pour {address}.")
+    institution = antenne = None
+    if institution_slug:
+        institution = db.session.scalar(
+            select(Institution).where(Institution.slug == institution_slug, Institution.deleted_at.is_(None))
+        )
+        if institution is None:
+            raise ServiceError(f"Institution inconnue : « {institution_slug} ».")
+    if antenne_id is not None:
+        antenne = db.session.get(Antenne, antenne_id)
+        if antenne is None or antenne.deleted_at is not None:
+            raise ServiceError(f"Antenne inconnue : {antenne_id}.")
+        if institution and antenne.institution_id != institution.id:
+            raise ServiceError("Cette antenne n'appartient pas à cette institution.")
+        institution = institution or antenne.institution
+    if role == "referent" and institution is None:
+        raise ServiceError(
+            "Un référent doit être rattaché à une institution (--institution) ou une antenne (--antenne)."
+        )
+    user = User(
+        email=address,
+        full_name=full_name,
+        role=role,
+        institution=institution,
+        antenne=antenne,
+        password_hash=hash_password(password) if password else None,
+    )
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def set_password(user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+    db.session.commit()
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The active user with this email and password, or None (same cost either way)."""
+    address = (email or "").strip().lower()
+    user = db.session.scalar(select(User).where(func.lower(User.email) == address, User.deleted_at.is_(None)))
+    stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password or "")
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.password_hash:
+        return None
+    if _hasher.check_needs_rehash(stored):
+        user.password_hash = _hasher.hash(password)
+    user.last_login_at = utcnow()
+    db.session.commit()
+    return user
+
+
+def delete_user(user: User) -> None:
+    """Soft delete: the row stays for the audit trail, the personal data goes."""
+    user.deleted_at = utcnow()
+    user.email = None
+    user.full_name = None
+    user.password_hash = None
+    db.session.commit()

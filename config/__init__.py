@@ -1,0 +1,116 @@
+"""Settings read from the environment only (ARCHITECTURE decision 5).
+
+Development and test defaults are safe and self-contained (SQLite in ``instance/``,
+inline jobs on fakeredis, outbox-only mail); production refuses to start without a
+``SECRET_KEY`` rather than sign links with a guessable default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = ROOT / "instance"
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _database_url() -> str:
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE / 'app.db'}"
+    # Heroku-style URLs name the driver "postgres://"; SQLAlchemy wants psycopg 3 spelled out.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Config:
+    """Base settings shared by every environment."""
+
+    ENV_NAME = "base"
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = _database_url()
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+    # Queues are declared once here (decision 3): the worker listens to them in this order.
+    RQ_QUEUES = ["default", "emails"]
+    RQ_CONNECTION: str | dict = REDIS_URL or {}
+    RQ_ASYNC = bool(REDIS_URL)
+    RQ_CONNECTION_CLASS = "redis.Redis" if REDIS_URL else "fakeredis.FakeRedis"
+
+    MAIL_SERVER = os.environ.get("MAIL_SERVER") or None
+    MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))
+    MAIL_USE_TLS = _bool("MAIL_USE_TLS", False)
+    MAIL_USE_SSL = _bool("MAIL_USE_SSL", False)
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
+    MAIL_DEFAULT_SENDER = os.environ.get(
+        "MAIL_DEFAULT_SENDER", "Place des Entreprises <contact@place-des-entreprises.example>"
+    )
+
+    ROUTING_MODE = os.environ.get("ROUTING_MODE", "auto")
+    RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
+    FORM_MIN_SECONDS = float(os.environ.get("FORM_MIN_SECONDS", "3"))
+    INBOUND_EMAIL_DOMAIN = os.environ.get("INBOUND_EMAIL_DOMAIN") or None
+
+    BABEL_DEFAULT_LOCALE = "fr"
+    BABEL_DEFAULT_TIMEZONE = "Europe/Paris"
+    FLASK_ADMIN_SWATCH = "default"
+    WTF_CSRF_TIME_LIMIT = 8 * 3600
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    MAX_CONTENT_LENGTH = 10 * 1024 * 1024  # address book uploads included
+
+    GEO_DATA_DIR = os.environ.get(
+        "GEO_DATA_DIR", str(ROOT / "node_modules" / "@etalab" / "decoupage-administratif" / "data")
+    )
+    DSFR_DIST_DIR = str(ROOT / "node_modules" / "@gouvfr" / "dsfr" / "dist")
+    CATALOG_DEFAULT_PATH = str(ROOT / "data" / "catalog.csv")
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+    SECRET_KEY = Config.SECRET_KEY or "dev-only-not-secret"
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = "test-only-not-secret"  # noqa: S105 - tests only
+    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "sqlite://")
+    RATELIMIT_ENABLED = False
+    FORM_MIN_SECONDS = 0.0
+    MAIL_SERVER = None
+    RQ_CONNECTION: str | dict = {}  # noqa: RUF012
+    RQ_ASYNC = False
+    RQ_CONNECTION_CLASS = "fakeredis.FakeRedis"
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_for(name: str | None = None) -> type[Config]:
+    """Pick the settings class from ``APP_ENV`` (development unless told otherwise)."""
+    name = name or os.environ.get("APP_ENV", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(f"APP_ENV inconnu : {name!r} (attendu : {', '.join(CONFIGS)})") from None
