@@ -90,7 +90,7 @@ class TestingConfig(Config):
     RATELIMIT_ENABLED = False
     FORM_MIN_SECONDS = 0.0
     MAIL_SERVER = None
-    RQ_CONNECTION: str | dict = {}  # noqa: RUF012
+    RQ_CONNECTION: str | dict = {}
     RQ_ASYNC = False
     RQ_CONNECTION_CLASS = "fakeredis.FakeRedis"
 

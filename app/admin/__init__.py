@@ -1,14 +1,26 @@
-"""The back office (Flask-Admin), the main surface for staff."""
+"""The back office (Flask-Admin), the main surface for staff.
+
+Views are grouped by area: ``addressbook`` and ``catalog`` (model views), ``imports``
+(the address book upload) and ``routing`` (the "who would receive it" simulator). Each
+module exposes ``register(admin)``.
+"""
 
 from __future__ import annotations
 
 from flask import Flask
+from flask_admin import Admin
 
 
 def init_app(app: Flask) -> None:
-    from flask_admin import Admin
+    from app.admin import imports, routing, views
+    from app.admin.base import SecureIndexView
 
-    from app.extensions import db  # noqa: F401
-
-    admin = Admin(app, name="Place des Entreprises")
+    admin = Admin(
+        app,
+        name="Place des Entreprises",
+        index_view=SecureIndexView(name="Accueil", url="/admin"),
+    )
+    views.register(admin)
+    imports.register(admin)
+    routing.register(admin)
     app.extensions["pde_admin"] = admin

@@ -1,0 +1,7 @@
+"""(Being written.)"""
+
+from flask_admin import Admin
+
+
+def register(admin: Admin) -> None:
+    pass
