@@ -23,8 +23,8 @@ from app.services.errors import ServiceError
 
 NATIONAL = "national"
 _CODE_PATTERNS = {
-    "region": re.compile(r"^\d{2}$"),
-    "departement": re.compile(r"^(\d{2}|2A|2B|97\d)$"),
+    "region": re.compile(r"^\d{2,3}$"),
+    "departement": re.compile(r"^(\d{2}|2A|2B|9\d{2})$"),
     "epci": re.compile(r"^\d{9}$"),
     "commune": re.compile(r"^(\d{5}|2A\d{3}|2B\d{3})$"),
 }

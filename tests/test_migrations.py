@@ -1,0 +1,52 @@
+"""The committed Alembic migrations build exactly the schema the models describe,
+on SQLite and on PostgreSQL, so ``flask db upgrade`` is the only way a schema is built."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import create_engine, text
+
+from app import create_app
+from app.extensions import db
+from tests.conftest import IN_CI, PG_ADMIN_URL, _postgres_available
+
+
+def _diff_after_upgrade(url: str) -> list:
+    application = create_app("testing", SQLALCHEMY_DATABASE_URI=url)
+    with application.app_context():
+        upgrade()
+        with db.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            diff = compare_metadata(context, db.metadata)
+        downgrade(revision="base")
+        with db.engine.connect() as connection:
+            remaining = [name for name in db.inspect(connection).get_table_names() if name != "alembic_version"]
+        db.engine.dispose()
+    assert remaining == [], f"downgrade left tables: {remaining}"
+    return diff
+
+
+def test_migrations_match_models_on_sqlite(tmp_path):
+    assert _diff_after_upgrade(f"sqlite:///{tmp_path / 'migrated.db'}") == []
+
+
+def test_migrations_match_models_on_postgresql():
+    if not _postgres_available():
+        if IN_CI:
+            pytest.fail("PostgreSQL est requis en CI.")
+        pytest.skip("PostgreSQL absent sur ce poste")
+    name = f"pde_migr_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        assert _diff_after_upgrade(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}") == []
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
