@@ -1,0 +1,276 @@
+"""The routing rule (contract §4): which experts receive a need on subject S at commune C.
+
+The commune resolves to its four codes (commune, EPCI, département, région); one SQL query
+then looks zones up by ``(kind, code)`` — zones are never expanded to communes (decision 1)
+— and joins their owners to the experts who take S through their institution's offer. The
+query returns every zone entry that matched; the most specific one per expert is kept here,
+so staff see *why* each expert receives the need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import String, and_, case, exists, literal_column, null, or_, select, union_all
+
+from app.extensions import db
+from app.models import (
+    Antenne,
+    Commune,
+    Departement,
+    Epci,
+    Expert,
+    ExpertSubject,
+    Institution,
+    InstitutionSubject,
+    Region,
+    Subject,
+    Zone,
+)
+from app.services import geo
+from app.services.errors import ServiceError
+
+NATIONAL = "national"
+# Lower is more specific: the entry shown to staff is the narrowest that matched.
+SPECIFICITY = {"commune": 0, "epci": 1, "departement": 2, "region": 3, NATIONAL: 4}
+KIND_NAMES = {
+    "commune": "commune",
+    "epci": "EPCI",
+    "departement": "département",
+    "region": "région",
+    NATIONAL: "national",
+}
+OWNER_NAMES = {"expert": "zone propre de l'expert", "antenne": "zone de l'antenne"}
+
+
+@dataclass(frozen=True)
+class RoutedExpert:
+    """One expert who would receive the need, and the zone entry that made it pass."""
+
+    expert_id: int
+    expert: str
+    email: str
+    antenne_id: int
+    antenne: str
+    institution_id: int
+    institution: str
+    zone_kind: str
+    zone_code: str | None
+    zone_owner: str  # "expert" (its own zone) or "antenne"
+    zone_label: str | None = None
+
+    @property
+    def zone(self) -> str:
+        return NATIONAL if self.zone_kind == NATIONAL else f"{self.zone_kind}:{self.zone_code}"
+
+    @property
+    def zone_text(self) -> str:
+        """``département:69 (Rhône), zone de l'antenne``: what staff read."""
+        if self.zone_kind == NATIONAL:
+            entry = "national"
+        else:
+            entry = f"{KIND_NAMES[self.zone_kind]}:{self.zone_code}"
+            if self.zone_label:
+                entry += f" ({self.zone_label})"
+        return f"{entry}, {OWNER_NAMES[self.zone_owner]}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "expert_id": self.expert_id,
+            "expert": self.expert,
+            "email": self.email,
+            "antenne_id": self.antenne_id,
+            "antenne": self.antenne,
+            "institution_id": self.institution_id,
+            "institution": self.institution,
+            "zone": self.zone,
+            "zone_label": self.zone_label,
+            "zone_owner": self.zone_owner,
+        }
+
+
+@dataclass(frozen=True)
+class Place:
+    """A commune with the names of the territories it lies in, for the explanation's header."""
+
+    codes: geo.TerritoryCodes
+    commune: str
+    epci: str | None
+    departement: str
+    region: str
+
+    def label(self, kind: str) -> str | None:
+        return {"commune": self.commune, "epci": self.epci, "departement": self.departement, "region": self.region}.get(
+            kind
+        )
+
+    def describe(self) -> str:
+        parts = [f"{self.commune} ({self.codes.commune})"]
+        if self.codes.epci:
+            parts.append(f"EPCI {self.epci} ({self.codes.epci})")
+        parts.append(f"département {self.departement} ({self.codes.departement})")
+        parts.append(f"région {self.region} ({self.codes.region})")
+        return ", ".join(parts)
+
+
+@dataclass
+class RoutingExplanation:
+    subject: Subject
+    place: Place
+    matches: list[RoutedExpert] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        header = f"Sujet « {self.subject.label} » ({self.subject.slug}) — commune : {self.place.describe()}"
+        if not self.matches:
+            return [header, "Aucun expert ne recevrait cette demande."]
+        count = len(self.matches)
+        lines = [
+            header,
+            f"{count} expert{'s' if count > 1 else ''} recevrai{'en' if count > 1 else ''}t cette demande :",
+        ]
+        lines += [
+            f"- {m.expert} <{m.email}> — antenne {m.antenne} — {m.institution} — zone : {m.zone_text}"
+            for m in self.matches
+        ]
+        return lines
+
+
+# ---------------------------------------------------------------- the query
+
+
+def _matches_territory(codes: geo.TerritoryCodes):
+    return or_(*[and_(Zone.kind == kind, Zone.code == code) for kind, code in codes.references()])
+
+
+def _const(value: str):
+    """An inlined string constant: a bound parameter of unknown type would trouble UNION ALL."""
+    return literal_column(f"'{value}'", String)
+
+
+def routing_query(subject_id: int, codes: geo.TerritoryCodes):
+    """The rule as one statement: every (expert, matching zone entry) pair, sorted for display.
+
+    Four branches, UNION ALL: the expert's own zone rows, the expert's national flag, the
+    antenne's zone rows and the antenne's national flag — the antenne's only for experts
+    without an own zone (derived with NOT EXISTS, never stored).
+    """
+    in_territory = _matches_territory(codes)
+    own_zone_alias = Zone.__table__.alias("own")
+    has_own_rows = exists().where(own_zone_alias.c.expert_id == Expert.id)
+    no_own_zone = and_(Expert.national.is_(False), ~has_own_rows)
+    by_expert, by_antenne, national = _const("expert"), _const("antenne"), _const(NATIONAL)
+    no_code = null().cast(Zone.code.type)
+
+    expert_rows = select(
+        Zone.expert_id.label("expert_id"), Zone.kind.label("kind"), Zone.code.label("code"), by_expert.label("owner")
+    ).where(in_territory, Zone.expert_id.is_not(None))
+    expert_national = select(Expert.id, national, no_code, by_expert).where(Expert.national.is_(True))
+    antenne_rows = (
+        select(Expert.id, Zone.kind, Zone.code, by_antenne)
+        .join(Zone, Zone.antenne_id == Expert.antenne_id)
+        .where(in_territory, no_own_zone)
+    )
+    antenne_national = (
+        select(Expert.id, national, no_code, by_antenne)
+        .join(Antenne, Antenne.id == Expert.antenne_id)
+        .where(Antenne.national.is_(True), no_own_zone)
+    )
+    candidates = union_all(expert_rows, expert_national, antenne_rows, antenne_national).subquery("candidates")
+
+    specificity = case(
+        *[(candidates.c.kind == kind, rank) for kind, rank in SPECIFICITY.items()], else_=len(SPECIFICITY)
+    )
+    return (
+        select(
+            Expert.id,
+            Expert.full_name,
+            Expert.email,
+            Antenne.id,
+            Antenne.name,
+            Institution.id,
+            Institution.name,
+            candidates.c.kind,
+            candidates.c.code,
+            candidates.c.owner,
+        )
+        .select_from(candidates)
+        .join(Expert, Expert.id == candidates.c.expert_id)
+        .join(Antenne, Antenne.id == Expert.antenne_id)
+        .join(Institution, Institution.id == Antenne.institution_id)
+        .join(
+            InstitutionSubject,
+            and_(InstitutionSubject.institution_id == Institution.id, InstitutionSubject.subject_id == subject_id),
+        )
+        .join(
+            ExpertSubject,
+            and_(ExpertSubject.expert_id == Expert.id, ExpertSubject.institution_subject_id == InstitutionSubject.id),
+        )
+        .join(Subject, and_(Subject.id == InstitutionSubject.subject_id, Subject.archived_at.is_(None)))
+        .where(Expert.deleted_at.is_(None), Antenne.deleted_at.is_(None), Institution.deleted_at.is_(None))
+        .order_by(Institution.name, Antenne.name, Expert.full_name, Expert.id, specificity)
+    )
+
+
+def _route(subject_id: int, codes: geo.TerritoryCodes) -> list[RoutedExpert]:
+    routed: list[RoutedExpert] = []
+    seen: set[int] = set()
+    # Rows come sorted by expert then specificity: the first row of an expert is its narrowest entry.
+    for row in db.session.execute(routing_query(subject_id, codes)):
+        if row[0] in seen:
+            continue
+        seen.add(row[0])
+        routed.append(RoutedExpert(*row))
+    return routed
+
+
+# ---------------------------------------------------------------- verbs
+
+
+def find_experts(subject_id: int, insee_code: str) -> list[RoutedExpert]:
+    """The experts who receive a need on ``subject_id`` at commune ``insee_code``, in two queries.
+
+    An archived or unknown subject routes to nobody; an unknown commune is an error, since a
+    need's commune was validated when it was submitted.
+    """
+    codes = geo.commune_codes(insee_code)
+    if codes is None:
+        raise ServiceError(f"Commune inconnue : code INSEE « {insee_code} ».")
+    return _route(subject_id, codes)
+
+
+def _place(insee_code: str) -> Place | None:
+    row = db.session.execute(
+        select(
+            Commune.code,
+            Commune.epci_code,
+            Commune.departement_code,
+            Commune.region_code,
+            Commune.name,
+            Epci.name,
+            Departement.name,
+            Region.name,
+        )
+        .outerjoin(Epci, Epci.code == Commune.epci_code)
+        .join(Departement, Departement.code == Commune.departement_code)
+        .join(Region, Region.code == Commune.region_code)
+        .where(Commune.code == (insee_code or "").strip().upper())
+    ).first()
+    if row is None:
+        return None
+    return Place(geo.TerritoryCodes(*row[:4]), *row[4:])
+
+
+def explain(subject_slug: str, insee_code: str) -> RoutingExplanation:
+    """Who would receive a need on this subject at this commune, and through which zone entry."""
+    subject = db.session.scalar(select(Subject).where(Subject.slug == (subject_slug or "").strip()))
+    if subject is None:
+        raise ServiceError(f"Sujet inconnu : « {subject_slug} » n'est pas dans le catalogue.")
+    if subject.is_archived:
+        raise ServiceError(f"Le sujet « {subject.label} » est archivé : aucune demande ne lui est aiguillée.")
+    place = _place(insee_code)
+    if place is None:
+        raise ServiceError(f"Commune inconnue : code INSEE « {insee_code} ».")
+    matches = [
+        RoutedExpert(**{**m.__dict__, "zone_label": place.label(m.zone_kind)}) for m in _route(subject.id, place.codes)
+    ]
+    return RoutingExplanation(subject=subject, place=place, matches=matches)
