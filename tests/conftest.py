@@ -243,3 +243,23 @@ def axe_violations(page) -> list[str]:
         f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
         for v in results.response["violations"]
     ]
+
+
+@pytest.fixture
+def make_app(app):
+    """Build another app on the test database with some settings changed; its engine and
+    Redis connections are closed afterwards."""
+    made = []
+
+    def build(**overrides):
+        other = create_app("testing", SQLALCHEMY_DATABASE_URI=app.config["SQLALCHEMY_DATABASE_URI"], **overrides)
+        made.append(other)
+        return other
+
+    yield build
+    for other in made:
+        with other.app_context():
+            _db.session.remove()
+            _db.engine.dispose()
+            for queue in other.extensions["rq"].queues.values():
+                queue.connection.close()
