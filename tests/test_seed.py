@@ -1,0 +1,49 @@
+"""``flask seed demo``: the demo address book covers several régions and is idempotent."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from app.models import Antenne, AuditEvent, Expert, Institution, User, Zone
+from app.services.seed import DEMO_STAFF_EMAIL
+
+
+def _count(db, model) -> int:
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def test_seed_demo_twice(app, db):
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["seed", "demo"])
+    assert first.exit_code == 0, first.output
+    counts = {m: _count(db, m) for m in (Institution, Antenne, Expert, Zone, User)}
+    assert counts[Institution] >= 8 and counts[Expert] >= 25
+    regions = set(db.session.scalars(select(Zone.code).where(Zone.kind == "region")))
+    assert {"11", "53", "76", "84"} <= regions
+    assert db.session.scalar(select(User).where(User.email == DEMO_STAFF_EMAIL)).is_admin
+    events = _count(db, AuditEvent)
+
+    second = runner.invoke(args=["seed", "demo"])
+    assert second.exit_code == 0, second.output
+    assert {m: _count(db, m) for m in counts} == counts
+    assert _count(db, AuditEvent) == events
+
+
+def test_demo_staff_can_log_in(app, db, client):
+    from tests.conftest import login
+
+    assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
+    response = login(client, DEMO_STAFF_EMAIL, "demo-support-2026")
+    assert response.status_code == 302
+    assert client.get("/admin/").status_code == 200
+
+
+def test_routing_explain_on_demo_data(app, db):
+    """Lyon, recruiting: the CMA (regional zone) and France Travail (Métropole de Lyon EPCI)."""
+    import json
+
+    assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
+    result = app.test_cli_runner().invoke(args=["routing", "explain", "recrutement", "69123", "--json"])
+    assert result.exit_code == 0, result.output
+    found = {(m["institution"], m["zone"]) for m in json.loads(result.output)}
+    assert found == {("CMA France", "region:84"), ("France Travail", "epci:200046977")}
