@@ -1,7 +1,13 @@
-"""(Being written.)"""
+"""The back office's model views, grouped by menu: « Annuaire », « Catalogue », « Administration »."""
+
+from __future__ import annotations
 
 from flask_admin import Admin
 
 
 def register(admin: Admin) -> None:
-    pass
+    from app.admin import addressbook, catalog, users
+
+    addressbook.register(admin)
+    catalog.register(admin)
+    users.register(admin)

@@ -1,0 +1,456 @@
+"""Back-office views of the address book: institutions, antennes, experts, offers.
+
+Declarative configuration only: saving and deleting go through the service verbs of
+``app/services/addressbook.py`` (imported inside the hooks so this module loads on its own).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from flask import jsonify, request, url_for
+from flask_admin import Admin, expose
+from flask_admin.actions import action
+from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
+from flask_admin.contrib.sqla.fields import QuerySelectMultipleField
+from flask_admin.contrib.sqla.filters import BooleanEqualFilter, FilterEqual
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+from wtforms import StringField
+from wtforms.validators import DataRequired, Email, Optional
+
+from app.admin.base import DeletedFilter, InSubqueryFilter, LazyOptions, SecureModelView
+from app.admin.fields import ZoneField
+from app.extensions import db
+from app.models import (
+    ZONE_KIND_LABELS,
+    Antenne,
+    Expert,
+    ExpertSubject,
+    Institution,
+    InstitutionSubject,
+    Subject,
+    Theme,
+)
+from app.services import geo
+from app.services.errors import ServiceError
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def institution_options() -> list[tuple[str, str]]:
+    return [
+        (str(i), name)
+        for i, name in db.session.execute(select(Institution.id, Institution.name).order_by(Institution.name))
+    ]
+
+
+def subject_options() -> list[tuple[str, str]]:
+    return [
+        (str(i), label)
+        for i, label in db.session.execute(
+            select(Subject.id, Subject.label).join(Theme).order_by(Theme.position, Subject.position)
+        )
+    ]
+
+
+def zone_text(owner: Antenne | Expert) -> str:
+    """The zone as the editor shows it: ``national`` or the references."""
+    if owner.national:
+        return geo.NATIONAL
+    return " ".join(zone.reference for zone in owner.zones)
+
+
+def zone_summary(owner: Antenne | Expert) -> str:
+    """A compact list-page summary (codes grouped by kind), computed from loaded rows only."""
+    if owner.national:
+        return "National"
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for zone in owner.zones:
+        by_kind[zone.kind].append(zone.code)
+    return " · ".join(f"{ZONE_KIND_LABELS[kind]} {', '.join(codes)}" for kind, codes in by_kind.items())
+
+
+def zone_labels(owner: Antenne | Expert) -> str:
+    """Human names of every territory of the zone, for the details page."""
+    if owner.national:
+        return "National (toute la France)"
+    references = [(zone.kind, zone.code) for zone in owner.zones]
+    labels = geo.territory_labels(references)
+    return " ; ".join(labels.get(ref, f"{ref[0]}:{ref[1]}") for ref in references)
+
+
+class ZoneEditingMixin:
+    """A zone editor field named ``zone`` saved through ``addressbook.set_zone``."""
+
+    zone_empty_label = "Aucun territoire"
+
+    @property
+    def extra_js(self) -> list[str]:
+        return [url_for("static", filename="admin/zone_editor.js")]
+
+    @expose("/territoires")
+    def territories(self):
+        """Autocomplete over territories for the zone editor (JSON, select2's ``id``/``text``)."""
+        query = request.args.get("q", "")
+        results = geo.search_territories(query)
+        if len(query.strip()) >= 2 and geo.NATIONAL.startswith(query.strip().lower()):
+            results.insert(0, {"id": geo.NATIONAL, "text": "National (toute la France)"})
+        return jsonify(results)
+
+    def on_form_prefill(self, form: Any, id: Any) -> None:
+        super().on_form_prefill(form, id)
+        if request.method == "GET":
+            form.zone.data = zone_text(self.get_one(id))
+
+    def save_zone(self, form: Any, model: Antenne | Expert) -> None:
+        from app.services.addressbook import set_zone
+
+        try:
+            set_zone(model, form.zone.data or "")
+        except ServiceError as error:
+            form.zone.errors = [*form.zone.errors, str(error)]
+            raise
+
+
+# ---------------------------------------------------------------- institutions
+
+
+class InstitutionView(SecureModelView):
+    column_list = ["name", "slug", "antenne_count", "deleted_at"]
+    column_details_list = ["name", "slug", "antenne_count", "created_at", "deleted_at"]
+    column_labels = {
+        "name": "Nom",
+        "slug": "Identifiant",
+        "antenne_count": "Antennes",
+        "created_at": "Créée le",
+        "deleted_at": "Supprimée le",
+    }
+    column_searchable_list = ["name", "slug"]
+    column_filters = [DeletedFilter(Institution.deleted_at, "Supprimée")]
+    column_default_sort = "name"
+    column_formatters = {
+        "antenne_count": lambda v, c, m, n: m.antenne_count if hasattr(m, "antenne_count") else len(m.antennes)
+    }
+    form_columns = ["name", "slug"]
+    form_extra_fields = {
+        "slug": StringField(
+            "Identifiant",
+            validators=[Optional()],
+            description="Laissez vide pour le dériver du nom (« Chambre de Métiers » → chambre-de-metiers).",
+        )
+    }
+
+    def annotate(self, rows: list[Institution]) -> None:
+        counts = dict(
+            db.session.execute(
+                select(Antenne.institution_id, func.count(Antenne.id))
+                .where(Antenne.institution_id.in_([r.id for r in rows]))
+                .group_by(Antenne.institution_id)
+            ).all()
+        )
+        for row in rows:
+            row.antenne_count = counts.get(row.id, 0)
+
+    def on_model_change(self, form: Any, model: Institution, is_created: bool) -> None:
+        from app.services.addressbook import slugify
+
+        model.name = (model.name or "").strip()
+        model.slug = slugify(model.slug or "") or slugify(model.name)
+        if not model.slug:
+            raise ServiceError("Le nom doit contenir au moins une lettre ou un chiffre.")
+
+    @action("supprimer", "Supprimer", "Supprimer les institutions sélectionnées ?")
+    def action_delete(self, ids: list[str]) -> None:
+        from app.services.addressbook import delete_institution
+
+        self.run_action(ids, delete_institution, "{count} institution(s) supprimée(s).")
+
+    @action("restaurer", "Restaurer")
+    def action_restore(self, ids: list[str]) -> None:
+        from app.services.addressbook import restore_institution
+
+        self.run_action(ids, restore_institution, "{count} institution(s) restaurée(s).")
+
+
+# ---------------------------------------------------------------- antennes
+
+
+class AntenneView(ZoneEditingMixin, SecureModelView):
+    column_list = ["name", "institution", "zone", "national", "expert_count", "deleted_at"]
+    column_details_list = ["name", "institution", "zone_labels", "national", "expert_count", "created_at", "deleted_at"]
+    column_labels = {
+        "name": "Nom",
+        "institution": "Institution",
+        "institution.name": "Institution",
+        "zone": "Zone",
+        "zone_labels": "Zone",
+        "national": "Nationale",
+        "expert_count": "Experts",
+        "created_at": "Créée le",
+        "deleted_at": "Supprimée le",
+    }
+    column_sortable_list = ["name", ("institution", "institution.name"), "national", "deleted_at"]
+    column_searchable_list = ["name", "institution.name"]
+    column_filters = [
+        FilterEqual(Antenne.institution_id, "Institution", options=LazyOptions(institution_options)),
+        BooleanEqualFilter(Antenne.national, "Nationale"),
+        DeletedFilter(Antenne.deleted_at, "Supprimée"),
+    ]
+    column_default_sort = "name"
+    column_formatters = {
+        "zone": lambda v, c, m, n: zone_summary(m),
+        "zone_labels": lambda v, c, m, n: zone_labels(m),
+        "expert_count": lambda v, c, m, n: (
+            m.expert_count if hasattr(m, "expert_count") else len([e for e in m.experts if e.deleted_at is None])
+        ),
+    }
+    list_loader_options = (
+        lambda: selectinload(Antenne.institution),
+        lambda: selectinload(Antenne.zones),
+    )
+    form_columns = ["institution", "name", "zone"]
+    form_extra_fields = {"zone": ZoneField("Zone")}
+    form_args = {
+        "institution": {
+            "label": "Institution",
+            "query_factory": lambda: (
+                db.session.query(Institution).filter(Institution.deleted_at.is_(None)).order_by(Institution.name)
+            ),
+        },
+        "name": {"label": "Nom"},
+    }
+
+    def annotate(self, rows: list[Antenne]) -> None:
+        counts = dict(
+            db.session.execute(
+                select(Expert.antenne_id, func.count(Expert.id))
+                .where(Expert.antenne_id.in_([r.id for r in rows]), Expert.deleted_at.is_(None))
+                .group_by(Expert.antenne_id)
+            ).all()
+        )
+        for row in rows:
+            row.expert_count = counts.get(row.id, 0)
+
+    def on_model_change(self, form: Any, model: Antenne, is_created: bool) -> None:
+        self.save_zone(form, model)
+
+    @action("supprimer", "Supprimer", "Supprimer les antennes sélectionnées ?")
+    def action_delete(self, ids: list[str]) -> None:
+        from app.services.addressbook import delete_antenne
+
+        self.run_action(ids, delete_antenne, "{count} antenne(s) supprimée(s).")
+
+    @action("restaurer", "Restaurer")
+    def action_restore(self, ids: list[str]) -> None:
+        from app.services.addressbook import restore_antenne
+
+        self.run_action(ids, restore_antenne, "{count} antenne(s) restaurée(s).")
+
+
+# ---------------------------------------------------------------- experts
+
+
+def _subject_query():
+    return (
+        db.session.query(Subject)
+        .join(Theme)
+        .filter(Subject.archived_at.is_(None))
+        .order_by(Theme.position, Subject.position)
+    )
+
+
+def _subject_labels(expert: Expert) -> str:
+    return ", ".join(sorted(link.institution_subject.subject.label for link in expert.subjects))
+
+
+def _own_zone(expert: Expert) -> str:
+    return zone_summary(expert) if expert.has_own_zone else "zone de l'antenne"
+
+
+class ExpertView(ZoneEditingMixin, SecureModelView):
+    column_list = [
+        "full_name",
+        "email",
+        "phone",
+        "job_title",
+        "antenne",
+        "institution",
+        "subject_labels",
+        "own_zone",
+        "deleted_at",
+    ]
+    column_details_list = [
+        "full_name",
+        "email",
+        "phone",
+        "job_title",
+        "antenne",
+        "institution",
+        "subject_labels",
+        "zone_labels",
+        "created_at",
+        "deleted_at",
+    ]
+    column_labels = {
+        "full_name": "Nom",
+        "email": "Email",
+        "phone": "Téléphone",
+        "job_title": "Fonction",
+        "antenne": "Antenne",
+        "antenne.name": "Antenne",
+        "institution": "Institution",
+        "subject_labels": "Sujets",
+        "own_zone": "Zone propre",
+        "zone_labels": "Zone propre",
+        "created_at": "Créé le",
+        "deleted_at": "Supprimé le",
+        "offered_subjects": "Sujets",
+    }
+    column_sortable_list = ["full_name", "email", ("antenne", "antenne.name"), "deleted_at"]
+    column_searchable_list = ["full_name", "email", "antenne.name"]
+    column_filters = [
+        InSubqueryFilter(
+            Expert.antenne_id,
+            "Institution",
+            lambda ident: select(Antenne.id).where(Antenne.institution_id == ident),
+            options=LazyOptions(institution_options),
+        ),
+        InSubqueryFilter(
+            Expert.id,
+            "Sujet",
+            lambda ident: (
+                select(ExpertSubject.expert_id)
+                .join(InstitutionSubject, InstitutionSubject.id == ExpertSubject.institution_subject_id)
+                .where(InstitutionSubject.subject_id == ident)
+            ),
+            options=LazyOptions(subject_options),
+        ),
+        DeletedFilter(Expert.deleted_at, "Supprimé"),
+    ]
+    column_default_sort = "full_name"
+    column_formatters = {
+        "institution": lambda v, c, m, n: m.antenne.institution.name,
+        "subject_labels": lambda v, c, m, n: _subject_labels(m),
+        "own_zone": lambda v, c, m, n: _own_zone(m),
+        "zone_labels": lambda v, c, m, n: zone_labels(m) if m.has_own_zone else "Zone de l'antenne",
+    }
+    list_loader_options = (
+        lambda: selectinload(Expert.antenne).selectinload(Antenne.institution),
+        lambda: (
+            selectinload(Expert.subjects)
+            .selectinload(ExpertSubject.institution_subject)
+            .selectinload(InstitutionSubject.subject)
+        ),
+        lambda: selectinload(Expert.zones),
+    )
+    form_columns = ["antenne", "full_name", "email", "phone", "job_title", "offered_subjects", "zone"]
+    form_args = {
+        "full_name": {"label": "Nom", "validators": [DataRequired("Indiquez le nom.")]},
+        "email": {
+            "label": "Email",
+            "filters": [lambda value: value.strip() if value else value],
+            "validators": [DataRequired("Indiquez l'adresse email."), Email("Adresse email invalide.")],
+        },
+        "phone": {"label": "Téléphone"},
+        "job_title": {"label": "Fonction"},
+        "antenne": {"label": "Antenne", "validators": [DataRequired("Choisissez l'antenne.")]},
+    }
+    form_ajax_refs = {
+        "antenne": QueryAjaxModelLoader(
+            "antenne",
+            db,
+            Antenne,
+            fields=["name"],
+            filters=["deleted_at IS NULL"],
+            order_by=Antenne.name,
+            page_size=10,
+            minimum_input_length=2,
+            placeholder="Tapez le nom de l'antenne",
+        )
+    }
+    form_extra_fields = {
+        "offered_subjects": QuerySelectMultipleField(
+            "Sujets",
+            query_factory=_subject_query,
+            get_label=lambda s: f"{s.theme.label} — {s.label}",
+            description="L'offre de l'institution est créée si elle n'existe pas encore.",
+        ),
+        "zone": ZoneField(
+            "Zone propre",
+            description="Laissez vide pour utiliser la zone de l'antenne ; sinon, comme pour une antenne : "
+            "« region:84 departement:69 », ou « national ».",
+        ),
+    }
+
+    def on_form_prefill(self, form: Any, id: Any) -> None:
+        super().on_form_prefill(form, id)
+        if request.method == "GET":
+            expert = self.get_one(id)
+            form.offered_subjects.data = [link.institution_subject.subject for link in expert.subjects]
+
+    def on_model_change(self, form: Any, model: Expert, is_created: bool) -> None:
+        from app.services.expertise import set_expert_subjects
+        from app.services.users import normalize_email
+
+        model.email = normalize_email(model.email or "")
+        set_expert_subjects(model, form.offered_subjects.data or [])
+        self.save_zone(form, model)
+
+    @action(
+        "supprimer", "Supprimer", "Supprimer les experts sélectionnés ? Leurs données personnelles seront effacées."
+    )
+    def action_delete(self, ids: list[str]) -> None:
+        from app.services.addressbook import delete_expert
+
+        self.run_action(ids, delete_expert, "{count} expert(s) supprimé(s).")
+
+
+# ---------------------------------------------------------------- institutions' offers
+
+
+class InstitutionSubjectView(SecureModelView):
+    column_list = ["institution", "subject", "description"]
+    column_labels = {
+        "institution": "Institution",
+        "institution.name": "Institution",
+        "subject": "Sujet",
+        "subject.label": "Sujet",
+        "description": "Description",
+        "created_at": "Créée le",
+    }
+    column_details_list = ["institution", "subject", "description", "created_at"]
+    column_sortable_list = [("institution", "institution.name"), ("subject", "subject.label")]
+    column_searchable_list = ["institution.name", "subject.label"]
+    column_filters = [
+        FilterEqual(InstitutionSubject.institution_id, "Institution", options=LazyOptions(institution_options)),
+        FilterEqual(InstitutionSubject.subject_id, "Sujet", options=LazyOptions(subject_options)),
+    ]
+    list_loader_options = (
+        lambda: selectinload(InstitutionSubject.institution),
+        lambda: selectinload(InstitutionSubject.subject),
+    )
+    form_columns = ["institution", "subject", "description"]
+    form_args = {
+        "institution": {
+            "label": "Institution",
+            "query_factory": lambda: (
+                db.session.query(Institution).filter(Institution.deleted_at.is_(None)).order_by(Institution.name)
+            ),
+        },
+        "subject": {"label": "Sujet", "query_factory": lambda: db.session.query(Subject).order_by(Subject.label)},
+        "description": {"label": "Description"},
+    }
+
+
+def register(admin: Admin) -> None:
+    category = "Annuaire"
+    admin.add_view(InstitutionView(Institution, db, name="Institutions", category=category, endpoint="institution"))
+    admin.add_view(AntenneView(Antenne, db, name="Antennes", category=category, endpoint="antenne"))
+    admin.add_view(ExpertView(Expert, db, name="Experts", category=category, endpoint="expert"))
+    admin.add_view(
+        InstitutionSubjectView(
+            InstitutionSubject, db, name="Offres des institutions", category=category, endpoint="institution_subject"
+        )
+    )

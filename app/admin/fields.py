@@ -1,0 +1,67 @@
+"""Form fields of the back office that Flask-Admin does not provide.
+
+The zone editor is a plain text input holding space-separated territory references
+(``region:84 departement:69`` or ``national``), so it works without JavaScript; with it,
+``static/admin/zone_editor.js`` turns it into a select2 autocomplete backed by the view's
+``territoires`` endpoint (a 35,000-option select would be unusable).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import url_for
+from markupsafe import Markup
+from wtforms import StringField
+from wtforms.widgets import TextInput
+
+from app.services import geo
+from app.services.errors import ServiceError
+
+ZONE_HELP = (
+    "Territoires séparés par des espaces : region:CODE, departement:CODE, epci:SIREN, commune:INSEE, "
+    "ou le seul mot « national ». Exemple : « region:84 departement:69 »."
+)
+
+
+def zone_choices(text: str | None) -> list[dict[str, str]]:
+    """The current value as ``[{"id", "text"}]`` so the autocomplete shows names, not codes."""
+    try:
+        spec = geo.parse_zone(text)
+    except ServiceError:
+        return []
+    if spec.national:
+        return [{"id": geo.NATIONAL, "text": "National"}]
+    labels = geo.territory_labels(spec.references)
+    return [{"id": f"{k}:{c}", "text": labels.get((k, c), f"{k}:{c}")} for k, c in spec.references]
+
+
+class ZoneInput(TextInput):
+    def __call__(self, field: Any, **kwargs: Any) -> Markup:
+        kwargs.setdefault("data-role", "zone-editor")
+        kwargs.setdefault("data-url", url_for(f".{field.lookup_endpoint}"))
+        kwargs.setdefault("data-choices", json.dumps(zone_choices(field.data), ensure_ascii=False))
+        kwargs.setdefault("placeholder", "national, ou region:84 departement:69 …")
+        kwargs.setdefault("autocomplete", "off")
+        return super().__call__(field, **kwargs)
+
+
+class ZoneField(StringField):
+    """A zone as text; the view hands it to ``addressbook.set_zone`` (never copied onto the model)."""
+
+    widget = ZoneInput()
+
+    def __init__(
+        self, label: str | None = None, validators: Any = None, *, lookup_endpoint: str = "territories", **kwargs: Any
+    ):
+        kwargs.setdefault("description", ZONE_HELP)
+        super().__init__(label, validators, **kwargs)
+        self.lookup_endpoint = lookup_endpoint
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        # select2 joins the chosen ids with its separator; normalise to single spaces.
+        self.data = " ".join((valuelist[0] if valuelist else "").replace(",", " ").split())
+
+    def populate_obj(self, obj: Any, name: str) -> None:
+        """Zones are rows, written by the service, not an attribute of the model."""

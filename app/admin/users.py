@@ -1,0 +1,193 @@
+"""Back-office views of accounts and of the audit journal.
+
+Accounts are created through ``services.users.create_user`` (normalised email, argon2 hash,
+referent rules); the hash is never shown or exported. The journal is read-only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash
+from flask_admin import Admin
+from flask_admin.actions import action
+from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
+from flask_admin.contrib.sqla.filters import FilterEqual, FilterLike
+from sqlalchemy.orm import selectinload
+from wtforms import PasswordField, SelectField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Optional
+
+from app.admin.base import DeletedFilter, LazyOptions, SecureModelView
+from app.extensions import db
+from app.models import ROLE_LABELS, Antenne, AuditEvent, Institution, User
+from app.services.audit import tracked_models
+from app.services.errors import ServiceError
+
+ROLE_CHOICES = list(ROLE_LABELS.items())
+ACTION_LABELS = {"create": "création", "update": "modification", "delete": "suppression"}
+
+
+class UserView(SecureModelView):
+    column_list = ["email", "full_name", "role", "institution", "antenne", "last_login_at", "deleted_at"]
+    column_details_list = [
+        "email",
+        "full_name",
+        "role",
+        "institution",
+        "antenne",
+        "last_login_at",
+        "created_at",
+        "deleted_at",
+    ]
+    column_labels = {
+        "email": "Email",
+        "full_name": "Nom",
+        "role": "Rôle",
+        "institution": "Institution",
+        "institution.name": "Institution",
+        "antenne": "Antenne",
+        "last_login_at": "Dernière connexion",
+        "created_at": "Créé le",
+        "deleted_at": "Supprimé le",
+        "password": "Mot de passe",
+        "new_password": "Nouveau mot de passe",
+    }
+    column_choices = {"role": ROLE_CHOICES}
+    column_sortable_list = ["email", "full_name", "role", "last_login_at", ("institution", "institution.name")]
+    column_searchable_list = ["email", "full_name"]
+    column_filters = [
+        FilterEqual(User.role, "Rôle", options=ROLE_CHOICES),
+        DeletedFilter(User.deleted_at, "Supprimé"),
+    ]
+    column_default_sort = "email"
+    column_details_exclude_list = ["password_hash"]
+    column_export_exclude_list = ["password_hash"]
+    list_loader_options = (lambda: selectinload(User.institution), lambda: selectinload(User.antenne))
+    form_columns = ["email", "full_name", "role", "institution", "antenne", "password", "new_password"]
+    form_args = {
+        "email": {"label": "Email"},
+        "full_name": {"label": "Nom"},
+        "institution": {
+            "label": "Institution",
+            "description": "Obligatoire pour un référent (ou une antenne).",
+            "query_factory": lambda: (
+                db.session.query(Institution).filter(Institution.deleted_at.is_(None)).order_by(Institution.name)
+            ),
+        },
+        "antenne": {"label": "Antenne"},
+    }
+    form_ajax_refs = {
+        "antenne": QueryAjaxModelLoader(
+            "antenne",
+            db,
+            Antenne,
+            fields=["name"],
+            filters=["deleted_at IS NULL"],
+            order_by=Antenne.name,
+            page_size=10,
+            minimum_input_length=2,
+            placeholder="Tapez le nom de l'antenne",
+        )
+    }
+    form_extra_fields = {
+        "role": SelectField(
+            "Rôle", choices=[SelectChoice(value, label) for value, label in ROLE_CHOICES], default="admin"
+        ),
+        "password": PasswordField(
+            "Mot de passe", validators=[Optional()], description="12 caractères au moins ; vide : pas de mot de passe."
+        ),
+        "new_password": PasswordField(
+            "Nouveau mot de passe", validators=[Optional()], description="Laissez vide pour garder l'actuel."
+        ),
+    }
+
+    def get_create_form(self):
+        form_class = self.get_form()
+        del form_class.new_password
+        return form_class
+
+    def get_edit_form(self):
+        form_class = self.get_form()
+        del form_class.password
+        return form_class
+
+    def create_model(self, form: Any) -> User | bool:
+        """Through ``create_user``, which owns the account rules (email, role, hash)."""
+        from app.services.users import create_user
+
+        try:
+            user = create_user(
+                form.email.data or "",
+                role=form.role.data,
+                password=form.password.data or None,
+                full_name=form.full_name.data or None,
+                institution_slug=form.institution.data.slug if form.institution.data else None,
+                antenne_id=form.antenne.data.id if form.antenne.data else None,
+            )
+        except ServiceError as error:
+            db.session.rollback()
+            flash(str(error), "error")
+            return False
+        self.after_model_change(form, user, True)
+        return user
+
+    def on_model_change(self, form: Any, model: User, is_created: bool) -> None:
+        from app.services.users import hash_password, normalize_email
+
+        model.email = normalize_email(model.email or "")
+        new_password = getattr(form, "new_password", None)
+        if new_password is not None and new_password.data:
+            model.password_hash = hash_password(new_password.data)
+
+    @action(
+        "supprimer", "Supprimer", "Supprimer les comptes sélectionnés ? Leurs données personnelles seront effacées."
+    )
+    def action_delete(self, ids: list[str]) -> None:
+        from app.services.users import delete_user
+
+        self.run_action(ids, delete_user, "{count} compte(s) supprimé(s).")
+
+
+class AuditEventView(SecureModelView):
+    """Who changed what: read-only, newest first."""
+
+    can_create = False
+    can_edit = False
+    details_template = "admin/model/details.html"
+    column_list = ["created_at", "actor", "action", "object_type", "object_id", "changes"]
+    column_labels = {
+        "created_at": "Date",
+        "actor": "Par",
+        "action": "Action",
+        "object_type": "Type d'objet",
+        "object_id": "Identifiant",
+        "changes": "Champs modifiés",
+    }
+    column_choices = {"action": list(ACTION_LABELS.items())}
+    column_searchable_list = ["actor", "object_type"]
+    column_filters = [
+        FilterEqual(
+            AuditEvent.object_type,
+            "Type d'objet",
+            options=LazyOptions(lambda: [(m.__name__, m.__name__) for m in tracked_models()]),
+        ),
+        FilterEqual(AuditEvent.action, "Action", options=list(ACTION_LABELS.items())),
+        FilterLike(AuditEvent.actor, "Par"),
+        FilterEqual(AuditEvent.object_id, "Identifiant"),
+    ]
+    column_default_sort = ("created_at", True)
+    column_formatters = {
+        "changes": lambda v, c, m, n: "; ".join(
+            f"{field} : {values[0] if values[0] is not None else '∅'} → {values[1] if values[1] is not None else '∅'}"
+            for field, values in (m.changes or {}).items()
+        )
+    }
+
+    def history(self, model: Any) -> list:
+        return []
+
+
+def register(admin: Admin) -> None:
+    admin.add_view(UserView(User, db, name="Utilisateurs", category="Administration", endpoint="user"))
+    admin.add_view(AuditEventView(AuditEvent, db, name="Journal", category="Administration", endpoint="journal"))
