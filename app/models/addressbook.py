@@ -6,7 +6,7 @@ an expert (decision 1: never expanded to communes). ``national`` is a flag on ei
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -54,7 +54,11 @@ class Antenne(TimestampMixin, SoftDeleteMixin, db.Model):
         order_by="(Zone.kind, Zone.code)",
     )
 
-    __table_args__ = (UniqueConstraint("institution_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("institution_id", "name"),
+        # Routing reads the few national antennes without scanning the others.
+        Index("ix_antennes_national", "id", postgresql_where=text("national"), sqlite_where=text("national")),
+    )
 
     def __str__(self) -> str:
         return f"{self.name} — {self.institution.name}" if self.institution else self.name
@@ -87,6 +91,8 @@ class Expert(TimestampMixin, SoftDeleteMixin, db.Model):
     __table_args__ = (
         UniqueConstraint("antenne_id", "email"),
         CheckConstraint("deleted_at IS NOT NULL OR email IS NOT NULL", name="email_unless_deleted"),
+        # Routing reads the few national experts without scanning 100,000 rows.
+        Index("ix_experts_national", "id", postgresql_where=text("national"), sqlite_where=text("national")),
     )
 
     @property

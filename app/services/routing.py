@@ -139,7 +139,8 @@ class RoutingExplanation:
 
 
 def _matches_territory(codes: geo.TerritoryCodes):
-    return or_(*[and_(Zone.kind == kind, Zone.code == code) for kind, code in codes.references()])
+    # Kinds inlined, codes bound: the planner sees which index ranges it is looking up.
+    return or_(*[and_(Zone.kind == _const(kind), Zone.code == code) for kind, code in codes.references()])
 
 
 def _const(value: str):
@@ -152,34 +153,56 @@ def routing_query(subject_id: int, codes: geo.TerritoryCodes):
 
     Four branches, UNION ALL: the expert's own zone rows, the expert's national flag, the
     antenne's zone rows and the antenne's national flag — the antenne's only for experts
-    without an own zone (derived with NOT EXISTS, never stored).
+    without an own zone (derived with NOT EXISTS, never stored). Each branch keeps only
+    antennes whose institution offers the subject *before* reaching their experts, so the
+    database probes the experts' subjects for a few hundred candidates, not thousands.
     """
     in_territory = _matches_territory(codes)
-    own_zone_alias = Zone.__table__.alias("own")
-    has_own_rows = exists().where(own_zone_alias.c.expert_id == Expert.id)
-    no_own_zone = and_(Expert.national.is_(False), ~has_own_rows)
+    offer = InstitutionSubject
+    own = Zone.__table__.alias("own")
+    no_own_zone = and_(~Expert.national, ~exists().where(own.c.expert_id == Expert.id))
     by_expert, by_antenne, national = _const("expert"), _const("antenne"), _const(NATIONAL)
     no_code = null().cast(Zone.code.type)
 
-    expert_rows = select(
-        Zone.expert_id.label("expert_id"), Zone.kind.label("kind"), Zone.code.label("code"), by_expert.label("owner")
-    ).where(in_territory, Zone.expert_id.is_not(None))
-    expert_national = select(Expert.id, national, no_code, by_expert).where(Expert.national.is_(True))
+    def offered(stmt):
+        return stmt.join(offer, and_(offer.institution_id == Antenne.institution_id, offer.subject_id == subject_id))
+
+    expert_rows = offered(
+        select(
+            Expert.id.label("expert_id"),
+            Zone.kind.label("kind"),
+            Zone.code.label("code"),
+            by_expert.label("owner"),
+            offer.id.label("offer_id"),
+        )
+        .select_from(Zone)
+        .join(Expert, Expert.id == Zone.expert_id)
+        .join(Antenne, Antenne.id == Expert.antenne_id)
+    ).where(in_territory)
+    expert_national = offered(
+        select(Expert.id, national, no_code, by_expert, offer.id).join(Antenne, Antenne.id == Expert.antenne_id)
+    ).where(Expert.national)
     antenne_rows = (
-        select(Expert.id, Zone.kind, Zone.code, by_antenne)
-        .join(Zone, Zone.antenne_id == Expert.antenne_id)
+        offered(
+            select(Expert.id, Zone.kind, Zone.code, by_antenne, offer.id)
+            .select_from(Zone)
+            .join(Antenne, Antenne.id == Zone.antenne_id)
+        )
+        .join(Expert, Expert.antenne_id == Antenne.id)
         .where(in_territory, no_own_zone)
     )
     antenne_national = (
-        select(Expert.id, national, no_code, by_antenne)
-        .join(Antenne, Antenne.id == Expert.antenne_id)
-        .where(Antenne.national.is_(True), no_own_zone)
+        offered(select(Expert.id, national, no_code, by_antenne, offer.id).select_from(Antenne))
+        .join(Expert, Expert.antenne_id == Antenne.id)
+        .where(Antenne.national, no_own_zone)
     )
     candidates = union_all(expert_rows, expert_national, antenne_rows, antenne_national).subquery("candidates")
 
     specificity = case(
-        *[(candidates.c.kind == kind, rank) for kind, rank in SPECIFICITY.items()], else_=len(SPECIFICITY)
+        *[(candidates.c.kind == _const(kind), literal_column(str(rank))) for kind, rank in SPECIFICITY.items()],
+        else_=literal_column(str(len(SPECIFICITY))),
     )
+    subject_routable = exists().where(Subject.id == subject_id, Subject.archived_at.is_(None))
     return (
         select(
             Expert.id,
@@ -194,19 +217,22 @@ def routing_query(subject_id: int, codes: geo.TerritoryCodes):
             candidates.c.owner,
         )
         .select_from(candidates)
+        .join(
+            ExpertSubject,
+            and_(
+                ExpertSubject.expert_id == candidates.c.expert_id,
+                ExpertSubject.institution_subject_id == candidates.c.offer_id,
+            ),
+        )
         .join(Expert, Expert.id == candidates.c.expert_id)
         .join(Antenne, Antenne.id == Expert.antenne_id)
         .join(Institution, Institution.id == Antenne.institution_id)
-        .join(
-            InstitutionSubject,
-            and_(InstitutionSubject.institution_id == Institution.id, InstitutionSubject.subject_id == subject_id),
+        .where(
+            Expert.deleted_at.is_(None),
+            Antenne.deleted_at.is_(None),
+            Institution.deleted_at.is_(None),
+            subject_routable,
         )
-        .join(
-            ExpertSubject,
-            and_(ExpertSubject.expert_id == Expert.id, ExpertSubject.institution_subject_id == InstitutionSubject.id),
-        )
-        .join(Subject, and_(Subject.id == InstitutionSubject.subject_id, Subject.archived_at.is_(None)))
-        .where(Expert.deleted_at.is_(None), Antenne.deleted_at.is_(None), Institution.deleted_at.is_(None))
         .order_by(Institution.name, Antenne.name, Expert.full_name, Expert.id, specificity)
     )
 

@@ -1,0 +1,1 @@
+"""Benchmarks: run against PostgreSQL, outside the test suite (tests never time anything)."""

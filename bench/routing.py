@@ -1,0 +1,343 @@
+"""Routing latency at ten times the national scale (decision 1: it must stay fast).
+
+Builds (once; ``--regenerate`` to rebuild) an address book of 400 institutions, 5,000
+antennes and 100,000 experts with zones at every level, then times, over random
+(subject, commune) pairs weighted by population:
+
+* ``service``: :func:`app.services.routing.find_experts`, the whole call (commune look-up
+  included), through the SQLAlchemy session as the application runs it;
+* ``floor``: the same two statements written by hand and run through psycopg directly —
+  what the database and the driver cost, with no ORM around them.
+
+Usage: ``python -m bench.routing [--pairs 2000] [--regenerate]``; the database comes from
+``BENCH_DATABASE_URL`` (created when missing). Results go to ``bench/results/routing.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/pde_bench"
+RESULTS = Path(__file__).resolve().parent / "results" / "routing.json"
+SEED = 20260127
+SCALE = {"institutions": 400, "antennes": 5_000, "experts": 100_000}
+TARGET_P95_MS = 5.0
+TARGET_RATIO = 1.5
+
+# The rule of app/services/routing.py, written by hand: the floor the service is held to.
+FLOOR_COMMUNE_SQL = "SELECT code, epci_code, departement_code, region_code FROM communes WHERE code = %s"
+FLOOR_ROUTING_SQL = """
+SELECT e.id, e.full_name, e.email, a.id, a.name, i.id, i.name, c.kind, c.code, c.owner FROM (
+    SELECT z.expert_id AS expert_id, z.kind, z.code, 'expert' AS owner, s.id AS offer_id
+    FROM zones z JOIN experts x ON x.id = z.expert_id JOIN antennes n ON n.id = x.antenne_id
+    JOIN institution_subjects s ON s.institution_id = n.institution_id AND s.subject_id = %(subject)s
+    WHERE ((z.kind = 'commune' AND z.code = %(commune)s) OR (z.kind = 'epci' AND z.code = %(epci)s)
+        OR (z.kind = 'departement' AND z.code = %(departement)s) OR (z.kind = 'region' AND z.code = %(region)s))
+    UNION ALL
+    SELECT x.id, 'national', NULL, 'expert', s.id
+    FROM experts x JOIN antennes n ON n.id = x.antenne_id
+    JOIN institution_subjects s ON s.institution_id = n.institution_id AND s.subject_id = %(subject)s
+    WHERE x.national
+    UNION ALL
+    SELECT x.id, z.kind, z.code, 'antenne', s.id
+    FROM zones z JOIN antennes n ON n.id = z.antenne_id
+    JOIN institution_subjects s ON s.institution_id = n.institution_id AND s.subject_id = %(subject)s
+    JOIN experts x ON x.antenne_id = n.id
+    WHERE ((z.kind = 'commune' AND z.code = %(commune)s) OR (z.kind = 'epci' AND z.code = %(epci)s)
+        OR (z.kind = 'departement' AND z.code = %(departement)s) OR (z.kind = 'region' AND z.code = %(region)s))
+      AND NOT x.national AND NOT EXISTS (SELECT 1 FROM zones o WHERE o.expert_id = x.id)
+    UNION ALL
+    SELECT x.id, 'national', NULL, 'antenne', s.id
+    FROM antennes n JOIN institution_subjects s ON s.institution_id = n.institution_id AND s.subject_id = %(subject)s
+    JOIN experts x ON x.antenne_id = n.id
+    WHERE n.national AND NOT x.national AND NOT EXISTS (SELECT 1 FROM zones o WHERE o.expert_id = x.id)
+) c
+JOIN expert_subjects es ON es.expert_id = c.expert_id AND es.institution_subject_id = c.offer_id
+JOIN experts e ON e.id = c.expert_id
+JOIN antennes a ON a.id = e.antenne_id
+JOIN institutions i ON i.id = a.institution_id
+WHERE e.deleted_at IS NULL AND a.deleted_at IS NULL AND i.deleted_at IS NULL
+  AND EXISTS (SELECT 1 FROM subjects sub WHERE sub.id = %(subject)s AND sub.archived_at IS NULL)
+ORDER BY i.name, a.name, e.full_name, e.id,
+    CASE c.kind WHEN 'commune' THEN 0 WHEN 'epci' THEN 1 WHEN 'departement' THEN 2 WHEN 'region' THEN 3 ELSE 4 END
+"""
+
+
+def _libpq_url(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def ensure_database(url: str) -> None:
+    parsed = make_url(url)
+    admin = _libpq_url(str(parsed.set(database="postgres").render_as_string(hide_password=False)))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{parsed.database}"')
+            print(f"base créée : {parsed.database}")
+
+
+# ---------------------------------------------------------------- generation
+
+
+def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows: list[tuple]) -> None:
+    with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def generate(conn: psycopg.Connection) -> dict[str, int]:
+    """A deterministic address book; zones drawn from the real territories."""
+    rng = random.Random(SEED)
+    subjects = [r[0] for r in conn.execute("SELECT id FROM subjects WHERE archived_at IS NULL ORDER BY id")]
+    communes = conn.execute("SELECT code, epci_code, departement_code, region_code FROM communes").fetchall()
+    by_dep: dict[str, list[tuple]] = defaultdict(list)
+    for row in communes:
+        by_dep[row[2]].append(row)
+    departements = sorted(by_dep)
+    dep_region = {dep: rows[0][3] for dep, rows in by_dep.items()}
+    dep_epcis = {dep: sorted({r[1] for r in rows if r[1]}) for dep, rows in by_dep.items()}
+
+    def zone_for(owner_column: str, owner_id: int, level: str, zones: list[tuple]) -> None:
+        dep = rng.choice(departements)
+        if level == "region":
+            refs = [("region", dep_region[dep])]
+        elif level == "departement":
+            deps = {dep, *rng.sample(departements, rng.choice([0, 0, 0, 1, 2]))}
+            refs = [("departement", d) for d in sorted(deps)]
+        elif level == "epci":
+            pool = dep_epcis[dep] or [e for d in departements for e in dep_epcis[d]][:50]
+            refs = [("epci", e) for e in rng.sample(pool, min(len(pool), rng.randint(1, 6)))]
+        else:
+            pool = [r[0] for r in by_dep[dep]]
+            refs = [("commune", c) for c in rng.sample(pool, min(len(pool), rng.randint(1, 40)))]
+        for kind, code in refs:
+            zones.append((owner_id, None, kind, code) if owner_column == "antenne_id" else (None, owner_id, kind, code))
+
+    institutions = [(i, f"Institution {i}", f"institution-{i}") for i in range(1, SCALE["institutions"] + 1)]
+    offers: list[tuple] = []
+    offer_of: dict[int, dict[int, int]] = {}
+    for inst_id, *_ in institutions:
+        chosen = {subjects[(inst_id - 1) % len(subjects)], *rng.sample(subjects, rng.randint(2, 11))}
+        offer_of[inst_id] = {}
+        for subject_id in sorted(chosen):
+            offers.append((len(offers) + 1, inst_id, subject_id))
+            offer_of[inst_id][subject_id] = len(offers)
+
+    antennes: list[tuple] = []
+    zones: list[tuple] = []
+    levels = ["national", "region", "departement", "epci", "commune"]
+    weights = [0.4, 8, 55, 20, 16.6]
+    for antenne_id in range(1, SCALE["antennes"] + 1):
+        level = rng.choices(levels, weights)[0]
+        antennes.append(
+            (antenne_id, rng.randint(1, SCALE["institutions"]), f"Antenne {antenne_id}", level == "national")
+        )
+        if level != "national":
+            zone_for("antenne_id", antenne_id, level, zones)
+
+    experts: list[tuple] = []
+    links: list[tuple] = []
+    own_levels = ["national", "region", "departement", "epci", "commune"]
+    own_weights = [3, 12, 45, 15, 25]
+    for expert_id in range(1, SCALE["experts"] + 1):
+        antenne_id = rng.randint(1, SCALE["antennes"])
+        national = False
+        if rng.random() < 0.10:  # own zone override
+            level = rng.choices(own_levels, own_weights)[0]
+            national = level == "national"
+            if not national:
+                zone_for("expert_id", expert_id, level, zones)
+        experts.append(
+            (expert_id, antenne_id, f"Expert {expert_id:06d}", f"expert{expert_id}@partenaire.example", national)
+        )
+        offered = sorted(offer_of[antennes[antenne_id - 1][1]].values())
+        for offer_id in rng.sample(offered, min(len(offered), rng.randint(1, 4))):
+            links.append((len(links) + 1, expert_id, offer_id))
+
+    _copy(conn, "institutions", ["id", "name", "slug"], institutions)
+    _copy(conn, "institution_subjects", ["id", "institution_id", "subject_id"], offers)
+    _copy(conn, "antennes", ["id", "institution_id", "name", "national"], antennes)
+    _copy(conn, "experts", ["id", "antenne_id", "full_name", "email", "national"], experts)
+    _copy(conn, "expert_subjects", ["id", "expert_id", "institution_subject_id"], links)
+    _copy(conn, "zones", ["antenne_id", "expert_id", "kind", "code"], zones)
+    for table in ("institutions", "institution_subjects", "antennes", "experts", "expert_subjects", "zones"):
+        conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+    return {
+        "institutions": len(institutions),
+        "institution_subjects": len(offers),
+        "antennes": len(antennes),
+        "experts": len(experts),
+        "expert_subjects": len(links),
+        "zones": len(zones),
+    }
+
+
+def prepare(app, url: str, regenerate: bool) -> dict[str, int]:
+    from app.extensions import db
+    from app.services.catalog import load_catalog
+    from app.services.geo import load_territories
+
+    with app.app_context():
+        db.create_all()
+        if not db.session.scalar(text("SELECT count(*) FROM communes")):
+            print("chargement des territoires…")
+            load_territories(app.config["GEO_DATA_DIR"])
+        load_catalog(app.config["CATALOG_DEFAULT_PATH"])
+        db.session.commit()
+        db.session.remove()
+    with psycopg.connect(_libpq_url(url)) as conn:
+        existing = conn.execute("SELECT count(*) FROM experts").fetchone()[0]
+        if existing == SCALE["experts"] and not regenerate:
+            print(f"annuaire déjà généré ({existing} experts) : --regenerate pour le refaire")
+        else:
+            started = time.perf_counter()
+            conn.execute(
+                "TRUNCATE zones, expert_subjects, experts, institution_subjects, antennes, institutions "
+                "RESTART IDENTITY CASCADE"
+            )
+            counts = generate(conn)
+            conn.commit()
+            print(f"annuaire généré en {time.perf_counter() - started:.1f} s : {counts}")
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")  # index-only scans need the visibility map
+        return {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("institutions", "antennes", "experts", "expert_subjects", "zones")
+        }
+
+
+# ---------------------------------------------------------------- measurement
+
+
+def _floor(conn: psycopg.Connection, subject_id: int, insee: str) -> list[tuple]:
+    row = conn.execute(FLOOR_COMMUNE_SQL, (insee,)).fetchone()
+    params = {"commune": row[0], "epci": row[1], "departement": row[2], "region": row[3], "subject": subject_id}
+    seen: set[int] = set()
+    result = []
+    for r in conn.execute(FLOOR_ROUTING_SQL, params):
+        if r[0] not in seen:
+            seen.add(r[0])
+            result.append(r)
+    return result
+
+
+def _percentiles(samples_ns: list[int]) -> dict[str, float]:
+    ms = sorted(s / 1e6 for s in samples_ns)
+    cuts = statistics.quantiles(ms, n=100, method="inclusive")
+    return {"p50": round(cuts[49], 3), "p95": round(cuts[94], 3), "p99": round(cuts[98], 3), "max": round(ms[-1], 3)}
+
+
+def measure(app, url: str, n_pairs: int, warmup: int) -> dict:
+    from app.extensions import db
+    from app.services.routing import find_experts
+
+    rng = random.Random(SEED + 1)
+    with app.app_context():
+        subjects = [r[0] for r in db.session.execute(text("SELECT id FROM subjects WHERE archived_at IS NULL"))]
+        communes = db.session.execute(text("SELECT code, population FROM communes")).all()
+        db.session.rollback()
+    codes = [c for c, _ in communes]
+    weights = [max(p, 1) for _, p in communes]
+    pairs = [(rng.choice(subjects), rng.choices(codes, weights)[0]) for _ in range(n_pairs + warmup)]
+
+    service_ns: list[int] = []
+    floor_ns: list[int] = []
+    sizes: list[int] = []
+    mismatches = 0
+    with app.app_context(), psycopg.connect(_libpq_url(url)) as conn:
+        session = db.session
+        for index, (subject_id, insee) in enumerate(pairs):
+            # Alternate which side runs first, so neither always gets the warmer cache.
+            order = ("service", "floor") if index % 2 == 0 else ("floor", "service")
+            results = {}
+            for side in order:
+                started = time.perf_counter_ns()
+                if side == "service":
+                    results[side] = find_experts(subject_id, insee)
+                else:
+                    results[side] = _floor(conn, subject_id, insee)
+                elapsed = time.perf_counter_ns() - started
+                session.rollback() if side == "service" else conn.rollback()
+                if index >= warmup:
+                    (service_ns if side == "service" else floor_ns).append(elapsed)
+            if [m.expert_id for m in results["service"]] != [r[0] for r in results["floor"]]:
+                mismatches += 1
+            if index >= warmup:
+                sizes.append(len(results["service"]))
+    service = _percentiles(service_ns)
+    floor = _percentiles(floor_ns)
+    return {
+        "pairs": n_pairs,
+        "warmup": warmup,
+        "service_ms": service,
+        "floor_ms": floor,
+        "ratio_p95": round(service["p95"] / floor["p95"], 2),
+        "experts_per_need": {
+            "mean": round(statistics.fmean(sizes), 1),
+            "p50": statistics.median(sizes),
+            "max": max(sizes),
+            "zero": sum(1 for s in sizes if s == 0),
+        },
+        "mismatches": mismatches,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Latence de l'aiguillage à 10× l'échelle nationale.")
+    parser.add_argument("--pairs", type=int, default=2000, help="couples sujet × commune mesurés")
+    parser.add_argument("--warmup", type=int, default=200, help="couples joués avant la mesure")
+    parser.add_argument("--regenerate", action="store_true", help="régénère l'annuaire")
+    args = parser.parse_args(argv)
+
+    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
+    ensure_database(url)
+    from app import create_app
+
+    app = create_app("development", SQLALCHEMY_DATABASE_URI=url, SQLALCHEMY_ECHO=False)
+    counts = prepare(app, url, args.regenerate)
+    result = measure(app, url, args.pairs, args.warmup)
+    result.update(
+        {
+            "dataset": counts,
+            "postgresql": psycopg.connect(_libpq_url(url)).execute("SHOW server_version").fetchone()[0],
+            "python": platform.python_version(),
+            "targets": {"p95_ms": TARGET_P95_MS, "ratio_p95": TARGET_RATIO},
+        }
+    )
+    result["meets_targets"] = result["service_ms"]["p95"] < TARGET_P95_MS and result["ratio_p95"] <= TARGET_RATIO
+
+    out = io.StringIO()
+    out.write(f"\nAiguillage — {result['pairs']} couples sujet × commune (après {result['warmup']} d'échauffement)\n")
+    out.write(f"annuaire : {counts}\n")
+    out.write(f"experts par besoin : {result['experts_per_need']}\n\n")
+    out.write(f"{'':24}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  (ms)\n")
+    for label, key in (("service find_experts", "service_ms"), ("plancher psycopg brut", "floor_ms")):
+        row = result[key]
+        out.write(f"{label:24}{row['p50']:>9.3f}{row['p95']:>9.3f}{row['p99']:>9.3f}{row['max']:>9.3f}\n")
+    out.write(f"\nrapport p95 service / plancher : {result['ratio_p95']} (cible ≤ {TARGET_RATIO})\n")
+    out.write(f"p95 service : {result['service_ms']['p95']} ms (cible < {TARGET_P95_MS} ms)\n")
+    out.write(f"résultats différents service / plancher : {result['mismatches']}\n")
+    print(out.getvalue())
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"écrit : {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    return 0 if result["mismatches"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
