@@ -341,6 +341,13 @@ def test_non_utf8_file_is_a_clear_error(db):
     assert "UTF-8" in str(error)
 
 
+def test_nul_bytes_are_refused_before_the_database_sees_them(db):
+    report = import_addressbook(csv_text(row(), row(email="b@cci.example", expert="B\x00b")).encode())
+    assert messages(report) == [
+        "ligne 3 : le fichier contient des caractères binaires (octet nul) : ce n'est pas un fichier CSV texte"
+    ]
+
+
 def test_binary_garbage_is_an_error_not_a_crash(db):
     report = import_addressbook(bytes(range(256)) * 4)
     assert report.errors

@@ -5,7 +5,10 @@ every problem reported with its file line number, so a partner fixes the whole f
 only a clean file is written, in one transaction. The file is authoritative for what it
 states about each expert it lists (name, phone, job title, subjects, own zone) and for the
 zone of each antenne it gives one; experts it does not list are left alone, because a
-partial file must never delete anyone.
+partial file must never delete anyone. An empty ``antenne_zone`` on every row of an antenne
+keeps its zone; an empty ``expert_zone`` clears the expert's override (the row is the
+expert's whole description). An existing institution counts as updated when the file adds
+offers of subjects to it, its only attribute the file can change.
 """
 
 from __future__ import annotations
@@ -106,9 +109,9 @@ class ImportReport:
             ("experts", self.experts, False),
         ):
             e = "e" if feminine else ""
+            updated = "mise(s) à jour" if feminine else "mis à jour"
             lines.append(
-                f"{label} : {counts.created} créé{e}(s), {counts.updated} mis{e}(s) à jour, "
-                f"{counts.unchanged} inchangé{e}(s)"
+                f"{label} : {counts.created} créé{e}(s), {counts.updated} {updated}, {counts.unchanged} inchangé{e}(s)"
             )
         lines.append(f"offres de sujets des institutions : {self.offers_created} créée(s)")
         return lines
@@ -174,16 +177,25 @@ class _Row:
 
 def _decode(raw: bytes | str, report: ImportReport) -> str | None:
     if isinstance(raw, str):
-        return raw.removeprefix("\ufeff")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
+        text = raw.removeprefix("\ufeff")
+    else:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            line = raw[: error.start].count(b"\n") + 1
+            report.error(
+                line,
+                "le fichier n'est pas encodé en UTF-8 (caractère illisible) : enregistrez-le au format « CSV UTF-8 »",
+            )
+            return None
+    # A NUL byte means a binary file renamed .csv; the database would refuse it anyway.
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
         report.error(
-            line,
-            "le fichier n'est pas encodé en UTF-8 (caractère illisible) : enregistrez-le au format « CSV UTF-8 »",
+            line, "le fichier contient des caractères binaires (octet nul) : ce n'est pas un fichier CSV texte"
         )
         return None
+    return text
 
 
 def _read_records(text: str, report: ImportReport) -> tuple[list[str], list[tuple[int, list[str]]]] | None:
