@@ -1,7 +1,49 @@
-"""(Being written.)"""
+"""The simulator « Qui recevrait cette demande ? »: staff check the routing rule on a subject
+and a commune before a real business asks, through the same service verb as the request flow."""
 
-from flask_admin import Admin
+from __future__ import annotations
+
+from flask import jsonify, request
+from flask_admin import Admin, expose
+
+from app.admin.base import SecureBaseView
+from app.services import routing
+from app.services.errors import ServiceError
+
+
+class RoutingView(SecureBaseView):
+    @expose("/")
+    def index(self):
+        subject_slug = request.args.get("subject", "").strip()
+        commune_text = request.args.get("commune", "").strip()
+        context = {
+            "themes": routing.routable_subjects(),
+            "subject_slug": subject_slug,
+            "commune_text": commune_text,
+            "error": None,
+            "choices": [],
+            "result": None,
+        }
+        if "subject" in request.args or "commune" in request.args:
+            try:
+                if not subject_slug:
+                    raise ServiceError("Choisissez un sujet.")
+                lookup = routing.resolve_commune(commune_text)
+                if lookup.insee_code:
+                    context["result"] = routing.explain(subject_slug, lookup.insee_code)
+                else:
+                    context["choices"] = lookup.choices
+            except ServiceError as error:
+                context["error"] = str(error)
+        status = 422 if context["error"] else 200
+        return self.render("admin/routing.html", **context), status
+
+    @expose("/communes")
+    def communes(self):
+        return jsonify(routing.commune_suggestions(request.args.get("q", "")))
 
 
 def register(admin: Admin) -> None:
-    pass
+    admin.add_view(
+        RoutingView(name="Qui recevrait cette demande ?", category="Annuaire", endpoint="routing", url="aiguillage")
+    )

@@ -9,9 +9,11 @@ so staff see *why* each expert receives the need.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import String, and_, case, exists, literal_column, null, or_, select, union_all
+from sqlalchemy.orm import contains_eager
 
 from app.extensions import db
 from app.models import (
@@ -25,6 +27,7 @@ from app.models import (
     InstitutionSubject,
     Region,
     Subject,
+    Theme,
     Zone,
 )
 from app.services import geo
@@ -284,6 +287,77 @@ def _place(insee_code: str) -> Place | None:
     if row is None:
         return None
     return Place(geo.TerritoryCodes(*row[:4]), *row[4:])
+
+
+@dataclass
+class CommuneLookup:
+    """What a typed commune resolved to: one INSEE code, or several communes to choose from."""
+
+    insee_code: str | None = None
+    choices: list[Commune] = field(default_factory=list)
+
+
+_CODE_IN_LABEL = re.compile(r"\((2[AB]\d{3}|\d{5})\)\s*$", re.IGNORECASE)
+
+
+def resolve_commune(text: str) -> CommuneLookup:
+    """Turn what staff typed — an INSEE code, a postal code, ``Lyon (69123)`` as the
+    autocomplete offers it, or a name — into one commune, or the communes to choose among.
+
+    Raises ServiceError (French) when nothing matches.
+    """
+    text = (text or "").strip()
+    if not text:
+        raise ServiceError("Indiquez une commune : nom, code postal ou code INSEE.")
+    found = _CODE_IN_LABEL.search(text)
+    code = (found.group(1) if found else text).upper()
+    if re.fullmatch(r"2[AB]\d{3}|\d{5}", code):
+        by_insee = db.session.get(Commune, code)
+        communes = {c.code: c for c in geo.communes_for_postal_code(code)}
+        if by_insee is not None:
+            communes.setdefault(by_insee.code, by_insee)
+        if len(communes) == 1:
+            return CommuneLookup(insee_code=next(iter(communes)))
+        if communes:
+            return CommuneLookup(choices=sorted(communes.values(), key=lambda c: (c.name, c.code)))
+        raise ServiceError(f"Aucune commune n'a le code INSEE ou le code postal « {code} ».")
+    items = geo.search_territories(text, kinds=["commune"], limit=12)
+    codes = [item["id"].split(":", 1)[1] for item in items]
+    named = [code for code, item in zip(codes, items, strict=True) if _name_of(item["text"]) == text.casefold()]
+    if len(named) == 1 or len(codes) == 1:
+        return CommuneLookup(insee_code=(named or codes)[0])
+    if codes:
+        communes = {c.code: c for c in db.session.scalars(select(Commune).where(Commune.code.in_(named or codes)))}
+        return CommuneLookup(choices=[communes[c] for c in (named or codes) if c in communes])
+    raise ServiceError(f"Aucune commune ne correspond à « {text} ».")
+
+
+def _name_of(label: str) -> str:
+    """``Commune : Lyon (69123)`` → ``lyon``."""
+    return label.split(" : ", 1)[-1].rsplit(" (", 1)[0].casefold()
+
+
+def commune_suggestions(query: str) -> list[dict[str, str]]:
+    """Autocomplete items ``{"id": INSEE, "text": "Lyon (69123)"}`` for the simulator's field."""
+    return [
+        {"id": item["id"].split(":", 1)[1], "text": item["text"].split(" : ", 1)[-1]}
+        for item in geo.search_territories(query, kinds=["commune"], limit=20)
+    ]
+
+
+def routable_subjects() -> list[tuple[Theme, list[Subject]]]:
+    """The catalog's non-archived subjects grouped by theme, in catalog order."""
+    grouped: dict[int, tuple[Theme, list[Subject]]] = {}
+    stmt = (
+        select(Subject)
+        .join(Subject.theme)
+        .where(Subject.archived_at.is_(None))
+        .options(contains_eager(Subject.theme))
+        .order_by(Theme.position, Theme.id, Subject.position, Subject.id)
+    )
+    for found in db.session.scalars(stmt):
+        grouped.setdefault(found.theme_id, (found.theme, []))[1].append(found)
+    return list(grouped.values())
 
 
 def explain(subject_slug: str, insee_code: str) -> RoutingExplanation:
