@@ -9,10 +9,11 @@ so staff see *why* each expert receives the need.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy import String, and_, case, exists, literal_column, null, or_, select, union_all
+from sqlalchemy import Integer, String, and_, bindparam, case, exists, literal_column, null, or_, select, union_all
 from sqlalchemy.orm import contains_eager
 
 from app.extensions import db
@@ -141,9 +142,15 @@ class RoutingExplanation:
 # ---------------------------------------------------------------- the query
 
 
-def _matches_territory(codes: geo.TerritoryCodes):
-    # Kinds inlined, codes bound: the planner sees which index ranges it is looking up.
-    return or_(*[and_(Zone.kind == _const(kind), Zone.code == code) for kind, code in codes.references()])
+_TERRITORY_KINDS = ("commune", "epci", "departement", "region")
+
+
+def _matches_territory():
+    """Kinds inlined, codes bound (an absent EPCI binds NULL, which matches nothing): the
+    planner sees which index ranges it looks up, and the text never changes."""
+    return or_(
+        *[and_(Zone.kind == _const(kind), Zone.code == bindparam(kind, type_=String)) for kind in _TERRITORY_KINDS]
+    )
 
 
 def _const(value: str):
@@ -151,92 +158,96 @@ def _const(value: str):
     return literal_column(f"'{value}'", String)
 
 
-def routing_query(subject_id: int, codes: geo.TerritoryCodes):
+@functools.cache
+def routing_query():
     """The rule as one statement: every (expert, matching zone entry) pair, sorted for display.
+
+    Built once, with bound parameters ``subject_id`` and the four territory codes: building
+    this statement costs more than running it, and one SQL text lets psycopg prepare it.
 
     Four branches, UNION ALL: the expert's own zone rows, the expert's national flag, the
     antenne's zone rows and the antenne's national flag — the antenne's only for experts
     without an own zone (derived with NOT EXISTS, never stored). Each branch keeps only
     antennes whose institution offers the subject *before* reaching their experts, so the
-    database probes the experts' subjects for a few hundred candidates, not thousands.
+    database probes the experts' subjects for a few hundred candidates, not thousands; and
+    each branch carries the columns shown, so nothing is joined twice.
     """
-    in_territory = _matches_territory(codes)
+    in_territory = _matches_territory()
+    subject_id = bindparam("subject_id", type_=Integer)
     offer = InstitutionSubject
     own = Zone.__table__.alias("own")
     no_own_zone = and_(~Expert.national, ~exists().where(own.c.expert_id == Expert.id))
+    live = and_(Expert.deleted_at.is_(None), Antenne.deleted_at.is_(None), Institution.deleted_at.is_(None))
     by_expert, by_antenne, national = _const("expert"), _const("antenne"), _const(NATIONAL)
     no_code = null().cast(Zone.code.type)
 
-    def offered(stmt):
-        return stmt.join(offer, and_(offer.institution_id == Antenne.institution_id, offer.subject_id == subject_id))
-
-    expert_rows = offered(
-        select(
+    def branch(kind, code, owner):
+        return select(
             Expert.id.label("expert_id"),
-            Zone.kind.label("kind"),
-            Zone.code.label("code"),
-            by_expert.label("owner"),
+            Expert.full_name.label("expert"),
+            Expert.email.label("email"),
+            Antenne.id.label("antenne_id"),
+            Antenne.name.label("antenne"),
+            Institution.id.label("institution_id"),
+            Institution.name.label("institution"),
+            kind.label("kind"),
+            code.label("code"),
+            owner.label("owner"),
             offer.id.label("offer_id"),
         )
+
+    def offered(stmt):
+        return stmt.join(Institution, Institution.id == Antenne.institution_id).join(
+            offer, and_(offer.institution_id == Antenne.institution_id, offer.subject_id == subject_id)
+        )
+
+    expert_rows = offered(
+        branch(Zone.kind, Zone.code, by_expert)
         .select_from(Zone)
         .join(Expert, Expert.id == Zone.expert_id)
         .join(Antenne, Antenne.id == Expert.antenne_id)
-    ).where(in_territory)
+    ).where(in_territory, live)
     expert_national = offered(
-        select(Expert.id, national, no_code, by_expert, offer.id).join(Antenne, Antenne.id == Expert.antenne_id)
-    ).where(Expert.national)
+        branch(national, no_code, by_expert).select_from(Expert).join(Antenne, Antenne.id == Expert.antenne_id)
+    ).where(Expert.national, live)
     antenne_rows = (
-        offered(
-            select(Expert.id, Zone.kind, Zone.code, by_antenne, offer.id)
-            .select_from(Zone)
-            .join(Antenne, Antenne.id == Zone.antenne_id)
-        )
+        offered(branch(Zone.kind, Zone.code, by_antenne).select_from(Zone).join(Antenne, Antenne.id == Zone.antenne_id))
         .join(Expert, Expert.antenne_id == Antenne.id)
-        .where(in_territory, no_own_zone)
+        .where(in_territory, no_own_zone, live)
     )
     antenne_national = (
-        offered(select(Expert.id, national, no_code, by_antenne, offer.id).select_from(Antenne))
+        offered(branch(national, no_code, by_antenne).select_from(Antenne))
         .join(Expert, Expert.antenne_id == Antenne.id)
-        .where(Antenne.national, no_own_zone)
+        .where(Antenne.national, no_own_zone, live)
     )
     candidates = union_all(expert_rows, expert_national, antenne_rows, antenne_national).subquery("candidates")
 
+    c = candidates.c
     specificity = case(
-        *[(candidates.c.kind == _const(kind), literal_column(str(rank))) for kind, rank in SPECIFICITY.items()],
+        *[(c.kind == _const(kind), literal_column(str(rank))) for kind, rank in SPECIFICITY.items()],
         else_=literal_column(str(len(SPECIFICITY))),
     )
     subject_routable = exists().where(Subject.id == subject_id, Subject.archived_at.is_(None))
     return (
         select(
-            Expert.id,
-            Expert.full_name,
-            Expert.email,
-            Antenne.id,
-            Antenne.name,
-            Institution.id,
-            Institution.name,
-            candidates.c.kind,
-            candidates.c.code,
-            candidates.c.owner,
+            c.expert_id,
+            c.expert,
+            c.email,
+            c.antenne_id,
+            c.antenne,
+            c.institution_id,
+            c.institution,
+            c.kind,
+            c.code,
+            c.owner,
         )
         .select_from(candidates)
         .join(
             ExpertSubject,
-            and_(
-                ExpertSubject.expert_id == candidates.c.expert_id,
-                ExpertSubject.institution_subject_id == candidates.c.offer_id,
-            ),
+            and_(ExpertSubject.expert_id == c.expert_id, ExpertSubject.institution_subject_id == c.offer_id),
         )
-        .join(Expert, Expert.id == candidates.c.expert_id)
-        .join(Antenne, Antenne.id == Expert.antenne_id)
-        .join(Institution, Institution.id == Antenne.institution_id)
-        .where(
-            Expert.deleted_at.is_(None),
-            Antenne.deleted_at.is_(None),
-            Institution.deleted_at.is_(None),
-            subject_routable,
-        )
-        .order_by(Institution.name, Antenne.name, Expert.full_name, Expert.id, specificity)
+        .where(subject_routable)
+        .order_by(c.institution, c.antenne, c.expert, c.expert_id, specificity)
     )
 
 
@@ -244,7 +255,9 @@ def _route(subject_id: int, codes: geo.TerritoryCodes) -> list[RoutedExpert]:
     routed: list[RoutedExpert] = []
     seen: set[int] = set()
     # Rows come sorted by expert then specificity: the first row of an expert is its narrowest entry.
-    for row in db.session.execute(routing_query(subject_id, codes)):
+    params = {"subject_id": subject_id, "commune": codes.commune, "epci": codes.epci}
+    params |= {"departement": codes.departement, "region": codes.region}
+    for row in db.session.execute(routing_query(), params):
         if row[0] in seen:
             continue
         seen.add(row[0])
