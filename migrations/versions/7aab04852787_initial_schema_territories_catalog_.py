@@ -1,8 +1,8 @@
-"""address book, catalog, territories, users, audit
+"""initial schema: territories, catalog, address book, users, audit
 
-Revision ID: c2ec9c34a727
+Revision ID: 7aab04852787
 Revises: 
-Create Date: 2026-11-27 15:29:18.300904
+Create Date: 2026-11-27 15:50:45.598848
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'c2ec9c34a727'
+revision = '7aab04852787'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -64,6 +64,7 @@ def upgrade():
     )
     with op.batch_alter_table('antennes', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_antennes_institution_id'), ['institution_id'], unique=False)
+        batch_op.create_index('ix_antennes_national', ['id'], unique=False, postgresql_where=sa.text('national'), sqlite_where=sa.text('national'))
 
     op.create_table('departements',
     sa.Column('code', sa.String(length=3), nullable=False),
@@ -126,6 +127,7 @@ def upgrade():
     )
     with op.batch_alter_table('experts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_experts_antenne_id'), ['antenne_id'], unique=False)
+        batch_op.create_index('ix_experts_national', ['id'], unique=False, postgresql_where=sa.text('national'), sqlite_where=sa.text('national'))
 
     op.create_table('institution_subjects',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -256,6 +258,7 @@ def downgrade():
 
     op.drop_table('institution_subjects')
     with op.batch_alter_table('experts', schema=None) as batch_op:
+        batch_op.drop_index('ix_experts_national', postgresql_where=sa.text('national'), sqlite_where=sa.text('national'))
         batch_op.drop_index(batch_op.f('ix_experts_antenne_id'))
 
     op.drop_table('experts')
@@ -274,6 +277,7 @@ def downgrade():
 
     op.drop_table('departements')
     with op.batch_alter_table('antennes', schema=None) as batch_op:
+        batch_op.drop_index('ix_antennes_national', postgresql_where=sa.text('national'), sqlite_where=sa.text('national'))
         batch_op.drop_index(batch_op.f('ix_antennes_institution_id'))
 
     op.drop_table('antennes')
