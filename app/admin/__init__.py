@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 from flask_admin import Admin
+from flask_admin.theme import Bootstrap4Theme
 
 
 def init_app(app: Flask) -> None:
@@ -19,6 +20,8 @@ def init_app(app: Flask) -> None:
         app,
         name="Place des Entreprises",
         index_view=SecureIndexView(name="Accueil", url="/admin"),
+        # Full width: the address book lists have many columns.
+        theme=Bootstrap4Theme(fluid=True),
     )
     views.register(admin)
     imports.register(admin)
