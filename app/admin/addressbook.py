@@ -12,7 +12,6 @@ from typing import Any
 from flask import jsonify, request, url_for
 from flask_admin import Admin, expose
 from flask_admin.actions import action
-from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_admin.contrib.sqla.fields import QuerySelectMultipleField
 from flask_admin.contrib.sqla.filters import BooleanEqualFilter, FilterEqual
 from sqlalchemy import func, select
@@ -21,7 +20,7 @@ from wtforms import StringField
 from wtforms.validators import DataRequired, Email, Optional
 
 from app.admin.base import DeletedFilter, InSubqueryFilter, LazyOptions, SecureModelView
-from app.admin.fields import ZoneField
+from app.admin.fields import ZoneField, antenne_lookup
 from app.extensions import db
 from app.models import (
     ZONE_KIND_LABELS,
@@ -357,19 +356,7 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
         "job_title": {"label": "Fonction"},
         "antenne": {"label": "Antenne", "validators": [DataRequired("Choisissez l'antenne.")]},
     }
-    form_ajax_refs = {
-        "antenne": QueryAjaxModelLoader(
-            "antenne",
-            db,
-            Antenne,
-            fields=["name"],
-            filters=["deleted_at IS NULL"],
-            order_by=Antenne.name,
-            page_size=10,
-            minimum_input_length=2,
-            placeholder="Tapez le nom de l'antenne",
-        )
-    }
+    form_ajax_refs = {"antenne": antenne_lookup()}
     form_extra_fields = {
         "offered_subjects": QuerySelectMultipleField(
             "Sujets",

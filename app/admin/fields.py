@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from flask import url_for
+from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from markupsafe import Markup
 from wtforms import StringField
 from wtforms.widgets import TextInput
@@ -65,3 +66,21 @@ class ZoneField(StringField):
 
     def populate_obj(self, obj: Any, name: str) -> None:
         """Zones are rows, written by the service, not an attribute of the model."""
+
+
+def antenne_lookup() -> QueryAjaxModelLoader:
+    """Pick an antenne by typing its name: there are thousands, a plain select would not do."""
+    from app.extensions import db
+    from app.models import Antenne
+
+    return QueryAjaxModelLoader(
+        "antenne",
+        db,
+        Antenne,
+        fields=["name"],
+        filters=["deleted_at IS NULL"],
+        order_by=Antenne.name,
+        page_size=10,
+        minimum_input_length=2,
+        placeholder="Tapez le nom de l'antenne",
+    )

@@ -11,7 +11,6 @@ from typing import Any
 from flask import flash
 from flask_admin import Admin
 from flask_admin.actions import action
-from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_admin.contrib.sqla.filters import FilterEqual, FilterLike
 from sqlalchemy.orm import selectinload
 from wtforms import PasswordField, SelectField
@@ -19,8 +18,9 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
 from app.admin.base import DeletedFilter, LazyOptions, SecureModelView
+from app.admin.fields import antenne_lookup
 from app.extensions import db
-from app.models import ROLE_LABELS, Antenne, AuditEvent, Institution, User
+from app.models import ROLE_LABELS, AuditEvent, Institution, User
 from app.services.audit import tracked_models
 from app.services.errors import ServiceError
 
@@ -77,19 +77,7 @@ class UserView(SecureModelView):
         },
         "antenne": {"label": "Antenne"},
     }
-    form_ajax_refs = {
-        "antenne": QueryAjaxModelLoader(
-            "antenne",
-            db,
-            Antenne,
-            fields=["name"],
-            filters=["deleted_at IS NULL"],
-            order_by=Antenne.name,
-            page_size=10,
-            minimum_input_length=2,
-            placeholder="Tapez le nom de l'antenne",
-        )
-    }
+    form_ajax_refs = {"antenne": antenne_lookup()}
     form_extra_fields = {
         "role": SelectField(
             "Rôle", choices=[SelectChoice(value, label) for value, label in ROLE_CHOICES], default="admin"
