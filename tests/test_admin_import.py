@@ -17,13 +17,6 @@ DATA = Path(__file__).parent / "data"
 URL = "/admin/import/"
 
 
-@pytest.fixture(autouse=True)
-def _upload_dir(app, tmp_path, monkeypatch):
-    """Keep uploaded previews out of the real instance folder."""
-    monkeypatch.setitem(app.config, "ADDRESSBOOK_IMPORT_DIR", str(tmp_path / "imports"))
-    return tmp_path / "imports"
-
-
 def text(response) -> str:
     """The page as a reader sees it (apostrophes are escaped in the HTML)."""
     return html_lib.unescape(response.get_data(as_text=True))
@@ -162,16 +155,42 @@ def test_tampered_token_is_rejected(app, admin_client, token):
     assert experts(app) == 0
 
 
-def test_token_of_another_session_is_rejected(app, admin_client, _upload_dir):
+def test_upload_of_another_user_is_rejected(app, admin_client):
+    """A well-formed token staged by someone else cannot be confirmed by this user."""
+    from app.extensions import db
+    from app.models import AddressbookUpload
+    from app.services.uploads import stage_upload
+    from app.services.users import create_user
+
     html = text(upload(admin_client, (DATA / "addressbook_valid.csv").read_bytes()))
-    real = confirm_token(html)
-    # A file stored under another well-formed token, which this session never previewed.
-    other = "a" * 32
-    (_upload_dir / f"{other}.csv").write_bytes((DATA / "addressbook_valid.csv").read_bytes())
+    with app.app_context():
+        colleague = create_user("collegue@place.example", role="admin", password="motdepasse-tres-long")
+        other = stage_upload((DATA / "addressbook_valid.csv").read_bytes(), filename="a.csv", user_id=colleague.id)
 
     assert confirm(admin_client, html, token=other).status_code == 302
     assert experts(app) == 0
-    assert (_upload_dir / f"{real}.csv").exists()
+    with app.app_context():
+        # Both previews are still waiting for their own uploader.
+        assert db.session.scalar(select(func.count()).select_from(AddressbookUpload)) == 2
+
+
+def test_stale_preview_cannot_be_confirmed(app, admin_client):
+    from datetime import timedelta
+
+    from app.extensions import db
+    from app.models import AddressbookUpload
+    from app.services.uploads import UPLOAD_TTL
+
+    html = text(upload(admin_client, (DATA / "addressbook_valid.csv").read_bytes()))
+    with app.app_context():
+        staged = db.session.scalar(select(AddressbookUpload))
+        staged.created_at = staged.created_at - UPLOAD_TTL - timedelta(minutes=1)
+        db.session.commit()
+
+    response = confirm(admin_client, html)
+    assert response.status_code == 302
+    assert "plus valable" in text(admin_client.get(response.headers["Location"]))
+    assert experts(app) == 0
 
 
 def test_missing_csrf_is_rejected(app, admin_client):

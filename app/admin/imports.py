@@ -1,18 +1,13 @@
 """The address book upload: preview first, then import exactly what was previewed.
 
-The uploaded bytes stay on the server between the two steps, under a random token the
-confirmation form carries back (and the session remembers), so what is imported is the
-file that was checked, not a second upload, and no client-supplied path is ever opened.
+The uploaded bytes are staged in the database between the two steps (``services.uploads``),
+under a random token bound to the uploader, so what is imported is the file that was
+checked, not a second upload, whichever web instance serves the confirmation.
 """
 
 from __future__ import annotations
 
-import re
-import secrets
-import time
-from pathlib import Path
-
-from flask import current_app, flash, redirect, request, session, url_for
+from flask import current_app, flash, redirect, request, url_for
 from flask_admin import Admin, expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -22,15 +17,13 @@ from wtforms import HiddenField
 from wtforms.validators import InputRequired
 
 from app.admin.base import SecureBaseView
+from app.extensions import db
 from app.services.addressbook import COLUMNS, ImportReport, import_addressbook
 from app.services.audit import acting_as
+from app.services.uploads import stage_upload, take_upload
 
 TEMPLATE = "admin/import.html"
-SESSION_KEY = "addressbook_import_token"
-TOKEN = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
-# Previews never confirmed are swept when someone uploads again.
-STALE_AFTER_SECONDS = 24 * 3600
 
 
 class UploadForm(FlaskForm):
@@ -49,30 +42,6 @@ class ConfirmForm(FlaskForm):
 
 def _max_bytes() -> int:
     return int(current_app.config.get("ADDRESSBOOK_IMPORT_MAX_BYTES", DEFAULT_MAX_BYTES))
-
-
-def _upload_dir() -> Path:
-    directory = Path(current_app.config.get("ADDRESSBOOK_IMPORT_DIR") or Path(current_app.instance_path) / "imports")
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def _path_for(token: str | None) -> Path | None:
-    """The stored file of a well-formed token; anything else is refused before touching the disk."""
-    if not isinstance(token, str) or not TOKEN.fullmatch(token):
-        return None
-    return _upload_dir() / f"{token}.csv"
-
-
-def _store(raw: bytes) -> str:
-    directory = _upload_dir()
-    cutoff = time.time() - STALE_AFTER_SECONDS
-    for old in directory.glob("*.csv"):
-        if old.stat().st_mtime < cutoff:
-            old.unlink(missing_ok=True)
-    token = secrets.token_hex(16)
-    (directory / f"{token}.csv").write_bytes(raw)
-    return token
 
 
 def _summary(report: ImportReport) -> str:
@@ -119,8 +88,7 @@ class AddressbookImportView(SecureBaseView):
         report = import_addressbook(raw, dry_run=True)
         confirm = None
         if report.ok:
-            token = _store(raw)
-            session[SESSION_KEY] = token
+            token = stage_upload(raw, filename=form.file.data.filename or "annuaire.csv", user_id=current_user.id)
             confirm = ConfirmForm(formdata=None, token=token)
         return self.render(
             TEMPLATE,
@@ -135,17 +103,15 @@ class AddressbookImportView(SecureBaseView):
     def confirm(self):
         form = ConfirmForm()
         token = form.token.data if form.validate_on_submit() else None
-        path = _path_for(token)
-        if path is None or token != session.get(SESSION_KEY) or not path.is_file():
+        upload = take_upload(token, user_id=current_user.id)
+        if upload is None:
             flash("Cet aperçu n'est plus valable : déposez à nouveau le fichier.", "error")
             return redirect(url_for(".index"))
-        raw = path.read_bytes()
         with acting_as(current_user.email, current_user.id):
-            report = import_addressbook(raw)
-        # One preview, one import: a second click must not import again.
-        path.unlink(missing_ok=True)
-        session.pop(SESSION_KEY, None)
+            report = import_addressbook(upload.content)
         if not report.ok:
+            # Nothing imported; the upload is consumed all the same (the data moved on since the preview).
+            db.session.commit()
             return self.render(
                 TEMPLATE, form=UploadForm(formdata=None), columns=COLUMNS, report=report, stale=True
             ), 422

@@ -3,6 +3,7 @@
 from app.models.addressbook import (
     ZONE_KIND_LABELS,
     ZONE_KINDS,
+    AddressbookUpload,
     Antenne,
     Expert,
     ExpertSubject,
@@ -20,6 +21,7 @@ __all__ = [
     "ROLE_LABELS",
     "ZONE_KINDS",
     "ZONE_KIND_LABELS",
+    "AddressbookUpload",
     "Antenne",
     "AuditEvent",
     "Commune",

@@ -6,11 +6,23 @@ an expert (decision 1: never expanded to communes). ``national`` is a flag on ei
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import SoftDeleteMixin, TimestampMixin
+from app.models.base import SoftDeleteMixin, TimestampMixin, utcnow
 from app.models.catalog import Subject
 
 ZONE_KINDS = ("region", "departement", "epci", "commune")
@@ -169,3 +181,20 @@ class Zone(db.Model):
 
     def __str__(self) -> str:
         return self.reference
+
+
+class AddressbookUpload(db.Model):
+    """An uploaded address book waiting for its uploader's confirmation after the preview.
+
+    Kept in the database rather than on a web server's disk, so the confirmation works
+    whichever instance serves it; the row is consumed by the import it leads to.
+    """
+
+    __tablename__ = "addressbook_uploads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,8 +1,8 @@
 """initial schema: territories, catalog, address book, users, audit
 
-Revision ID: 7aab04852787
+Revision ID: 049512213493
 Revises: 
-Create Date: 2026-11-27 15:50:45.598848
+Create Date: 2026-11-27 15:57:58.246923
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '7aab04852787'
+revision = '049512213493'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -168,6 +168,20 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_users_antenne_id'), ['antenne_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_users_institution_id'), ['institution_id'], unique=False)
 
+    op.create_table('addressbook_uploads',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('filename', sa.String(length=255), nullable=False),
+    sa.Column('content', sa.LargeBinary(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_addressbook_uploads_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_addressbook_uploads')),
+    sa.UniqueConstraint('token', name=op.f('uq_addressbook_uploads_token'))
+    )
+    with op.batch_alter_table('addressbook_uploads', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_addressbook_uploads_user_id'), ['user_id'], unique=False)
+
     op.create_table('audit_events',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -247,6 +261,10 @@ def downgrade():
         batch_op.drop_index('ix_audit_events_object')
 
     op.drop_table('audit_events')
+    with op.batch_alter_table('addressbook_uploads', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_addressbook_uploads_user_id'))
+
+    op.drop_table('addressbook_uploads')
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_users_institution_id'))
         batch_op.drop_index(batch_op.f('ix_users_antenne_id'))
