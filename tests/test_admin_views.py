@@ -571,3 +571,16 @@ def test_csv_exports_do_not_query_per_row(admin_client, db, count_queries, endpo
     _make_experts(25)
     many = _queries_for(admin_client, count_queries, f"/admin/{endpoint}/export/csv/")
     assert few == many
+
+
+def test_a_user_cannot_be_made_a_referent_without_institution(admin_client, db):
+    from app.services.users import create_user
+
+    other = create_user("futur-referent@place.example", role="admin", password="ancien-mot-de-passe")
+    url = f"/admin/user/edit/?id={other.id}"
+    response = post_form(
+        admin_client, url, {"email": "futur-referent@place.example", "full_name": "X", "role": "referent"}
+    )
+    assert "rattaché à une institution" in body(response) or "rattaché à une institution" in body(admin_client.get(url))
+    db.session.expire_all()
+    assert db.session.get(User, other.id).role == "admin"

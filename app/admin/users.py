@@ -121,9 +121,10 @@ class UserView(SecureModelView):
         return user
 
     def on_model_change(self, form: Any, model: User, is_created: bool) -> None:
-        from app.services.users import hash_password, normalize_email
+        from app.services.users import check_scope, hash_password, normalize_email
 
         model.email = normalize_email(model.email or "")
+        check_scope(model)
         new_password = getattr(form, "new_password", None)
         if new_password is not None and new_password.data:
             model.password_hash = hash_password(new_password.data)

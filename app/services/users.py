@@ -77,6 +77,20 @@ def create_user(
     return user
 
 
+def check_scope(user: User) -> None:
+    """A referent belongs to an institution, and its antenne (if any) to that institution.
+
+    Called on creation and on every edit, so no path leaves a referent without a scope
+    (a referent without one would see nothing, or worse, depending on the policy).
+    """
+    if user.antenne is not None:
+        if user.institution is not None and user.antenne.institution_id != user.institution.id:
+            raise ServiceError("Cette antenne n'appartient pas à cette institution.")
+        user.institution = user.institution or user.antenne.institution
+    if user.role == "referent" and user.institution is None:
+        raise ServiceError("Un référent doit être rattaché à une institution ou une antenne.")
+
+
 def set_password(user: User, password: str) -> None:
     user.password_hash = hash_password(password)
     db.session.commit()
