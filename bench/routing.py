@@ -40,8 +40,9 @@ TARGET_RATIO = 1.5
 
 # The rule of app/services/routing.py, written by hand: the floor the service is held to.
 FLOOR_COMMUNE_SQL = "SELECT code, epci_code, departement_code, region_code FROM communes WHERE code = %s"
-_IN_TERRITORY = """((z.kind = 'commune' AND z.code = %(commune)s) OR (z.kind = 'epci' AND z.code = %(epci)s)
-        OR (z.kind = 'departement' AND z.code = %(departement)s) OR (z.kind = 'region' AND z.code = %(region)s))"""
+_TERRITORY = """(SELECT 'commune' AS kind, %(commune)s::varchar AS code UNION ALL SELECT 'epci', %(epci)s::varchar
+        UNION ALL SELECT 'departement', %(departement)s::varchar UNION ALL SELECT 'region', %(region)s::varchar) t
+        JOIN zones z ON z.kind = t.kind AND z.code = t.code"""
 _COLUMNS = (
     "x.id, x.full_name, x.email, n.id AS antenne_id, n.name AS antenne, i.id AS institution_id, i.name AS institution"
 )
@@ -54,21 +55,21 @@ _NO_OWN_ZONE = "NOT x.national AND NOT EXISTS (SELECT 1 FROM zones o WHERE o.exp
 FLOOR_ROUTING_SQL = f"""
 SELECT c.id, c.full_name, c.email, c.antenne_id, c.antenne, c.institution_id, c.institution, c.kind, c.code, c.owner
 FROM (
-    SELECT {_COLUMNS}, z.kind, z.code, 'expert' AS owner, s.id AS offer_id
-    FROM zones z JOIN experts x ON x.id = z.expert_id JOIN antennes n ON n.id = x.antenne_id {_OFFERED}
-    WHERE {_IN_TERRITORY} AND {_LIVE}
+    SELECT {_COLUMNS}, e.kind, e.code, 'expert' AS owner, s.id AS offer_id
+    FROM (
+        SELECT z.expert_id AS owner_id, z.kind, z.code FROM {_TERRITORY} WHERE z.expert_id IS NOT NULL
+        UNION ALL
+        SELECT id, 'national', NULL FROM experts WHERE national
+    ) e JOIN experts x ON x.id = e.owner_id JOIN antennes n ON n.id = x.antenne_id {_OFFERED}
+    WHERE {_LIVE}
     UNION ALL
-    SELECT {_COLUMNS}, 'national', NULL, 'expert', s.id
-    FROM experts x JOIN antennes n ON n.id = x.antenne_id {_OFFERED}
-    WHERE x.national AND {_LIVE}
-    UNION ALL
-    SELECT {_COLUMNS}, z.kind, z.code, 'antenne', s.id
-    FROM zones z JOIN antennes n ON n.id = z.antenne_id {_OFFERED} JOIN experts x ON x.antenne_id = n.id
-    WHERE {_IN_TERRITORY} AND {_NO_OWN_ZONE} AND {_LIVE}
-    UNION ALL
-    SELECT {_COLUMNS}, 'national', NULL, 'antenne', s.id
-    FROM antennes n {_OFFERED} JOIN experts x ON x.antenne_id = n.id
-    WHERE n.national AND {_NO_OWN_ZONE} AND {_LIVE}
+    SELECT {_COLUMNS}, a.kind, a.code, 'antenne', s.id
+    FROM (
+        SELECT z.antenne_id AS owner_id, z.kind, z.code FROM {_TERRITORY} WHERE z.antenne_id IS NOT NULL
+        UNION ALL
+        SELECT id, 'national', NULL FROM antennes WHERE national
+    ) a JOIN antennes n ON n.id = a.owner_id {_OFFERED} JOIN experts x ON x.antenne_id = n.id
+    WHERE {_NO_OWN_ZONE} AND {_LIVE}
 ) c
 JOIN expert_subjects es ON es.expert_id = c.id AND es.institution_subject_id = c.offer_id
 WHERE EXISTS (SELECT 1 FROM subjects sub WHERE sub.id = %(subject)s AND sub.archived_at IS NULL)
@@ -100,6 +101,29 @@ def ensure_database(url: str) -> None:
 
 # ---------------------------------------------------------------- generation
 
+# Bump when the generated shape changes: a database holding another shape is regenerated.
+DATA_SHAPE = 2
+# Institution kinds: (name, share of the institutions, themes offered). An institution offers
+# the subjects of its kind's themes (each kept with OFFER_KEEP), never the whole catalog.
+KINDS = (
+    ("chambre consulaire", 0.16, ("developpement-commercial", "transmission-reprise", "transition-numerique")),
+    ("organisme social", 0.10, ("ressources-humaines", "droit-du-travail", "difficultes-financieres")),
+    ("prévention", 0.07, ("sante-securite-travail", "ressources-humaines")),
+    ("financeur", 0.12, ("investissement", "difficultes-financieres")),
+    ("emploi et formation", 0.10, ("ressources-humaines", "droit-du-travail")),
+    ("agence environnement", 0.08, ("environnement",)),
+    ("collectivité", 0.27, ("investissement", "developpement-commercial", "transmission-reprise")),
+    ("numérique", 0.10, ("transition-numerique", "developpement-commercial", "environnement")),
+)
+OFFER_KEEP = 0.8
+# Antenne zones: a handful of national antennes; then mostly départements, EPCI lists and
+# commune lists, few régions. Experts with their own zone override mostly narrow it.
+NATIONAL_ANTENNES = 6
+ANTENNE_LEVELS = {"region": 1.2, "departement": 21, "epci": 42, "commune": 35.8}
+OWN_ZONE_SHARE = 0.10
+OWN_LEVELS = {"national": 0.3, "region": 4, "departement": 40, "epci": 26, "commune": 29.7}
+SECOND_SUBJECT = 0.3  # an expert takes one subject of its antenne's offer, sometimes two
+
 
 def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows: list[tuple]) -> None:
     with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
@@ -107,74 +131,132 @@ def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows: list[t
             copy.write_row(row)
 
 
+def data_shape() -> str:
+    """What the generated data depends on, stored with it: a difference means regenerate."""
+    return f"bench.routing shape={DATA_SHAPE} seed={SEED} scale={json.dumps(SCALE, sort_keys=True)}"
+
+
+def _offers(rng: random.Random, catalog: list[tuple[int, str]]) -> tuple[list[tuple], dict[int, list[int]], list]:
+    """Institutions and their offers: each institution has a kind, and offers (most of) the
+    subjects of its kind's themes; every subject of the catalog ends up offered somewhere."""
+    themes: dict[str, list[int]] = defaultdict(list)
+    for subject_id, theme in catalog:
+        themes[theme].append(subject_id)
+    kind_themes = [[t for t in kind_theme_list if t in themes] for _, _, kind_theme_list in KINDS]
+    named = {t for ts in kind_themes for t in ts}
+    for index, theme in enumerate(t for t in themes if t not in named):  # a catalog that grew
+        kind_themes[index % len(KINDS)].append(theme)
+    count = SCALE["institutions"]
+    kinds = [k for k, (_, share, _) in enumerate(KINDS) for _ in range(round(share * count))]
+    kinds = (kinds + [len(KINDS) - 1] * count)[:count]
+    rng.shuffle(kinds)
+    institutions, offers, offer_of = [], [], {}
+    for inst_id, kind in enumerate(kinds, start=1):
+        institutions.append((inst_id, f"Institution {inst_id} ({KINDS[kind][0]})", f"institution-{inst_id}"))
+        pool = [s for t in kind_themes[kind] for s in themes[t]]
+        chosen = [s for s in pool if rng.random() < OFFER_KEEP] or [rng.choice(pool)]
+        offer_of[inst_id] = chosen
+    offered = {s for chosen in offer_of.values() for s in chosen}
+    for subject_id, _ in catalog:
+        if subject_id not in offered:
+            offer_of[1 + subject_id % count].append(subject_id)
+    ids: dict[int, list[int]] = {}
+    for inst_id in sorted(offer_of):
+        ids[inst_id] = []
+        for subject_id in sorted(set(offer_of[inst_id])):
+            offers.append((len(offers) + 1, inst_id, subject_id))
+            ids[inst_id].append(len(offers))
+    return institutions, ids, offers
+
+
 def generate(conn: psycopg.Connection) -> dict[str, int]:
-    """A deterministic address book; zones drawn from the real territories."""
+    """A deterministic address book shaped like the real one, at ten times its size; zones
+    drawn from the real territories.
+
+    * institutions have a kind that decides the themes they offer (a few subjects each);
+    * every institution has an antenne, networks many (sizes skewed); a handful of antennes
+      are national, few régional, most cover a département, a few EPCI or a commune list;
+    * experts (20 per antenne on average) specialise: each takes one subject of its
+      institution's offer, sometimes two, in turn, so each subject of an antenne is taken by
+      one or a few of its experts; one in ten has its own zone, mostly narrower.
+    """
     rng = random.Random(SEED)
-    subjects = [r[0] for r in conn.execute("SELECT id FROM subjects WHERE archived_at IS NULL ORDER BY id")]
-    communes = conn.execute("SELECT code, epci_code, departement_code, region_code FROM communes").fetchall()
+    catalog = conn.execute(
+        "SELECT s.id, t.slug FROM subjects s JOIN themes t ON t.id = s.theme_id "
+        "WHERE s.archived_at IS NULL ORDER BY t.position, t.id, s.position, s.id"
+    ).fetchall()
+    communes = conn.execute("SELECT code, epci_code, departement_code, region_code FROM communes ORDER BY code")
     by_dep: dict[str, list[tuple]] = defaultdict(list)
     for row in communes:
         by_dep[row[2]].append(row)
     departements = sorted(by_dep)
     dep_region = {dep: rows[0][3] for dep, rows in by_dep.items()}
+    region_deps: dict[str, list[str]] = defaultdict(list)
+    for dep in departements:
+        region_deps[dep_region[dep]].append(dep)
     dep_epcis = {dep: sorted({r[1] for r in rows if r[1]}) for dep, rows in by_dep.items()}
 
-    def zone_for(owner_column: str, owner_id: int, level: str, zones: list[tuple]) -> None:
-        dep = rng.choice(departements)
+    # A list of communes or EPCIs lies in a département drawn by its number of them: Paris is
+    # one commune, and a hundred commune lists drawn there would all name it.
+    dep_weights = {
+        "commune": [len(by_dep[d]) for d in departements],
+        "epci": [len(dep_epcis[d]) or 1 for d in departements],
+    }
+
+    def zone_for(owner: tuple, level: str, zones: list[tuple]) -> None:
+        weights = dep_weights.get(level)
+        dep = rng.choices(departements, weights)[0] if weights else rng.choice(departements)
         if level == "region":
             refs = [("region", dep_region[dep])]
         elif level == "departement":
-            deps = {dep, *rng.sample(departements, rng.choice([0, 0, 0, 1, 2]))}
+            neighbours = [d for d in region_deps[dep_region[dep]] if d != dep]
+            deps = {dep, rng.choice(neighbours)} if neighbours and rng.random() < 0.15 else {dep}
             refs = [("departement", d) for d in sorted(deps)]
         elif level == "epci":
-            pool = dep_epcis[dep] or [e for d in departements for e in dep_epcis[d]][:50]
-            refs = [("epci", e) for e in rng.sample(pool, min(len(pool), rng.randint(1, 6)))]
+            pool = dep_epcis[dep] or [rng.choice(by_dep[dep])[0]]
+            kind = "epci" if dep_epcis[dep] else "commune"
+            refs = [(kind, e) for e in rng.sample(pool, min(len(pool), rng.randint(1, 4)))]
         else:
             pool = [r[0] for r in by_dep[dep]]
-            refs = [("commune", c) for c in rng.sample(pool, min(len(pool), rng.randint(1, 40)))]
-        for kind, code in refs:
-            zones.append((owner_id, None, kind, code) if owner_column == "antenne_id" else (None, owner_id, kind, code))
+            refs = [("commune", c) for c in rng.sample(pool, min(len(pool), rng.randint(5, 40)))]
+        zones.extend((*owner, kind, code) for kind, code in refs)
 
-    institutions = [(i, f"Institution {i}", f"institution-{i}") for i in range(1, SCALE["institutions"] + 1)]
-    offers: list[tuple] = []
-    offer_of: dict[int, dict[int, int]] = {}
-    for inst_id, *_ in institutions:
-        chosen = {subjects[(inst_id - 1) % len(subjects)], *rng.sample(subjects, rng.randint(2, 11))}
-        offer_of[inst_id] = {}
-        for subject_id in sorted(chosen):
-            offers.append((len(offers) + 1, inst_id, subject_id))
-            offer_of[inst_id][subject_id] = len(offers)
+    institutions, offer_ids, offers = _offers(rng, catalog)
 
+    # Every institution has an antenne; the rest go to networks of skewed sizes.
+    inst_ids = [i for i, *_ in institutions]
+    network = [1 / rank**0.9 for rank in range(1, len(inst_ids) + 1)]
+    owners = inst_ids + rng.choices(inst_ids, network, k=SCALE["antennes"] - len(inst_ids))
+    national = set(rng.sample(range(1, SCALE["antennes"] + 1), NATIONAL_ANTENNES))
     antennes: list[tuple] = []
     zones: list[tuple] = []
-    levels = ["national", "region", "departement", "epci", "commune"]
-    weights = [0.4, 8, 55, 20, 16.6]
-    for antenne_id in range(1, SCALE["antennes"] + 1):
-        level = rng.choices(levels, weights)[0]
-        antennes.append(
-            (antenne_id, rng.randint(1, SCALE["institutions"]), f"Antenne {antenne_id}", level == "national")
-        )
-        if level != "national":
-            zone_for("antenne_id", antenne_id, level, zones)
+    for antenne_id, inst_id in enumerate(owners, start=1):
+        antennes.append((antenne_id, inst_id, f"Antenne {antenne_id}", antenne_id in national))
+        if antenne_id not in national:
+            level = rng.choices(list(ANTENNE_LEVELS), list(ANTENNE_LEVELS.values()))[0]
+            zone_for((antenne_id, None), level, zones)
 
     experts: list[tuple] = []
     links: list[tuple] = []
-    own_levels = ["national", "region", "departement", "epci", "commune"]
-    own_weights = [3, 12, 45, 15, 25]
+    taken = [rng.randrange(1000) for _ in antennes]  # where each antenne's rotation starts
     for expert_id in range(1, SCALE["experts"] + 1):
         antenne_id = rng.randint(1, SCALE["antennes"])
-        national = False
-        if rng.random() < 0.10:  # own zone override
-            level = rng.choices(own_levels, own_weights)[0]
-            national = level == "national"
-            if not national:
-                zone_for("expert_id", expert_id, level, zones)
+        own_national = False
+        if rng.random() < OWN_ZONE_SHARE:
+            level = rng.choices(list(OWN_LEVELS), list(OWN_LEVELS.values()))[0]
+            own_national = level == "national"
+            if not own_national:
+                zone_for((None, expert_id), level, zones)
         experts.append(
-            (expert_id, antenne_id, f"Expert {expert_id:06d}", f"expert{expert_id}@partenaire.example", national)
+            (expert_id, antenne_id, f"Expert {expert_id:06d}", f"expert{expert_id}@partenaire.example", own_national)
         )
-        offered = sorted(offer_of[antennes[antenne_id - 1][1]].values())
-        for offer_id in rng.sample(offered, min(len(offered), rng.randint(1, 4))):
-            links.append((len(links) + 1, expert_id, offer_id))
+        offer = offer_ids[owners[antenne_id - 1]]
+        chosen = {offer[taken[antenne_id - 1] % len(offer)]}
+        taken[antenne_id - 1] += 1
+        if len(offer) > 1 and rng.random() < SECOND_SUBJECT:
+            chosen.add(rng.choice([o for o in offer if o not in chosen]))
+        first = len(links) + 1
+        links.extend((first + n, expert_id, offer_id) for n, offer_id in enumerate(sorted(chosen)))
 
     _copy(conn, "institutions", ["id", "name", "slug"], institutions)
     _copy(conn, "institution_subjects", ["id", "institution_id", "subject_id"], offers)
@@ -184,6 +266,7 @@ def generate(conn: psycopg.Connection) -> dict[str, int]:
     _copy(conn, "zones", ["antenne_id", "expert_id", "kind", "code"], zones)
     for table in ("institutions", "institution_subjects", "antennes", "experts", "expert_subjects", "zones"):
         conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+    conn.execute(f"COMMENT ON TABLE experts IS '{data_shape()}'")
     return {
         "institutions": len(institutions),
         "institution_subjects": len(offers),
@@ -208,9 +291,9 @@ def prepare(app, url: str, regenerate: bool) -> dict[str, int]:
         db.session.commit()
         db.session.remove()
     with psycopg.connect(_libpq_url(url)) as conn:
-        existing = conn.execute("SELECT count(*) FROM experts").fetchone()[0]
-        if existing == SCALE["experts"] and not regenerate:
-            print(f"annuaire déjà généré ({existing} experts) : --regenerate pour le refaire")
+        existing = conn.execute("SELECT obj_description('experts'::regclass, 'pg_class')").fetchone()[0]
+        if existing == data_shape() and not regenerate:
+            print(f"annuaire déjà généré ({existing}) : --regenerate pour le refaire")
         else:
             started = time.perf_counter()
             conn.execute(
@@ -313,6 +396,7 @@ def measure(app, url: str, pairs: list[tuple[int, str]], warmup: int, end: str) 
         "experts_per_need": {
             "mean": round(statistics.fmean(sizes), 1),
             "p50": statistics.median(sizes),
+            "p95": statistics.quantiles(sizes, n=100, method="inclusive")[94],
             "max": max(sizes),
             "zero": sum(1 for s in sizes if s == 0),
         },

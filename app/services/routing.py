@@ -13,7 +13,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy import Integer, String, and_, bindparam, case, exists, literal_column, null, or_, select, union_all
+from sqlalchemy import Integer, String, and_, bindparam, case, exists, literal_column, null, select, union_all
 from sqlalchemy.orm import contains_eager
 
 from app.extensions import db
@@ -145,12 +145,15 @@ class RoutingExplanation:
 _TERRITORY_KINDS = ("commune", "epci", "departement", "region")
 
 
-def _matches_territory():
-    """Kinds inlined, codes bound (an absent EPCI binds NULL, which matches nothing): the
-    planner sees which index ranges it looks up, and the text never changes."""
-    return or_(
-        *[and_(Zone.kind == _const(kind), Zone.code == bindparam(kind, type_=String)) for kind in _TERRITORY_KINDS]
-    )
+def _territory():
+    """The commune's four ``(kind, code)`` references as a four-row table, kinds inlined and
+    codes bound (an absent EPCI binds NULL, which matches nothing). Joined to zones, each row
+    is one index-only probe of ``zones(kind, code, …)``: no BitmapOr, no heap visit, and the
+    text never changes. (A UNION ALL of constants rather than VALUES: SQLite cannot name the
+    columns of a VALUES list.)"""
+    return union_all(
+        *[select(_const(kind).label("kind"), bindparam(kind, type_=String).label("code")) for kind in _TERRITORY_KINDS]
+    ).subquery("territory")
 
 
 def _const(value: str):
@@ -165,14 +168,16 @@ def routing_query():
     Built once, with bound parameters ``subject_id`` and the four territory codes: building
     this statement costs more than running it, and one SQL text lets psycopg prepare it.
 
-    Four branches, UNION ALL: the expert's own zone rows, the expert's national flag, the
-    antenne's zone rows and the antenne's national flag — the antenne's only for experts
-    without an own zone (derived with NOT EXISTS, never stored). Each branch keeps only
-    antennes whose institution offers the subject *before* reaching their experts, so the
-    database probes the experts' subjects for a few hundred candidates, not thousands; and
-    each branch carries the columns shown, so nothing is joined twice.
+    Two branches, UNION ALL. The expert's entries — its own zone rows matching the commune,
+    and its national flag — joined to the expert; the antenne's entries — zone rows and
+    national flag — joined to the antenne's experts without an own zone (derived with NOT
+    EXISTS, never stored). Gathering each owner's entries first keeps the national flags,
+    rare and few, in the same nested loop as the zone rows instead of a hash over every
+    antenne. Each branch keeps only antennes whose institution offers the subject *before*
+    reaching their experts, so the database probes the experts' subjects for a few hundred
+    candidates, not thousands; and each branch carries the columns shown, so nothing is
+    joined twice.
     """
-    in_territory = _matches_territory()
     subject_id = bindparam("subject_id", type_=Integer)
     offer = InstitutionSubject
     own = Zone.__table__.alias("own")
@@ -181,7 +186,20 @@ def routing_query():
     by_expert, by_antenne, national = _const("expert"), _const("antenne"), _const(NATIONAL)
     no_code = null().cast(Zone.code.type)
 
-    def branch(kind, code, owner):
+    def entries(owner_id, owner_pk, flagged, name):
+        """The owner's zone rows that contain the commune, and its national flag, as rows
+        ``(owner_id, kind, code)``."""
+        territory = _territory()
+        in_territory = (
+            select(owner_id.label("owner_id"), Zone.kind.label("kind"), Zone.code.label("code"))
+            .select_from(territory)
+            .join(Zone, and_(Zone.kind == territory.c.kind, Zone.code == territory.c.code))
+            .where(owner_id.is_not(None))
+        )
+        flag = select(owner_pk, national, no_code).where(flagged)
+        return union_all(in_territory, flag).subquery(name)
+
+    def branch(found, owner):
         return select(
             Expert.id.label("expert_id"),
             Expert.full_name.label("expert"),
@@ -190,8 +208,8 @@ def routing_query():
             Antenne.name.label("antenne"),
             Institution.id.label("institution_id"),
             Institution.name.label("institution"),
-            kind.label("kind"),
-            code.label("code"),
+            found.c.kind.label("kind"),
+            found.c.code.label("code"),
             owner.label("owner"),
             offer.id.label("offer_id"),
         )
@@ -201,26 +219,24 @@ def routing_query():
             offer, and_(offer.institution_id == Antenne.institution_id, offer.subject_id == subject_id)
         )
 
+    expert_entries = entries(Zone.expert_id, Expert.id, Expert.national, "expert_entries")
     expert_rows = offered(
-        branch(Zone.kind, Zone.code, by_expert)
-        .select_from(Zone)
-        .join(Expert, Expert.id == Zone.expert_id)
+        branch(expert_entries, by_expert)
+        .select_from(expert_entries)
+        .join(Expert, Expert.id == expert_entries.c.owner_id)
         .join(Antenne, Antenne.id == Expert.antenne_id)
-    ).where(in_territory, live)
-    expert_national = offered(
-        branch(national, no_code, by_expert).select_from(Expert).join(Antenne, Antenne.id == Expert.antenne_id)
-    ).where(Expert.national, live)
+    ).where(live)
+    antenne_entries = entries(Zone.antenne_id, Antenne.id, Antenne.national, "antenne_entries")
     antenne_rows = (
-        offered(branch(Zone.kind, Zone.code, by_antenne).select_from(Zone).join(Antenne, Antenne.id == Zone.antenne_id))
+        offered(
+            branch(antenne_entries, by_antenne)
+            .select_from(antenne_entries)
+            .join(Antenne, Antenne.id == antenne_entries.c.owner_id)
+        )
         .join(Expert, Expert.antenne_id == Antenne.id)
-        .where(in_territory, no_own_zone, live)
+        .where(no_own_zone, live)
     )
-    antenne_national = (
-        offered(branch(national, no_code, by_antenne).select_from(Antenne))
-        .join(Expert, Expert.antenne_id == Antenne.id)
-        .where(Antenne.national, no_own_zone, live)
-    )
-    candidates = union_all(expert_rows, expert_national, antenne_rows, antenne_national).subquery("candidates")
+    candidates = union_all(expert_rows, antenne_rows).subquery("candidates")
 
     c = candidates.c
     specificity = case(
