@@ -35,9 +35,10 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
         app.logger.info("REDIS_URL absent : les tâches sont exécutées dans le processus (RQ_ASYNC=False).")
 
     from app import models  # noqa: F401  (every table known to Alembic and the admin)
-    from app.services import audit
+    from app.services import audit, outbox
 
     audit.init_app(app)
+    outbox.init_app(app)
 
     from app.auth import init_app as init_auth
 

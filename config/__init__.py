@@ -62,6 +62,11 @@ class Config:
     FORM_MIN_SECONDS = float(os.environ.get("FORM_MIN_SECONDS", "3"))
     INBOUND_EMAIL_DOMAIN = os.environ.get("INBOUND_EMAIL_DOMAIN") or None
 
+    JDMA_URL = os.environ.get("JDMA_URL", "https://jedonnemonavis.numerique.gouv.fr/Demarches/0000?button=0000")
+    EXPERT_LINK_MAX_AGE_DAYS = int(os.environ.get("EXPERT_LINK_MAX_AGE_DAYS", "90"))
+    COMPANY_REGISTRY = os.environ.get("COMPANY_REGISTRY", "fake")
+    RECHERCHE_ENTREPRISES_URL = os.environ.get("RECHERCHE_ENTREPRISES_URL", "https://recherche-entreprises.api.gouv.fr")
+
     BABEL_DEFAULT_LOCALE = "fr"
     BABEL_DEFAULT_TIMEZONE = "Europe/Paris"
     FLASK_ADMIN_SWATCH = "default"

@@ -19,6 +19,8 @@ from sqlalchemy import event, text
 from app import create_app
 from app.extensions import db as _db
 
+pytest_plugins = ["tests.plugins.mail", "tests.plugins.queue"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 GEO_TABLES = {"regions", "departements", "epcis", "communes", "commune_postal_codes"}

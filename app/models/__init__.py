@@ -14,11 +14,34 @@ from app.models.addressbook import (
 from app.models.audit import AuditEvent
 from app.models.catalog import Subject, Theme
 from app.models.geo import Commune, CommunePostalCode, Departement, Epci, Region
+from app.models.outbox import EMAIL_STATE_LABELS, EMAIL_STATES, OutboundEmail
+from app.models.requests import (
+    MATCH_STATUS_LABELS,
+    MATCH_STATUSES,
+    NEED_STATUS_LABELS,
+    NEED_STATUSES,
+    SOLICITATION_STATUS_LABELS,
+    SOLICITATION_STATUSES,
+    Company,
+    Contact,
+    Facility,
+    Match,
+    Need,
+    Solicitation,
+)
 from app.models.users import ROLE_LABELS, ROLES, User
 
 __all__ = [
+    "EMAIL_STATES",
+    "EMAIL_STATE_LABELS",
+    "MATCH_STATUSES",
+    "MATCH_STATUS_LABELS",
+    "NEED_STATUSES",
+    "NEED_STATUS_LABELS",
     "ROLES",
     "ROLE_LABELS",
+    "SOLICITATION_STATUSES",
+    "SOLICITATION_STATUS_LABELS",
     "ZONE_KINDS",
     "ZONE_KIND_LABELS",
     "AddressbookUpload",
@@ -26,13 +49,20 @@ __all__ = [
     "AuditEvent",
     "Commune",
     "CommunePostalCode",
+    "Company",
+    "Contact",
     "Departement",
     "Epci",
     "Expert",
     "ExpertSubject",
+    "Facility",
     "Institution",
     "InstitutionSubject",
+    "Match",
+    "Need",
+    "OutboundEmail",
     "Region",
+    "Solicitation",
     "Subject",
     "Theme",
     "User",

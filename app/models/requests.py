@@ -1,0 +1,175 @@
+"""Requests: what the public form received (Solicitation) and what it became.
+
+Solicitation → Company / Facility (SIRET, commune) / Contact → Need (one subject) → Match
+(one expert). Need status is stored, and recomputed by ``services.matches`` whenever one of
+its matches changes (contract §7).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.addressbook import Expert
+from app.models.base import TimestampMixin
+from app.models.catalog import Subject
+from app.models.geo import Commune
+
+SOLICITATION_STATUSES = ("in_progress", "processed", "canceled")
+SOLICITATION_STATUS_LABELS = {"in_progress": "À qualifier", "processed": "Transmise", "canceled": "Abandonnée"}
+
+MATCH_STATUSES = ("quo", "taking_care", "done", "done_no_help", "done_not_reachable", "not_for_me")
+MATCH_STATUS_LABELS = {
+    "quo": "En attente",
+    "taking_care": "Prise en charge",
+    "done": "Aide proposée",
+    "done_no_help": "Pas d'aide disponible",
+    "done_not_reachable": "Entreprise injoignable",
+    "not_for_me": "Refusé",
+}
+NEED_STATUSES = MATCH_STATUSES
+NEED_STATUS_LABELS = {**MATCH_STATUS_LABELS, "not_for_me": "Refusé par tous"}
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class Solicitation(TimestampMixin, db.Model):
+    """The public form's submission, exactly as typed, with its qualification state."""
+
+    __tablename__ = "solicitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="in_progress", index=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    phone: Mapped[str] = mapped_column(String(40))
+    siret: Mapped[str] = mapped_column(String(14), index=True)
+    postal_code: Mapped[str] = mapped_column(String(5))
+    insee_code: Mapped[str] = mapped_column(ForeignKey("communes.code"))
+    description: Mapped[str] = mapped_column(Text)
+    # What the company registry said of the SIRET, when it answered (name, NAF, legal form…).
+    company_name: Mapped[str | None] = mapped_column(String(300))
+    registry_data: Mapped[dict | None] = mapped_column(JSON)
+    # Why it was not routed automatically: ["duplicate", "no_expert", …] (services.solicitations).
+    qualification_notes: Mapped[list] = mapped_column(JSON, default=list)
+    mtm_campaign: Mapped[str | None] = mapped_column(String(200))
+    mtm_kwd: Mapped[str | None] = mapped_column(String(200))
+    mtm_source: Mapped[str | None] = mapped_column(String(200))
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    subject: Mapped[Subject] = relationship()
+    commune: Mapped[Commune] = relationship()
+    need: Mapped[Need | None] = relationship(back_populates="solicitation", uselist=False)
+
+    __table_args__ = (CheckConstraint(f"status IN ({_in(SOLICITATION_STATUSES)})", name="status"),)
+
+    def __str__(self) -> str:
+        return f"Demande #{self.id} — {self.full_name}"
+
+
+class Company(TimestampMixin, db.Model):
+    __tablename__ = "companies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    siren: Mapped[str] = mapped_column(String(9), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    legal_form: Mapped[str | None] = mapped_column(String(200))
+
+    facilities: Mapped[list[Facility]] = relationship(back_populates="company")
+    contacts: Mapped[list[Contact]] = relationship(back_populates="company")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Facility(TimestampMixin, db.Model):
+    """An établissement: where the business is, hence whose experts it reaches."""
+
+    __tablename__ = "facilities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"), index=True)
+    siret: Mapped[str] = mapped_column(String(14), unique=True)
+    commune_code: Mapped[str] = mapped_column(ForeignKey("communes.code"), index=True)
+    naf_code: Mapped[str | None] = mapped_column(String(10))
+
+    company: Mapped[Company] = relationship(back_populates="facilities")
+    commune: Mapped[Commune] = relationship()
+
+    def __str__(self) -> str:
+        return f"{self.company.name} — {self.siret}" if self.company else self.siret
+
+
+class Contact(TimestampMixin, db.Model):
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"), index=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254))
+    phone: Mapped[str] = mapped_column(String(40))
+
+    company: Mapped[Company] = relationship(back_populates="contacts")
+
+    def __str__(self) -> str:
+        return self.full_name
+
+
+class Need(TimestampMixin, db.Model):
+    """One subject for one facility; its status is derived from its matches (contract §7)."""
+
+    __tablename__ = "needs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    solicitation_id: Mapped[int | None] = mapped_column(ForeignKey("solicitations.id"), unique=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"), index=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="quo", index=True)
+
+    solicitation: Mapped[Solicitation | None] = relationship(back_populates="need")
+    subject: Mapped[Subject] = relationship()
+    facility: Mapped[Facility] = relationship()
+    contact: Mapped[Contact] = relationship()
+    matches: Mapped[list[Match]] = relationship(back_populates="need", order_by="Match.id")
+
+    __table_args__ = (CheckConstraint(f"status IN ({_in(NEED_STATUSES)})", name="status"),)
+
+    def __str__(self) -> str:
+        return f"Besoin #{self.id} — {self.subject.label if self.subject else ''}"
+
+
+class Match(TimestampMixin, db.Model):
+    """One need sent to one expert, with why it was routed there and where the expert stands."""
+
+    __tablename__ = "matches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    need_id: Mapped[int] = mapped_column(ForeignKey("needs.id"))
+    expert_id: Mapped[int] = mapped_column(ForeignKey("experts.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="quo", index=True)
+    # The zone entry that made the expert receive it: "departement:69", "national"…
+    zone: Mapped[str | None] = mapped_column(String(30))
+    zone_owner: Mapped[str | None] = mapped_column(String(10))  # "antenne" or "expert"; None when added by staff
+    taken_care_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    need: Mapped[Need] = relationship(back_populates="matches")
+    expert: Mapped[Expert] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("need_id", "expert_id"),
+        CheckConstraint(f"status IN ({_in(MATCH_STATUSES)})", name="status"),
+        Index("ix_matches_need_id", "need_id"),
+    )
+
+    def __str__(self) -> str:
+        return f"Mise en relation #{self.id}"

@@ -1,0 +1,1 @@
+"""Test fixtures for mail (being written for issue 3)."""

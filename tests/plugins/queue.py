@@ -1,0 +1,1 @@
+"""Test fixtures for queue (being written for issue 3)."""
