@@ -32,13 +32,29 @@ def tracked_models() -> tuple[type, ...]:
         ExpertSubject,
         Institution,
         InstitutionSubject,
+        Match,
+        Need,
+        Solicitation,
         Subject,
         Theme,
         User,
         Zone,
     )
 
-    return (Institution, Antenne, Expert, InstitutionSubject, ExpertSubject, Zone, Theme, Subject, User)
+    return (
+        Institution,
+        Antenne,
+        Expert,
+        InstitutionSubject,
+        ExpertSubject,
+        Zone,
+        Theme,
+        Subject,
+        User,
+        Solicitation,
+        Need,
+        Match,
+    )
 
 
 @contextmanager
