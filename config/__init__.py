@@ -57,6 +57,10 @@ class Config:
     )
 
     ROUTING_MODE = os.environ.get("ROUTING_MODE", "auto")
+    # Requests from these domains (or full addresses) wait for staff instead of being routed.
+    BLOCKED_EMAIL_DOMAINS = [
+        d.strip().lower() for d in os.environ.get("BLOCKED_EMAIL_DOMAINS", "").split(",") if d.strip()
+    ]
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
     RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
     FORM_MIN_SECONDS = float(os.environ.get("FORM_MIN_SECONDS", "3"))
