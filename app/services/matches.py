@@ -1,0 +1,134 @@
+"""Where each expert stands on a need: the match status machine, and the need's derived status.
+
+The transition table is the reference's (domain §2.1, public pages §4.4), with one addition
+that the reference's interface already offers: a closed match (``done*``) may go back to
+``taking_care``, the « Annuler » of a closure clicked by mistake, so the expert does not have
+to start again from ``quo``.
+
+=====================  ====================================================
+from                   allowed next
+=====================  ====================================================
+quo                    taking_care, not_for_me
+not_for_me             quo (undo the refusal)
+taking_care            done, done_no_help, done_not_reachable, quo (undo)
+done, done_no_help,    taking_care (undo the closure), quo (undo it all)
+done_not_reachable
+=====================  ====================================================
+
+Timestamps (domain §1, matches): ``taken_care_at`` is stamped the first time the expert takes
+the need (``taking_care`` or a ``done*``; a refusal is not taking care) and cleared on the way
+back to ``quo``; ``closed_at`` is stamped on entering a closed status (the three ``done*`` and
+``not_for_me``) and cleared on the way back to ``quo`` or ``taking_care``.
+
+The need's status is stored (lists filter on it) and recomputed here on every change, under a
+row lock on the need: two experts answering the same need at the same moment are serialised,
+so the second one's recomputation sees the first one's answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Match, Need
+from app.models.base import utcnow
+from app.models.requests import MATCH_STATUS_LABELS, MATCH_STATUSES
+from app.services.errors import ServiceError
+
+CLOSED_STATUSES = frozenset({"done", "done_no_help", "done_not_reachable", "not_for_me"})
+TAKEN_CARE_STATUSES = frozenset({"taking_care", "done", "done_no_help", "done_not_reachable"})
+
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "quo": ("taking_care", "not_for_me"),
+    "not_for_me": ("quo",),
+    "taking_care": ("done", "done_no_help", "done_not_reachable", "quo"),
+    "done": ("taking_care", "quo"),
+    "done_no_help": ("taking_care", "quo"),
+    "done_not_reachable": ("taking_care", "quo"),
+}
+
+# Contract §7: the first status that any match has, in this order, is the need's; a need whose
+# matches are all refused (or that has none left) is ``not_for_me``, the team's "refused" basket.
+NEED_STATUS_ORDER = ("done", "done_no_help", "done_not_reachable", "taking_care", "quo")
+
+
+def allowed_transitions(match: Match) -> list[str]:
+    """The statuses the match may move to now, in the order the expert's page offers them."""
+    return list(TRANSITIONS.get(match.status, ()))
+
+
+def derive_need_status(match_statuses: Iterable[str]) -> str:
+    """The need's status for these match statuses (pure, so the rule is tested on its own)."""
+    present = set(match_statuses)
+    for status in NEED_STATUS_ORDER:
+        if status in present:
+            return status
+    return "not_for_me"
+
+
+def recompute_need_status(need: Need) -> str:
+    """Store and return the need's status, read from its matches in the database.
+
+    The statuses are queried rather than taken from ``need.matches``, which may hold a stale
+    copy of a match another expert changed since it was loaded; pending changes of this
+    session are flushed first by autoflush.
+    """
+    statuses = db.session.scalars(select(Match.status).where(Match.need_id == need.id)).all()
+    status = derive_need_status(statuses)
+    if need.status != status:
+        need.status = status
+    return status
+
+
+def _label(status: str) -> str:
+    return MATCH_STATUS_LABELS.get(status, status)
+
+
+def _lock(match: Match) -> Need:
+    """Lock the need, then the match (always in this order, so two changes cannot deadlock),
+    and reload both so the checks below read what is committed now, not what a page showed."""
+    need = db.session.scalars(
+        select(Need).where(Need.id == match.need_id).with_for_update().execution_options(populate_existing=True)
+    ).one()
+    db.session.scalars(
+        select(Match).where(Match.id == match.id).with_for_update().execution_options(populate_existing=True)
+    ).one()
+    return need
+
+
+def change_match_status(match: Match, new_status: str) -> Match:
+    """Move ``match`` to ``new_status`` if the table allows it, stamp its dates, recompute the
+    need's status, and commit. Asking for the current status again (a double click, a form
+    re-posted) changes nothing and is not an error.
+
+    Raises :class:`ServiceError` (French) for an unknown status or a transition the table
+    refuses; the transaction is then rolled back, releasing the locks.
+    """
+    if new_status not in MATCH_STATUSES:
+        raise ServiceError(f"Statut inconnu : « {new_status} ».")
+    need = _lock(match)
+    current = match.status
+    if new_status == current:
+        db.session.commit()
+        return match
+    if new_status not in TRANSITIONS.get(current, ()):
+        db.session.rollback()
+        raise ServiceError(f"Impossible de passer du statut « {_label(current)} » au statut « {_label(new_status)} ».")
+
+    now = utcnow()
+    match.status = new_status
+    if new_status == "quo":
+        match.taken_care_at = None
+        match.closed_at = None
+    else:
+        if new_status in TAKEN_CARE_STATUSES and match.taken_care_at is None:
+            match.taken_care_at = now
+        if new_status in CLOSED_STATUSES:
+            match.closed_at = now
+        else:
+            match.closed_at = None
+    recompute_need_status(need)
+    db.session.commit()
+    return match
