@@ -1,0 +1,371 @@
+"""Submitting, qualifying, routing and cancelling requests (issue 3), on the real territories:
+Lyon 69123 (postal code 69001) lies in département 69, région 84."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+from stdnum import luhn
+
+from app.models import AuditEvent, Company, Contact, Facility, Match, Need, OutboundEmail, Solicitation
+from app.models.base import utcnow
+from app.services import links, solicitations
+from app.services.errors import ServiceError
+from app.services.routing import find_experts
+from app.services.solicitations import (
+    SolicitationInput,
+    cancel_solicitation,
+    qualification_issues,
+    route_solicitation,
+    submit_solicitation,
+)
+from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
+
+LYON = "69123"
+
+
+def siret(n: int) -> str:
+    """A SIRET with a valid Luhn key, distinct for each ``n``."""
+    base = f"{n:013d}"
+    return base + luhn.calc_check_digit(base)
+
+
+def request(**overrides) -> SolicitationInput:
+    values = {
+        "subject_slug": "recrutement",
+        "full_name": "Camille Martin",
+        "email": "camille@boulangerie.example",
+        "phone": "04 72 00 00 00",
+        "siret": siret(1234),
+        "postal_code": "69001",
+        "insee_code": LYON,
+        "description": "Nous cherchons à recruter deux apprentis boulangers pour la rentrée.",
+        "mtm_campaign": "printemps",
+    }
+    return SolicitationInput(**(values | overrides))
+
+
+def _expert(reference: str, subject_slug: str = "recrutement", institution=None, **kwargs):
+    antenne = AntenneFactory(institution=institution or InstitutionFactory())
+    zone(antenne, reference)
+    expert = ExpertFactory(antenne=antenne, **kwargs)
+    offer(expert, subject_slug)
+    return expert
+
+
+@pytest.fixture
+def experts(db):
+    """Two institutions cover Lyon for recruitment (one by département, one national; one has
+    an expert with their own zone elsewhere); others must not receive it."""
+    cci = InstitutionFactory(name="CCI Lyon Métropole")
+    near = _expert("departement:69", institution=cci, full_name="Alice CCI")
+    national = _expert("national", institution=InstitutionFactory(name="Pôle emploi"), full_name="Bruno PE")
+    elsewhere = _expert("departement:13", full_name="Chloé Marseille")
+    other_subject = _expert("departement:69", subject_slug="export", full_name="Denis Export")
+    own_zone_elsewhere = _expert("departement:69", institution=cci, full_name="Eve CCI Ain")
+    zone(own_zone_elsewhere, "departement:01")
+    return {"routed": [near, national], "not_routed": [elsewhere, other_subject, own_zone_elsewhere]}
+
+
+def expert_links(text: str, base_url: str) -> list[str]:
+    return [url for url in re.findall(r"https?://\S+", text) if url.startswith(f"{base_url}/expert/")]
+
+
+def emails() -> dict[str, OutboundEmail]:
+    return {email.key: email for email in OutboundEmail.query.all()}
+
+
+# ---------------------------------------------------------------- auto mode
+
+
+def test_auto_mode_routes_a_clean_request_to_exactly_the_experts_of_the_rule(db, app, experts):
+    solicitation = submit_solicitation(request())
+
+    assert solicitation.status == "processed"
+    assert solicitation.processed_at is not None
+    assert solicitation.qualification_notes == []
+    assert solicitation.company_name == f"Entreprise {solicitation.siret[:9]}"
+    assert solicitation.mtm_campaign == "printemps"
+    need = solicitation.need
+    routed = find_experts(subject("recrutement").id, LYON)
+    assert {m.expert_id for m in need.matches} == {r.expert_id for r in routed} == {e.id for e in experts["routed"]}
+    by_expert = {r.expert_id: r for r in routed}
+    for match in need.matches:
+        assert (match.status, match.zone, match.zone_owner) == (
+            "quo",
+            by_expert[match.expert_id].zone,
+            by_expert[match.expert_id].zone_owner,
+        )
+    assert (need.status, need.subject.slug, need.description) == ("quo", "recrutement", solicitation.description)
+    assert (need.facility.siret, need.facility.commune_code) == (solicitation.siret, LYON)
+    assert need.facility.company.siren == solicitation.siret[:9]
+    assert (need.contact.full_name, need.contact.email, need.contact.phone) == (
+        "Camille Martin",
+        "camille@boulangerie.example",
+        "04 72 00 00 00",
+    )
+
+
+def test_auto_mode_queues_one_confirmation_and_one_email_per_expert(db, app, experts):
+    solicitation = submit_solicitation(request())
+    queued = emails()
+    matches = solicitation.need.matches
+    assert set(queued) == {f"solicitation:{solicitation.id}:confirmation"} | {f"match:{m.id}:new" for m in matches}
+
+    confirmation = queued[f"solicitation:{solicitation.id}:confirmation"]
+    assert confirmation.recipient == "camille@boulangerie.example"
+    assert confirmation.subject == "Confirmation de votre demande « Recruter un ou plusieurs salariés »"
+    for body in (confirmation.body_text, confirmation.body_html):
+        assert "sous 5 jours ouvrés" in body
+        assert "CCI Lyon Métropole" in body and "Pôle emploi" in body
+        assert "Recruter un ou plusieurs salariés" in body
+
+    base_url = app.config["BASE_URL"]
+    for match in matches:
+        email = queued[f"match:{match.id}:new"]
+        assert email.recipient == match.expert.email
+        assert email.subject == "Une entreprise a besoin de vous : Recruter un ou plusieurs salariés"
+        for body in (email.body_text, email.body_html):
+            for expected in (
+                "Recruter un ou plusieurs salariés",
+                "Lyon (69001)",
+                solicitation.company_name,
+                solicitation.siret,
+                "Camille Martin",
+                "camille@boulangerie.example",
+                "04 72 00 00 00",
+                "deux apprentis boulangers",
+            ):
+                assert expected in body, expected
+        [link] = expert_links(email.body_text, base_url)
+        assert links.match_for_token(link.removeprefix(f"{base_url}/expert/")).id == match.id
+        assert f'href="{link}"' in email.body_html
+
+
+def test_the_html_escapes_what_the_business_typed(db, experts):
+    solicitation = submit_solicitation(
+        request(description="<script>alert('x')</script> & un besoin réel de recrutement")
+    )
+    email = OutboundEmail.query.filter(OutboundEmail.key == f"match:{solicitation.need.matches[0].id}:new").one()
+    assert "<script>" not in email.body_html and "&lt;script&gt;" in email.body_html
+    assert "<script>" in email.body_text  # the text part is plain text, shown as typed
+
+
+def test_an_unknown_siret_in_the_registry_still_routes(db, experts, monkeypatch):
+    class Silent:
+        def lookup(self, _siret):
+            return None
+
+    monkeypatch.setattr(solicitations, "get_registry", lambda: Silent())
+    solicitation = submit_solicitation(request())
+    assert solicitation.status == "processed"
+    assert solicitation.company_name is None and solicitation.registry_data is None
+    assert solicitation.need.facility.company.name == f"Entreprise {solicitation.siret[:9]}"
+
+
+def test_a_failing_registry_never_blocks_a_request(db, experts, monkeypatch):
+    class Broken:
+        def lookup(self, _siret):
+            raise TimeoutError("registre injoignable")
+
+    monkeypatch.setattr(solicitations, "get_registry", lambda: Broken())
+    assert submit_solicitation(request()).status == "processed"
+
+
+def test_a_returning_company_and_contact_are_reused(db, experts):
+    first = submit_solicitation(request())
+    second = submit_solicitation(
+        request(subject_slug="recrutement", email="CAMILLE@boulangerie.example", phone="06 00")
+    )
+    # Same SIRET, same subject, first still open: a duplicate, left to staff.
+    assert second.status == "in_progress"
+    cancel_solicitation(second, reason="doublon")
+    first.need.status = "done"
+    db.session.commit()
+    third = submit_solicitation(request(email="CAMILLE@boulangerie.example", phone="06 11 22 33 44"))
+    assert third.status == "processed"
+    assert third.need.facility_id == first.need.facility_id
+    assert third.need.contact_id == first.need.contact_id
+    assert third.need.contact.phone == "06 11 22 33 44"
+    assert db.session.scalar(select(func.count()).select_from(Company)) == 1
+    assert db.session.scalar(select(func.count()).select_from(Facility)) == 1
+    assert db.session.scalar(select(func.count()).select_from(Contact)) == 1
+
+
+def test_the_insee_code_may_be_deduced_when_the_postal_code_has_one_commune(db, experts):
+    solicitation = submit_solicitation(request(insee_code=""))
+    assert solicitation.insee_code == LYON
+
+
+# ---------------------------------------------------------------- all or nothing
+
+
+def test_a_failure_while_routing_stores_nothing(db, experts, monkeypatch):
+    real = solicitations.queue_email
+    calls = {"experts": 0}
+
+    def failing(key, **kwargs):
+        if kwargs["template"] == "match_new":
+            calls["experts"] += 1
+            if calls["experts"] == 2:
+                raise RuntimeError("panne au deuxième expert")
+        return real(key, **kwargs)
+
+    monkeypatch.setattr(solicitations, "queue_email", failing)
+    with pytest.raises(RuntimeError, match="deuxième expert"):
+        submit_solicitation(request())
+
+    assert calls["experts"] == 2
+    for model in (Solicitation, OutboundEmail, Need, Match, Company, Facility, Contact):
+        assert db.session.scalar(select(func.count()).select_from(model)) == 0, model.__name__
+    trail = select(func.count()).where(AuditEvent.object_type.in_(["Solicitation", "Need", "Match"]))
+    assert db.session.scalar(trail) == 0
+    assert "outbox_pending_ids" not in db.session.info
+
+
+# ---------------------------------------------------------------- review mode and qualification
+
+
+def test_review_mode_confirms_and_waits(db, app, experts, monkeypatch):
+    monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
+    solicitation = submit_solicitation(request())
+    assert solicitation.status == "in_progress"
+    assert solicitation.need is None
+    assert solicitation.qualification_notes == [solicitations.REVIEW_MODE_NOTE]
+    assert set(emails()) == {f"solicitation:{solicitation.id}:confirmation"}
+    assert db.session.scalar(select(func.count()).select_from(Match)) == 0
+
+
+def _waits_with(solicitation: Solicitation, fragment: str) -> None:
+    assert solicitation.status == "in_progress"
+    assert solicitation.need is None
+    assert any(fragment in note for note in solicitation.qualification_notes), solicitation.qualification_notes
+    assert qualification_issues(solicitation) == solicitation.qualification_notes
+    # The business is confirmed all the same.
+    assert f"solicitation:{solicitation.id}:confirmation" in emails()
+
+
+def test_duplicate_by_siret_waits(db, experts):
+    first = submit_solicitation(request())
+    second = submit_solicitation(request(email="autre@boulangerie.example"))
+    _waits_with(second, f"Doublon : la demande #{first.id} du même SIRET")
+
+
+def test_duplicate_by_email_waits(db, experts):
+    first = submit_solicitation(request())
+    second = submit_solicitation(request(siret=siret(9999), email="Camille@Boulangerie.example"))
+    _waits_with(second, f"Doublon : la demande #{first.id} de la même adresse électronique")
+
+
+def test_a_request_on_another_subject_or_after_the_first_closed_is_no_duplicate(db, experts):
+    _expert("departement:69", subject_slug="formation")
+    first = submit_solicitation(request())
+    assert submit_solicitation(request(subject_slug="formation")).status == "processed"
+    first.need.status = "done_no_help"
+    db.session.commit()
+    assert submit_solicitation(request()).status == "processed"
+
+
+def test_a_waiting_request_counts_as_open(db, app, experts, monkeypatch):
+    monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
+    first = submit_solicitation(request())
+    monkeypatch.setitem(app.config, "ROUTING_MODE", "auto")
+    _waits_with(submit_solicitation(request()), f"#{first.id}")
+
+
+def test_blocked_domain_waits(db, app, experts, monkeypatch):
+    monkeypatch.setitem(app.config, "BLOCKED_EMAIL_DOMAINS", ["spam.example"])
+    _waits_with(submit_solicitation(request(email="robot@mx.spam.example")), "Adresse bloquée")
+
+
+def test_an_address_cancelled_as_spam_is_blocked(db, app, experts, monkeypatch):
+    monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
+    first = submit_solicitation(request(email="robot@pub.example"))
+    cancel_solicitation(first, reason="spam")
+    monkeypatch.setitem(app.config, "ROUTING_MODE", "auto")
+    _waits_with(submit_solicitation(request(email="ROBOT@pub.example", siret=siret(77))), "abandonnée comme spam")
+
+
+def test_no_expert_waits(db, experts):
+    _waits_with(submit_solicitation(request(subject_slug="cybersecurite")), "Aucun expert trouvé")
+
+
+def test_an_archived_subject_is_refused_on_submit_and_not_routable_later(db, app, experts, monkeypatch):
+    monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
+    solicitation = submit_solicitation(request())
+    recruitment = subject("recrutement")
+    recruitment.archived_at = utcnow()
+    db.session.commit()
+    assert any("archivé" in issue for issue in qualification_issues(solicitation))
+    with pytest.raises(ServiceError, match="archivé"):
+        route_solicitation(solicitation)
+    with pytest.raises(ServiceError, match="n'est plus proposé"):
+        submit_solicitation(request())
+
+
+# ---------------------------------------------------------------- invariants
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"insee_code": "13055"}, "n'a pas le code postal"),
+        ({"postal_code": "00000"}, "n'existe pas"),
+        ({"siret": "1234567890123"}, "14 chiffres"),
+        ({"siret": "1234567890123A"}, "14 chiffres"),
+        ({"subject_slug": "inconnu"}, "Sujet inconnu"),
+        ({"description": "   "}, "obligatoires"),
+        # A postal code of several communes needs the chosen one.
+        ({"postal_code": "01400", "insee_code": ""}, "Choisissez la commune"),
+    ],
+)
+def test_submit_checks_its_invariants_again(db, experts, overrides, message):
+    with pytest.raises(ServiceError, match=message):
+        submit_solicitation(request(**overrides))
+    assert db.session.scalar(select(func.count()).select_from(Solicitation)) == 0
+    assert db.session.scalar(select(func.count()).select_from(OutboundEmail)) == 0
+
+
+# ---------------------------------------------------------------- staff verbs
+
+
+def test_staff_route_a_waiting_request(db, app, experts, admin_user, monkeypatch):
+    monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
+    solicitation = submit_solicitation(request())
+    need = route_solicitation(solicitation, by_user_id=admin_user.id)
+
+    assert solicitation.status == "processed" and solicitation.processed_at is not None
+    assert {m.expert_id for m in need.matches} == {e.id for e in experts["routed"]}
+    assert set(emails()) == {f"solicitation:{solicitation.id}:confirmation"} | {
+        f"match:{m.id}:new" for m in need.matches
+    }
+    event = db.session.scalar(
+        select(AuditEvent).where(AuditEvent.object_type == "Need", AuditEvent.object_id == need.id)
+    )
+    assert (event.user_id, event.actor) == (admin_user.id, admin_user.email)
+
+
+def test_staff_errors_are_french(db, app, experts, monkeypatch):
+    routed = submit_solicitation(request())
+    with pytest.raises(ServiceError, match="déjà été transmise"):
+        route_solicitation(routed)
+    with pytest.raises(ServiceError, match="déjà été transmise"):
+        cancel_solicitation(routed)
+
+    monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
+    canceled = submit_solicitation(request(siret=siret(55), email="x@y.example", subject_slug="export"))
+    cancel_solicitation(canceled, reason="hors sujet")
+    assert canceled.status == "canceled" and canceled.canceled_at is not None
+    assert canceled.qualification_notes[-1] == "Abandonnée : hors sujet"
+    with pytest.raises(ServiceError, match="abandonnée"):
+        route_solicitation(canceled)
+    with pytest.raises(ServiceError, match="déjà abandonnée"):
+        cancel_solicitation(canceled)
+
+    unroutable = submit_solicitation(request(siret=siret(56), email="z@y.example", subject_slug="cybersecurite"))
+    with pytest.raises(ServiceError, match="Aucun expert ne couvre le sujet « Sécuriser mes outils numériques »"):
+        route_solicitation(unroutable)
+    assert unroutable.status == "in_progress"
+    assert db.session.scalar(select(func.count()).select_from(Need)) == 1  # only the first one's
