@@ -212,7 +212,7 @@ def _blocked_reason(email: str) -> str | None:
     for entry in current_app.config.get("BLOCKED_EMAIL_DOMAINS") or ():
         entry = entry.strip().lower()
         if entry and (address == entry or domain == entry or domain.endswith("." + entry)):
-            return f"Adresse bloquée : le domaine « {domain} » est dans la liste des adresses bloquées."
+            return f"Adresse bloquée : « {entry} » est dans la liste des adresses bloquées (BLOCKED_EMAIL_DOMAINS)."
     earlier_notes = db.session.scalars(
         select(Solicitation.qualification_notes).where(
             func.lower(Solicitation.email) == address, Solicitation.status == "canceled"
