@@ -13,7 +13,7 @@ from flask_admin.theme import Bootstrap4Theme
 
 
 def init_app(app: Flask) -> None:
-    from app.admin import imports, routing, views
+    from app.admin import imports, requests, routing, views
     from app.admin.base import SecureIndexView
 
     admin = Admin(
@@ -23,6 +23,7 @@ def init_app(app: Flask) -> None:
         # Full width: the address book lists have many columns.
         theme=Bootstrap4Theme(fluid=True),
     )
+    requests.register(admin)
     views.register(admin)
     imports.register(admin)
     routing.register(admin)

@@ -1,0 +1,413 @@
+"""The back office's request views: solicitations, needs, matches — lists, details, exports,
+access, query counts, and the two solicitation actions through the service verbs."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from flask import current_app
+from sqlalchemy import func, select
+
+from app.models import Match, Need, Solicitation
+from tests.conftest import csrf_token_from, login
+from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
+
+ENDPOINTS = ["solicitation", "need", "match"]
+VILLEURBANNE = ("69266", "69100")
+_sirets = itertools.count(1)
+
+
+def body(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def post_action(client, endpoint: str, action: str, ids: list[int], *, page_url: str | None = None):
+    page = client.get(page_url or f"/admin/{endpoint}/")
+    return client.post(
+        f"/admin/{endpoint}/action/",
+        data={"action": action, "rowid": [str(i) for i in ids], "csrf_token": csrf_token_from(body(page))},
+        follow_redirects=True,
+    )
+
+
+def filter_arg(endpoint: str, name: str) -> str:
+    view = next(v for v in current_app.extensions["pde_admin"]._views if getattr(v, "endpoint", "") == endpoint)
+    return next(key for key, (_i, flt) in view._filter_args.items() if flt.name == name)
+
+
+@pytest.fixture
+def book(db):
+    """Two institutions covering the Rhône for recruitment: every routed need gets two matches."""
+    experts = []
+    for name, expert_name in (("CCI Lyon Métropole", "Camille Martin"), ("France Travail", "Dominique Petit")):
+        antenne = AntenneFactory(institution=InstitutionFactory(name=name), name=f"{name} — Rhône")
+        zone(antenne, "departement:69")
+        expert = ExpertFactory(antenne=antenne, full_name=expert_name)
+        offer(expert, "recrutement")
+        experts.append(expert)
+    return experts
+
+
+def make_solicitation(db, *, full_name: str = "Alix Durand", status: str = "in_progress", **fields) -> Solicitation:
+    n = next(_sirets)
+    solicitation = Solicitation(
+        subject=subject("recrutement"),
+        status=status,
+        full_name=full_name,
+        email=f"alix{n}@boulangerie.example",
+        phone="0472000000",
+        siret=f"{n:09d}00012",
+        postal_code=VILLEURBANNE[1],
+        insee_code=VILLEURBANNE[0],
+        description="Nous cherchons à recruter deux apprentis boulangers.",
+        company_name=f"Boulangerie {n}",
+        qualification_notes=["Mode revue : toute demande attend l'équipe."],
+        mtm_campaign="printemps-2026",
+        **fields,
+    )
+    db.session.add(solicitation)
+    db.session.commit()
+    return solicitation
+
+
+def make_routed(db, count: int) -> list[Need]:
+    """``count`` solicitations sent to the experts through the service, as staff would."""
+    from app.services.solicitations import route_solicitation
+
+    return [route_solicitation(make_solicitation(db, full_name="Claude Bernard")) for _ in range(count)]
+
+
+# ---------------------------------------------------------------- access
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_anonymous_visitors_are_sent_to_the_login_page(client, endpoint):
+    for url in (f"/admin/{endpoint}/", f"/admin/{endpoint}/export/csv/", f"/admin/{endpoint}/details/?id=1"):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/connexion")
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_referents_are_refused(client, db, endpoint):
+    from app.services.users import create_user
+
+    institution = InstitutionFactory(slug="bpi")
+    create_user(
+        "referent@bpi.example", role="referent", institution_slug=institution.slug, password="motdepasse-tres-long"
+    )
+    assert login(client, "referent@bpi.example").status_code == 302
+    assert client.get(f"/admin/{endpoint}/").status_code == 403
+    assert client.get(f"/admin/{endpoint}/export/csv/").status_code == 403
+    assert client.post(f"/admin/{endpoint}/action/", data={"action": "abandonner", "rowid": "1"}).status_code in (
+        400,
+        403,
+    )
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_the_views_are_read_only(admin_client, db, endpoint):
+    assert admin_client.get(f"/admin/{endpoint}/new/").status_code == 302
+    assert admin_client.get(f"/admin/{endpoint}/edit/?id=1").status_code == 302
+
+
+def test_the_menu_groups_the_views_under_demandes(admin_client):
+    page = body(admin_client.get("/admin/"))
+    for label in ("Demandes", "Sollicitations", "Besoins", "Mises en relation"):
+        assert label in page
+
+
+# ---------------------------------------------------------------- lists
+
+
+def test_the_solicitation_list_shows_what_came_in(admin_client, db, book):
+    make_solicitation(db, full_name="Alix Durand")
+    make_routed(db, 1)
+    page = body(admin_client.get("/admin/solicitation/"))
+    for text in (
+        "Alix Durand",
+        "@boulangerie.example",
+        "Villeurbanne (69266)",
+        "Recruter",
+        "À qualifier",
+        "Transmise",
+        "Mode revue",
+        "printemps-2026",
+        "Transmettre aux experts",
+        "Abandonner",
+    ):
+        assert text in page, text
+    assert 'name="search"' in page
+    for label in ("Statut", "Sujet", "Date"):
+        assert label in page
+
+
+def test_solicitation_search_and_filters(admin_client, db, book):
+    kept = make_solicitation(db, full_name="Alix Durand")
+    other = make_solicitation(db, full_name="Bastien Morel")
+    for query in ("durand", kept.email, kept.siret, kept.company_name):
+        page = body(admin_client.get("/admin/solicitation/", query_string={"search": query}))
+        assert "Alix Durand" in page and "Bastien Morel" not in page, query
+    make_routed(db, 1)
+    page = body(admin_client.get(f"/admin/solicitation/?flt0_{filter_arg('solicitation', 'Statut')}=processed"))
+    assert "Alix Durand" not in page and "Bastien Morel" not in page and "Transmise" in page
+    recruit = subject("recrutement").id
+    page = body(admin_client.get(f"/admin/solicitation/?flt0_{filter_arg('solicitation', 'Sujet')}={recruit}"))
+    assert "Alix Durand" in page and "Bastien Morel" in page
+    assert other.id
+
+
+def test_the_need_list_counts_matches(admin_client, db, book):
+    from app.services.matches import change_match_status
+
+    need = make_routed(db, 1)[0]
+    change_match_status(need.matches[0], "taking_care")
+    response = admin_client.get("/admin/need/")
+    assert response.status_code == 200
+    page = body(response)
+    for text in ("Recruter", need.facility.company.name, "Villeurbanne (69266)", "Prise en charge"):
+        assert text in page, text
+    text = body(admin_client.get("/admin/need/export/csv/"))
+    header, row = text.splitlines()[:2]
+    assert header.startswith("Date,Sujet,Entreprise,SIRET,Commune,Statut,Mises en relation,Dont positives")
+    assert ",Prise en charge,2,1," in row
+    arg = filter_arg("need", "Statut")
+    assert need.facility.company.name in body(admin_client.get(f"/admin/need/?flt0_{arg}=taking_care"))
+    assert need.facility.company.name not in body(admin_client.get(f"/admin/need/?flt0_{arg}=done"))
+
+
+def test_the_match_list_shows_experts_and_why(admin_client, db, book):
+    need = make_routed(db, 1)[0]
+    page = body(admin_client.get("/admin/match/"))
+    for text in (
+        "Camille Martin",
+        "Dominique Petit",
+        "CCI Lyon Métropole",
+        "France Travail",
+        "departement:69, zone de l&#39;antenne",
+        "En attente",
+        need.facility.company.name,
+        "Recruter",
+    ):
+        assert text in page, text
+    institution_id = book[0].antenne.institution_id
+    page = body(admin_client.get(f"/admin/match/?flt0_{filter_arg('match', 'Institution')}={institution_id}"))
+    assert "Camille Martin" in page and "Dominique Petit" not in page
+    page = body(admin_client.get(f"/admin/match/?flt0_{filter_arg('match', 'Statut')}=done"))
+    assert "Camille Martin" not in page
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "header", "row"),
+    [
+        (
+            "solicitation",
+            "Date,Sujet,Nom,Email,Téléphone,SIRET,Entreprise,Code postal,Commune,Statut,Points à vérifier,Campagne",
+            "Villeurbanne (69266),Transmise,Mode revue : toute demande attend l'équipe.,printemps-2026,",
+        ),
+        ("need", "Date,Sujet,Entreprise,SIRET,Commune,Statut", "Villeurbanne (69266),En attente,2,0"),
+        (
+            "match",
+            "Date,Sujet du besoin,Entreprise,Expert,Institution,Statut,Entrée de zone",
+            'Camille Martin,CCI Lyon Métropole,En attente,"departement:69, zone de l\'antenne"',
+        ),
+    ],
+)
+def test_csv_exports(admin_client, db, book, endpoint, header, row):
+    make_routed(db, 1)
+    response = admin_client.get(f"/admin/{endpoint}/export/csv/")
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    text = body(response)
+    assert text.splitlines()[0].startswith(header)
+    assert row in text
+
+
+# ---------------------------------------------------------------- details
+
+
+def test_solicitation_details_link_to_the_need(admin_client, db, book):
+    need = make_routed(db, 1)[0]
+    solicitation = need.solicitation
+    response = admin_client.get(f"/admin/solicitation/details/?id={solicitation.id}")
+    assert response.status_code == 200
+    page = body(response)
+    for text in (
+        solicitation.full_name,
+        solicitation.phone,
+        "Nous cherchons à recruter",
+        "Transmise le",
+        f'href="/admin/need/details/?id={need.id}"',
+        "Historique des modifications",
+    ):
+        assert text in page, text
+    # Already sent: the page offers no action on it.
+    assert 'value="transmettre"' not in page
+
+
+def test_waiting_solicitation_details_offer_the_actions(admin_client, db, book):
+    solicitation = make_solicitation(db)
+    page = body(admin_client.get(f"/admin/solicitation/details/?id={solicitation.id}"))
+    assert "Pas encore" in page
+    assert "Mode revue : toute demande attend l&#39;équipe." in page
+    assert 'value="transmettre"' in page and 'value="abandonner"' in page
+
+
+def test_need_details_show_its_matches(admin_client, db, book):
+    need = make_routed(db, 1)[0]
+    response = admin_client.get(f"/admin/need/details/?id={need.id}")
+    assert response.status_code == 200
+    page = body(response)
+    for text in (
+        "Camille Martin",
+        "CCI Lyon Métropole — Rhône",
+        "France Travail",
+        "En attente",
+        "departement:69, zone de l&#39;antenne",
+        "Prise en charge le",
+        need.contact.email,
+        f'href="/admin/solicitation/details/?id={need.solicitation_id}"',
+        f'href="/admin/match/details/?id={need.matches[0].id}"',
+    ):
+        assert text in page, text
+
+
+def test_match_details_render(admin_client, db, book):
+    match = make_routed(db, 1)[0].matches[0]
+    response = admin_client.get(f"/admin/match/details/?id={match.id}")
+    assert response.status_code == 200
+    page = body(response)
+    assert f'href="/admin/need/details/?id={match.need_id}"' in page
+    assert "Villeurbanne (69266)" in page and "Historique des modifications" in page
+
+
+def test_unknown_records_are_404(admin_client, db):
+    for endpoint in ENDPOINTS:
+        assert admin_client.get(f"/admin/{endpoint}/details/?id=999999").status_code == 404
+        assert admin_client.get(f"/admin/{endpoint}/details/?id=abc").status_code == 404
+
+
+# ---------------------------------------------------------------- actions
+
+
+def test_transmettre_routes_a_waiting_solicitation(admin_client, db, book, admin_user):
+    solicitation = make_solicitation(db)
+    response = post_action(admin_client, "solicitation", "transmettre", [solicitation.id])
+    assert response.status_code == 200
+    assert "1 demande(s) transmise(s) aux experts." in body(response)
+    db.session.expire_all()
+    solicitation = db.session.get(Solicitation, solicitation.id)
+    assert solicitation.status == "processed"
+    assert {m.expert_id for m in solicitation.need.matches} == {expert.id for expert in book}
+    # The audit trail names the staff member who sent it.
+    page = body(admin_client.get(f"/admin/solicitation/details/?id={solicitation.id}"))
+    assert admin_user.email in page
+
+
+def test_transmettre_from_the_details_page(admin_client, db, book):
+    solicitation = make_solicitation(db)
+    url = f"/admin/solicitation/details/?id={solicitation.id}"
+    page = admin_client.get(url)
+    response = admin_client.post(
+        "/admin/solicitation/action/",
+        data={
+            "action": "transmettre",
+            "rowid": str(solicitation.id),
+            "url": url,
+            "csrf_token": csrf_token_from(body(page)),
+        },
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(url)
+    db.session.expire_all()
+    assert db.session.get(Solicitation, solicitation.id).status == "processed"
+
+
+def test_transmettre_refuses_a_canceled_solicitation_in_french(admin_client, db, book):
+    solicitation = make_solicitation(db, status="canceled")
+    response = post_action(admin_client, "solicitation", "transmettre", [solicitation.id])
+    assert response.status_code == 200
+    assert "a été abandonnée : elle ne peut plus être transmise" in body(response)
+    assert "transmise(s) aux experts" not in body(response)
+    db.session.expire_all()
+    assert db.session.get(Solicitation, solicitation.id).status == "canceled"
+    assert db.session.scalar(select(func.count(Need.id))) == 0
+    assert db.session.scalar(select(func.count(Match.id))) == 0
+
+
+def test_transmettre_without_expert_changes_nothing(admin_client, db):
+    solicitation = make_solicitation(db)
+    response = post_action(admin_client, "solicitation", "transmettre", [solicitation.id])
+    assert "Aucun expert ne couvre le sujet" in body(response)
+    db.session.expire_all()
+    assert db.session.get(Solicitation, solicitation.id).status == "in_progress"
+    assert db.session.scalar(select(func.count(Need.id))) == 0
+
+
+def test_one_refusal_does_not_stop_the_others(admin_client, db, book):
+    waiting = make_solicitation(db)
+    canceled = make_solicitation(db, status="canceled")
+    page = body(post_action(admin_client, "solicitation", "transmettre", [waiting.id, canceled.id]))
+    assert "1 demande(s) transmise(s) aux experts." in page
+    assert "ne peut plus être transmise" in page
+    db.session.expire_all()
+    assert db.session.get(Solicitation, waiting.id).status == "processed"
+
+
+def test_abandonner_cancels_a_waiting_solicitation(admin_client, db, book):
+    solicitation = make_solicitation(db)
+    response = post_action(admin_client, "solicitation", "abandonner", [solicitation.id])
+    assert "1 demande(s) abandonnée(s)." in body(response)
+    db.session.expire_all()
+    solicitation = db.session.get(Solicitation, solicitation.id)
+    assert solicitation.status == "canceled"
+    assert solicitation.canceled_at is not None
+    assert db.session.scalar(select(func.count(Need.id))) == 0
+    # A sent one cannot be abandoned: the message says why.
+    need = make_routed(db, 1)[0]
+    response = post_action(admin_client, "solicitation", "abandonner", [need.solicitation_id])
+    assert "a déjà été transmise aux experts" in body(response)
+    db.session.expire_all()
+    assert db.session.get(Solicitation, need.solicitation_id).status == "processed"
+
+
+def test_abandonner_comme_spam_keeps_the_reason(admin_client, db, book):
+    solicitation = make_solicitation(db)
+    response = post_action(admin_client, "solicitation", "spam", [solicitation.id])
+    assert "abandonnée(s) comme spam" in body(response)
+    db.session.expire_all()
+    assert db.session.get(Solicitation, solicitation.id).qualification_notes[-1] == "Abandonnée : spam"
+
+
+def test_an_action_without_csrf_token_is_refused(admin_client, db, book):
+    solicitation = make_solicitation(db)
+    response = admin_client.post(
+        "/admin/solicitation/action/", data={"action": "abandonner", "rowid": str(solicitation.id)}
+    )
+    assert response.status_code == 400
+    db.session.expire_all()
+    assert db.session.get(Solicitation, solicitation.id).status == "in_progress"
+
+
+# ---------------------------------------------------------------- query counts
+
+
+def _queries_for(client, count_queries, url: str) -> int:
+    with count_queries() as counter:
+        response = client.get(url)
+        assert response.status_code == 200
+        body(response)  # exports stream: count the queries of the whole body
+    return counter.count
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("suffix", ["", "export/csv/"])
+def test_lists_and_exports_do_not_query_per_row(admin_client, db, book, count_queries, endpoint, suffix):
+    make_routed(db, 3)
+    make_solicitation(db)
+    few = _queries_for(admin_client, count_queries, f"/admin/{endpoint}/{suffix}")
+    make_routed(db, 17)
+    make_solicitation(db)
+    many = _queries_for(admin_client, count_queries, f"/admin/{endpoint}/{suffix}")
+    assert few == many
