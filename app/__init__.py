@@ -48,6 +48,10 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
 
     app.register_blueprint(public_bp)
 
+    from app.experts import bp as experts_bp
+
+    app.register_blueprint(experts_bp)
+
     from app.admin import init_app as init_admin
 
     init_admin(app)

@@ -1,0 +1,163 @@
+"""The expert's page: one need, opened from the signed link of the expert's email (contract §6).
+
+No account and no password: the token in the URL is the credential, so every response says
+not to send it on (``Referrer-Policy``), not to keep it (``Cache-Control``) and not to index it.
+A token that is tampered with, expired or revoked gets a French page that shows nothing of the
+need. Status changes go through ``services.matches``; this module only turns them into pages.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import format_datetime
+from flask_wtf.csrf import CSRFError
+from itsdangerous import SignatureExpired
+from werkzeug.exceptions import TooManyRequests
+
+from app.extensions import db, limiter
+from app.models import Match
+from app.models.requests import MATCH_STATUS_LABELS, NEED_STATUS_LABELS
+from app.services.audit import acting_as
+from app.services.errors import ServiceError
+from app.services.links import LinkError, match_for_token
+from app.services.matches import allowed_transitions, change_match_status
+
+bp = Blueprint("experts", __name__, url_prefix="/expert")
+# Guessing tokens is hopeless (they are signed), but a link pasted in a script should not be
+# able to hammer the database either. Applies only when RATELIMIT_ENABLED.
+limiter.limit("60 per minute")(bp)
+
+# What the expert clicks to reach each status, when it is a step forward.
+ACTION_LABELS = {
+    "taking_care": "Je prends en charge",
+    "done": "Aide proposée",
+    "done_no_help": "Pas d'aide disponible",
+    "done_not_reachable": "Entreprise injoignable",
+    "not_for_me": "Ce n'est pas pour moi",
+}
+# What each closure means, shown under its button (public pages §4.4).
+ACTION_HINTS = {
+    "done": "Après l'échange, un conseil, un accompagnement ou une aide financière a pu être proposé.",
+    "done_no_help": "Après l'échange, mon institution ne peut pas accompagner l'entreprise.",
+    "done_not_reachable": "Le dirigeant ne répond pas, mais il a mes coordonnées pour me rappeler.",
+}
+DONE_STATUSES = ("done", "done_no_help", "done_not_reachable")
+STATUS_BADGES = {
+    "quo": "new",
+    "taking_care": "info",
+    "done": "success",
+    "done_no_help": "warning",
+    "done_not_reachable": "warning",
+    "not_for_me": "error",
+}
+
+
+def _button(current: str, target: str) -> dict[str, str]:
+    """A form's button: undoing is named after what it undoes, so each label says what happens."""
+    if target == "quo":
+        label = "Annuler mon refus" if current == "not_for_me" else "Annuler ma prise en charge"
+        return {"status": target, "label": label, "kind": "undo"}
+    if target == "taking_care" and current in DONE_STATUSES:
+        return {"status": target, "label": "Annuler la clôture", "kind": "undo"}
+    kind = "close" if target in DONE_STATUSES else ("decline" if target == "not_for_me" else "take")
+    return {"status": target, "label": ACTION_LABELS[target], "kind": kind, "hint": ACTION_HINTS.get(target, "")}
+
+
+def _tel_href(phone: str) -> str:
+    """``tel:`` wants an international number; keep the typed digits when it cannot be parsed."""
+    try:
+        number = phonenumbers.parse(phone, "FR")
+    except phonenumbers.NumberParseException:
+        return "tel:" + "".join(ch for ch in phone if ch.isdigit() or ch == "+")
+    return "tel:" + phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _postal_code(match: Match) -> str:
+    """The postal code the business typed, else the commune's first one."""
+    need = match.need
+    if need.solicitation is not None and need.solicitation.postal_code:
+        return need.solicitation.postal_code
+    codes = need.facility.commune.postal_codes
+    return codes[0].postal_code if codes else ""
+
+
+def _render(token: str, match: Match, *, error: str | None = None):
+    need = match.need
+    buttons = [_button(match.status, target) for target in allowed_transitions(match)]
+    return render_template(
+        "experts/need.html",
+        token=token,
+        match=match,
+        need=need,
+        company=need.facility.company,
+        facility=need.facility,
+        commune=need.facility.commune,
+        postal_code=_postal_code(match),
+        contact=need.contact,
+        tel_href=_tel_href(need.contact.phone),
+        received_at=format_datetime(match.created_at, "d MMMM y 'à' HH'h'mm"),
+        others=[other for other in need.matches if other.id != match.id],
+        buttons=[b for b in buttons if b["kind"] != "undo"],
+        undo_buttons=[b for b in buttons if b["kind"] == "undo"],
+        status_labels=MATCH_STATUS_LABELS,
+        need_status_label=NEED_STATUS_LABELS[need.status],
+        badges=STATUS_BADGES,
+        error=error,
+    )
+
+
+def _link_error(error: LinkError):
+    """404 for a link that never was or no longer is valid, 410 for one that has expired."""
+    if isinstance(error.__context__, SignatureExpired):  # links.py raises "from None" but keeps the context
+        title, status = "Ce lien a expiré", 410
+    elif error.__context__ is not None:
+        title, status = "Ce lien n'est pas valide", 404
+    else:
+        title, status = "Ce lien n'est plus actif", 404
+    return render_template("experts/link_error.html", title=title, message=str(error)), status
+
+
+@bp.after_request
+def _private(response):
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+@bp.errorhandler(CSRFError)
+def _stale_form(_error):
+    message = (
+        "Votre réponse n'a pas été enregistrée : la page était ouverte depuis trop longtemps. "
+        "Rechargez la page, puis cliquez de nouveau."
+    )
+    return render_template(
+        "experts/link_error.html", title="Réponse non enregistrée", message=message, retry_url=request.path
+    ), 400
+
+
+@bp.errorhandler(TooManyRequests)
+def _too_many(_error):
+    message = "Trop de demandes en peu de temps depuis votre connexion. Patientez une minute, puis rechargez la page."
+    return render_template("experts/link_error.html", title="Merci de patienter", message=message), 429
+
+
+@bp.route("/<token>", methods=["GET", "POST"])
+def need_page(token: str):
+    try:
+        match = match_for_token(token)
+    except LinkError as error:
+        return _link_error(error)
+    if request.method == "GET":
+        return _render(token, match)
+
+    new_status = request.form.get("status", "")
+    try:
+        with acting_as(f"expert {match.expert.email} (lien)"):
+            change_match_status(match, new_status)
+    except ServiceError as error:
+        db.session.rollback()
+        return _render(token, match, error=str(error)), 422
+    flash(f"C'est enregistré : votre statut est maintenant « {MATCH_STATUS_LABELS[match.status]} ».", "info")
+    return redirect(url_for(".need_page", token=token), 303)
