@@ -64,6 +64,10 @@ class Config:
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
     RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
     FORM_MIN_SECONDS = float(os.environ.get("FORM_MIN_SECONDS", "3"))
+    # Posts of the public form per client address (Flask-Limiter syntax).
+    PUBLIC_FORM_RATE_LIMIT = os.environ.get("PUBLIC_FORM_RATE_LIMIT", "5 per minute; 20 per hour")
+    # Ask DNS whether the email's domain receives mail (needs network: off by default).
+    EMAIL_CHECK_DELIVERABILITY = _bool("EMAIL_CHECK_DELIVERABILITY", False)
     INBOUND_EMAIL_DOMAIN = os.environ.get("INBOUND_EMAIL_DOMAIN") or None
 
     JDMA_URL = os.environ.get("JDMA_URL", "https://jedonnemonavis.numerique.gouv.fr/Demarches/0000?button=0000")

@@ -1,0 +1,175 @@
+"""Public pages (no account): the catalog, one request form per subject, its confirmation,
+and the health check. Views only translate HTTP to the services and back (contract §5)."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from flask import current_app, jsonify, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import select, text
+from werkzeug.exceptions import NotFound
+
+from app.extensions import db, limiter
+from app.models import Subject, Theme
+from app.public import bp
+from app.public.forms import BOT_MESSAGE, SolicitationForm, sign_served_at
+from app.services.errors import ServiceError
+from app.services.validation import clean_tracking
+
+log = logging.getLogger(__name__)
+
+TRACKING_PARAMS = ("mtm_campaign", "mtm_kwd", "mtm_source")
+
+
+def _form_rate_limit() -> str:
+    return current_app.config.get("PUBLIC_FORM_RATE_LIMIT") or "5 per minute; 20 per hour"
+
+
+# ---------------------------------------------------------------- catalog
+
+
+@bp.route("/")
+def index():
+    themes = db.session.scalars(
+        select(Theme).where(Theme.archived_at.is_(None)).order_by(Theme.position, Theme.label)
+    ).all()
+    subjects = db.session.scalars(
+        select(Subject).where(Subject.archived_at.is_(None)).order_by(Subject.position, Subject.label)
+    ).all()
+    by_theme: dict[int, list[Subject]] = {}
+    for subject in subjects:
+        by_theme.setdefault(subject.theme_id, []).append(subject)
+    return render_template("public/index.html", themes=themes, by_theme=by_theme)
+
+
+def _offered_subject(slug: str) -> Subject:
+    """The subject of a form, while it is offered (neither it nor its theme archived)."""
+    subject = db.session.scalar(select(Subject).where(Subject.slug == slug))
+    if subject is None or subject.is_archived or subject.theme.archived_at is not None:
+        raise NotFound()
+    return subject
+
+
+# ---------------------------------------------------------------- the request form
+
+
+def _tracking() -> dict[str, str]:
+    """Campaign parameters of the page's address, kept through the form's action URL."""
+    values = {name: clean_tracking(request.args.get(name)) for name in TRACKING_PARAMS}
+    return {name: value for name, value in values.items() if value}
+
+
+def _render_form(subject: Subject, form: SolicitationForm, *, status: int = 200, general_errors=()):
+    tracking = _tracking()
+    return render_template(
+        "public/request_form.html",
+        subject=subject,
+        form=form,
+        action=url_for("public.request_form", subject_slug=subject.slug, **tracking),
+        general_errors=list(general_errors),
+    ), status
+
+
+@bp.route("/demande/<subject_slug>", methods=["GET", "POST"])
+@limiter.limit(_form_rate_limit, methods=["POST"])
+def request_form(subject_slug: str):
+    subject = _offered_subject(subject_slug)
+    form = SolicitationForm()
+    if request.method == "GET":
+        form.served_at.data = sign_served_at(subject.slug)
+        return _render_form(subject, form)
+
+    if form.looks_like_a_bot(subject.slug):
+        log.info("Formulaire public : envoi refusé (piège à robots) pour le sujet %s", subject.slug)
+        form.telecopie.data = ""
+        form.served_at.data = sign_served_at(subject.slug)
+        return _render_form(subject, form, status=422, general_errors=[BOT_MESSAGE])
+
+    if not form.validate():
+        form.telecopie.data = ""
+        return _render_form(subject, form, status=422)
+
+    from app.services.solicitations import SolicitationInput, submit_solicitation
+
+    values = form.cleaned.values
+    try:
+        submit_solicitation(SolicitationInput(subject_slug=subject.slug, **values, **_tracking()))
+    except ServiceError as error:
+        return _render_form(subject, form, status=422, general_errors=[str(error)])
+    # 303: the browser follows with a GET, so reloading the confirmation does not post again.
+    return redirect(url_for("public.confirmation", subject_slug=subject.slug), 303)
+
+
+@bp.route("/demande/<subject_slug>/merci")
+def confirmation(subject_slug: str):
+    """What happens next. Nothing personal in the address: only the subject."""
+    subject = _offered_subject(subject_slug)
+    jdma_url = current_app.config.get("JDMA_URL") or ""
+    parts = urlsplit(jdma_url)
+    jdma_image = f"{parts.scheme}://{parts.netloc}/static/bouton-bleu.svg" if parts.netloc else None
+    return render_template("public/confirmation.html", subject=subject, jdma_url=jdma_url, jdma_image=jdma_image)
+
+
+# ---------------------------------------------------------------- errors, in French
+
+
+def _error_page(status: int, title: str, message: str, *, back_to_form: str | None = None):
+    return render_template(
+        "public/error.html", status=status, title=title, message=message, back_to_form=back_to_form
+    ), status
+
+
+@bp.errorhandler(404)
+def not_found(_error):
+    return _error_page(
+        404,
+        "Page introuvable",
+        "Cette page n'existe pas ou n'est plus proposée. Choisissez un sujet sur la page d'accueil.",
+    )
+
+
+@bp.errorhandler(429)
+def too_many_requests(_error):
+    return _error_page(
+        429,
+        "Trop de demandes envoyées",
+        "Vous avez envoyé beaucoup de demandes en peu de temps depuis cette connexion. "
+        "Patientez quelques minutes avant de réessayer.",
+        back_to_form=request.path if request.endpoint == "public.request_form" else None,
+    )
+
+
+@bp.errorhandler(CSRFError)
+def csrf_error(_error):
+    return _error_page(
+        400,
+        "Formulaire expiré",
+        "Ce formulaire a expiré ou a été ouvert dans une autre session. "
+        "Rechargez le formulaire, puis envoyez votre demande à nouveau.",
+        back_to_form=request.full_path.rstrip("?") if request.endpoint == "public.request_form" else None,
+    )
+
+
+# ---------------------------------------------------------------- health
+
+
+@bp.route("/healthz")
+def healthz():
+    from app.extensions import rq
+
+    checks: dict[str, str] = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception:  # noqa: BLE001 - any failure means "down" to the load balancer
+        db.session.rollback()
+        checks["database"] = "down"
+    try:
+        rq.queue.connection.ping()
+        checks["queue"] = "ok"
+    except Exception:  # noqa: BLE001
+        checks["queue"] = "down"
+    healthy = all(value == "ok" for value in checks.values())
+    return jsonify(status="ok" if healthy else "down", **checks), 200 if healthy else 503
