@@ -1,1 +1,114 @@
-"""Test fixtures for queue (being written for issue 3)."""
+"""A real Redis for the tests, apps whose jobs go through it, and a real RQ worker to run them.
+
+Fixtures:
+
+- ``redis_url``: Redis database 14 on 127.0.0.1:6379, emptied before and after the test.
+  Without Redis the test is skipped on a laptop and fails in CI (``CI=true``).
+- ``make_redis_app(**overrides)``: builds an app (test database) whose jobs are enqueued in that
+  Redis (``RQ_ASYNC=True``) instead of running inline.
+- ``worker_app``: the usual end-to-end app: Redis queues, real SMTP (``smtp_server``), test
+  email templates. Cause something, commit, then ``run_worker(worker_app)``; the emails are in
+  ``smtp_server.messages``.
+- ``run_worker(app, queues=None)``: runs a real RQ worker in burst mode on the app's queues
+  until they are empty, and returns it; ``.succeeded`` and ``.failed`` list the ids of the jobs
+  it ran (``email-<id>`` for deliveries).
+
+The worker is RQ's ``SimpleWorker`` in this process, inside the app's context: real Redis,
+real job serialisation, the same ``FlaskJob`` class. ``flask rq worker`` in production uses
+Flask-RQ's ``FlaskSubprocessWorker``, which runs each job in a ``flask rq work-horse``
+subprocess rebuilt from the environment and so cannot see a test's settings; one test
+(``test_outbox.py``) runs that real command against the test database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import redis
+from rq import SimpleWorker
+
+from tests.plugins.mail import add_test_templates, smtp_settings
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def _flush(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+        return True
+    except redis.exceptions.ConnectionError:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_url():
+    if not _flush(TEST_REDIS_URL):
+        if IN_CI:
+            pytest.fail(f"CI=true mais Redis ne répond pas ({TEST_REDIS_URL}) : les tests de file d'attente l'exigent.")
+        pytest.skip(f"Redis absent sur ce poste ({TEST_REDIS_URL})")
+    yield TEST_REDIS_URL
+    _flush(TEST_REDIS_URL)
+
+
+def redis_settings(url: str) -> dict:
+    """Settings sending jobs to the Redis at ``url`` (what ``REDIS_URL`` does in production)."""
+    return {"REDIS_URL": url, "RQ_CONNECTION": url, "RQ_CONNECTION_CLASS": "redis.Redis", "RQ_ASYNC": True}
+
+
+@pytest.fixture
+def make_redis_app(make_app, redis_url):
+    def build(**overrides):
+        built = make_app(**{**redis_settings(redis_url), **overrides})
+        add_test_templates(built)
+        return built
+
+    return build
+
+
+@pytest.fixture
+def worker_app(make_redis_app, smtp_server):
+    return make_redis_app(**smtp_settings(smtp_server))
+
+
+class CountingWorker(SimpleWorker):
+    """RQ's in-process worker, remembering which jobs it ran (RQ keeps its counters in Redis only)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.succeeded: list[str] = []
+        self.failed: list[str] = []
+
+    def handle_job_success(self, job, queue, *args, **kwargs):
+        self.succeeded.append(job.id)
+        return super().handle_job_success(job, queue, *args, **kwargs)
+
+    def handle_job_failure(self, job, queue, *args, **kwargs):
+        self.failed.append(job.id)
+        return super().handle_job_failure(job, queue, *args, **kwargs)
+
+
+def work(flask_app, queues: list[str] | None = None) -> CountingWorker:
+    """Run a burst RQ worker on ``flask_app``'s queues (all of them by default) until they are empty."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with flask_app.app_context():
+        extension = flask_app.extensions["rq"]
+        chosen = [extension.get_queue(name) for name in (queues or flask_app.config["RQ_QUEUES"])]
+        worker = CountingWorker(chosen, connection=chosen[0].connection, job_class=chosen[0].job_class)
+        try:
+            worker.work(burst=True, logging_level="WARNING")
+        finally:
+            # The worker installs its own SIGINT/SIGTERM handlers; give pytest its own back.
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return worker
+
+
+@pytest.fixture
+def run_worker():
+    return work

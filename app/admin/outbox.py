@@ -1,0 +1,105 @@
+"""« Courriels »: the outbox in the back office (menu « Suivi »).
+
+Staff see every email the service wrote, whether it left and why not; the only write is
+« Renvoyer », through ``services.outbox.resend_email``. Rows are never created, edited or
+deleted here: the outbox is the service's record of what it sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_admin import Admin
+from flask_admin.actions import action
+from flask_admin.contrib.sqla.filters import FilterEqual
+from markupsafe import Markup, escape
+
+from app.admin.base import SecureModelView
+from app.extensions import db
+from app.models import OutboundEmail
+from app.models.outbox import EMAIL_STATE_LABELS
+
+STATE_CHOICES = list(EMAIL_STATE_LABELS.items())
+ERROR_PREVIEW = 140
+
+
+def _state_label(_view: Any, _context: Any, email: OutboundEmail, _name: str) -> str:
+    from app.services.outbox import LOGGED_ONLY
+
+    if email.state == "sent" and email.last_error == LOGGED_ONLY:
+        return "Journalisé, non envoyé"
+    return EMAIL_STATE_LABELS.get(email.state, email.state)
+
+
+def _error_preview(_view: Any, _context: Any, email: OutboundEmail, _name: str) -> str:
+    error = email.last_error or ""
+    return error if len(error) <= ERROR_PREVIEW else error[: ERROR_PREVIEW - 1] + "…"
+
+
+def _preformatted(_view: Any, _context: Any, email: OutboundEmail, name: str) -> Markup:
+    return Markup('<pre style="white-space:pre-wrap">{}</pre>').format(escape(getattr(email, name) or ""))
+
+
+class OutboundEmailView(SecureModelView):
+    can_create = False
+    can_edit = False
+    can_delete = False
+    details_template = "admin/outbox_details.html"
+
+    column_list = ["created_at", "recipient", "subject", "state", "attempts", "last_error", "sent_at"]
+    column_details_list = [
+        "key",
+        "message_id",
+        "recipient",
+        "reply_to",
+        "subject",
+        "state",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "sent_at",
+        "created_at",
+        "body_text",
+    ]
+    column_export_list = [
+        "created_at",
+        "key",
+        "recipient",
+        "subject",
+        "state",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "sent_at",
+    ]
+    column_labels = {
+        "created_at": "Écrit le",
+        "key": "Clé d'événement",
+        "message_id": "Message-ID",
+        "recipient": "Destinataire",
+        "reply_to": "Répondre à",
+        "subject": "Objet",
+        "state": "État",
+        "attempts": "Tentatives",
+        "last_error": "Dernière erreur",
+        "next_attempt_at": "Prochain essai",
+        "sent_at": "Envoyé le",
+        "body_text": "Texte",
+    }
+    column_formatters = {"state": _state_label, "last_error": _error_preview}
+    column_formatters_detail = {"state": _state_label, "body_text": _preformatted}
+    column_formatters_export = {"state": _state_label}
+    column_sortable_list = ["created_at", "recipient", "subject", "state", "attempts", "sent_at"]
+    column_searchable_list = ["recipient", "subject", "key"]
+    column_filters = [FilterEqual(OutboundEmail.state, "État", options=STATE_CHOICES)]
+    column_default_sort = [("created_at", True), ("id", True)]
+
+    @action("renvoyer", "Renvoyer", "Renvoyer les courriels sélectionnés ?")
+    def action_resend(self, ids: list[str]) -> None:
+        from app.services.outbox import resend_email
+
+        self.run_action(ids, resend_email, "{count} courriel(s) remis en file d'envoi.")
+
+
+def register(admin: Admin) -> None:
+    admin.add_view(OutboundEmailView(OutboundEmail, db, name="Courriels", category="Suivi", endpoint="outbox"))
