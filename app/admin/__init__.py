@@ -27,4 +27,5 @@ def init_app(app: Flask) -> None:
     views.register(admin)
     imports.register(admin)
     routing.register(admin)
+    outbox.register(admin)
     app.extensions["pde_admin"] = admin
