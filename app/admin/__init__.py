@@ -13,7 +13,7 @@ from flask_admin.theme import Bootstrap4Theme
 
 
 def init_app(app: Flask) -> None:
-    from app.admin import imports, requests, routing, views
+    from app.admin import imports, outbox, requests, routing, views
     from app.admin.base import SecureIndexView
 
     admin = Admin(
