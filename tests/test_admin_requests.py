@@ -61,7 +61,7 @@ def make_solicitation(db, *, full_name: str = "Alix Durand", status: str = "in_p
         postal_code=VILLEURBANNE[1],
         insee_code=VILLEURBANNE[0],
         description="Nous cherchons à recruter deux apprentis boulangers.",
-        company_name=f"Boulangerie {n}",
+        company_name=f"Boulangerie n°{n} du centre",
         qualification_notes=["Mode revue : toute demande attend l'équipe."],
         mtm_campaign="printemps-2026",
         **fields,
@@ -175,6 +175,10 @@ def test_the_need_list_counts_matches(admin_client, db, book):
     arg = filter_arg("need", "Statut")
     assert need.facility.company.name in body(admin_client.get(f"/admin/need/?flt0_{arg}=taking_care"))
     assert need.facility.company.name not in body(admin_client.get(f"/admin/need/?flt0_{arg}=done"))
+    arg = filter_arg("need", "Sujet")
+    assert need.facility.company.name in body(admin_client.get(f"/admin/need/?flt0_{arg}={need.subject_id}"))
+    other = subject("formation")
+    assert need.facility.company.name not in body(admin_client.get(f"/admin/need/?flt0_{arg}={other.id}"))
 
 
 def test_the_match_list_shows_experts_and_why(admin_client, db, book):

@@ -19,6 +19,7 @@ from flask_admin.contrib.sqla.filters import (
     DateTimeGreaterFilter,
     DateTimeSmallerFilter,
     FilterEqual,
+    IntEqualFilter,
 )
 from flask_admin.model.template import macro
 from flask_login import current_user
@@ -168,7 +169,7 @@ class SolicitationView(SecureModelView):
     column_searchable_list = ["full_name", "email", "siret", "company_name"]
     column_filters = [
         FilterEqual(Solicitation.status, "Statut", options=list(SOLICITATION_STATUS_LABELS.items())),
-        FilterEqual(Solicitation.subject_id, "Sujet", options=LazyOptions(subject_options)),
+        IntEqualFilter(Solicitation.subject_id, "Sujet", options=LazyOptions(subject_options)),
         DateTimeGreaterFilter(Solicitation.created_at, "Date"),
         DateTimeSmallerFilter(Solicitation.created_at, "Date"),
         DateTimeBetweenFilter(Solicitation.created_at, "Date"),
@@ -296,7 +297,7 @@ class NeedView(SecureModelView):
     column_searchable_list = ["facility.company.name", "facility.siret", "contact.full_name", "contact.email"]
     column_filters = [
         FilterEqual(Need.status, "Statut", options=list(NEED_STATUS_LABELS.items())),
-        FilterEqual(Need.subject_id, "Sujet", options=LazyOptions(subject_options)),
+        IntEqualFilter(Need.subject_id, "Sujet", options=LazyOptions(subject_options)),
     ]
     column_default_sort = ("created_at", True)
     column_formatters = {
