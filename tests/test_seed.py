@@ -47,3 +47,21 @@ def test_routing_explain_on_demo_data(app, db):
     assert result.exit_code == 0, result.output
     found = {(m["institution"], m["zone"]) for m in json.loads(result.output)}
     assert found == {("CMA France", "region:84"), ("France Travail", "epci:200046977")}
+
+
+def test_seed_demo_submits_requests_through_the_real_flow(app, db):
+    from app.models import Match, OutboundEmail, Solicitation
+
+    assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
+    solicitations = db.session.scalars(select(Solicitation).order_by(Solicitation.id)).all()
+    assert len(solicitations) == 4
+    by_subject = {s.subject.slug: s for s in solicitations}
+    assert by_subject["recrutement"].status == "processed"
+    assert by_subject["recrutement"].need.status == "taking_care"
+    # Nobody offers cybersecurity in Finistère in the demo book: it waits for the support team.
+    assert by_subject["cybersecurite"].status == "in_progress"
+    assert by_subject["cybersecurite"].qualification_notes
+    emails = _count(db, OutboundEmail)
+    assert emails == len(solicitations) + _count(db, Match)
+    assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
+    assert _count(db, Solicitation) == 4 and _count(db, OutboundEmail) == emails

@@ -1,7 +1,8 @@
-"""Demo data for ``make run``: the demo address book (through the real import) and a staff account.
+"""Demo data for ``make run``: the demo address book, a staff account and a few requests.
 
-The address book goes through ``import_addressbook`` like a partner's file would, so the
-demo also exercises the import; running the seed twice changes nothing.
+Everything goes through the real verbs (the import, the form's validation, submission and
+routing, an expert's answer) so the demo shows what production would do; running the seed
+twice changes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,58 @@ from app.services.errors import ServiceError
 
 DEMO_STAFF_EMAIL = "support@demo.place-des-entreprises.fr"
 DEMO_STAFF_PASSWORD = "demo-support-2026"  # noqa: S105 - printed by make run, development only
+
+# (subject, full name, email, phone, SIRET, postal code, INSEE code, description, expert answer)
+DEMO_REQUESTS = [
+    (
+        "recrutement",
+        "Amélie Chevalier",
+        "amelie.chevalier@boulangerie-demo.example",
+        "04 78 12 34 56",
+        "85234567700011",
+        "69002",
+        "69123",
+        "Boulangerie de 6 salariés, nous cherchons à recruter deux apprentis et un vendeur pour la rentrée. "
+        "Quelles aides à l'embauche existent et qui peut nous aider à diffuser les offres ?",
+        "taking_care",
+    ),
+    (
+        "tresorerie",
+        "Loïc Le Floch",
+        "loic.lefloch@menuiserie-demo.example",
+        "02 99 45 67 89",
+        "42134567900011",
+        "35000",
+        "35238",
+        "Menuiserie de 12 salariés : deux gros clients paient avec trois mois de retard et nous avons des "
+        "échéances URSSAF ce mois-ci. Nous cherchons une solution pour passer les deux prochains mois.",
+        None,
+    ),
+    (
+        "export",
+        "Sofia Haddad",
+        "sofia.haddad@cosmetiques-demo.example",
+        "01 42 00 11 22",
+        "30234567300016",
+        "75011",
+        "75056",
+        "Fabricant de cosmétiques naturels (8 personnes), nous voulons vendre au Canada et en Belgique. "
+        "Comment financer un premier salon et trouver des distributeurs ?",
+        None,
+    ),
+    (
+        "cybersecurite",
+        "Yannick Morvan",
+        "yannick.morvan@garage-demo.example",
+        "02 98 11 22 33",
+        "77234567400018",
+        "29200",
+        "29019",
+        "Garage automobile, nous avons subi un rançongiciel le mois dernier. Nous voudrions sécuriser nos "
+        "postes et notre logiciel de facturation, avec un accompagnement si possible financé.",
+        None,
+    ),
+]
 
 
 @dataclass
@@ -45,9 +98,45 @@ def seed_demo() -> SeedReport:
         raise ServiceError("Annuaire de démonstration invalide :\n" + "\n".join(str(e) for e in imported.errors))
     report.lines_.append("Annuaire de démonstration :")
     report.lines_.extend(f"  {line}" for line in imported.lines())
+    report.lines_.extend(_seed_requests())
     if not db.session.scalar(select(func.count()).select_from(User).where(User.email == DEMO_STAFF_EMAIL)):
         create_user(DEMO_STAFF_EMAIL, role="admin", password=DEMO_STAFF_PASSWORD, full_name="Équipe support (démo)")
         report.lines_.append(f"Compte support de démonstration créé : {DEMO_STAFF_EMAIL}")
     else:
         report.lines_.append(f"Compte support de démonstration déjà présent : {DEMO_STAFF_EMAIL}")
     return report
+
+
+def _seed_requests() -> list[str]:
+    """Submit the demo requests through the form's own validation and the submission verb."""
+    from app.models import Solicitation
+    from app.services.matches import change_match_status
+    from app.services.solicitations import SolicitationInput, submit_solicitation
+    from app.services.validation import clean_solicitation
+
+    lines = []
+    for subject, full_name, email, phone, siret, postal_code, insee, description, answer in DEMO_REQUESTS:
+        if db.session.scalar(select(Solicitation.id).where(Solicitation.email == email)):
+            continue
+        cleaned = clean_solicitation(
+            {
+                "full_name": full_name,
+                "email": email,
+                "phone": phone,
+                "siret": siret,
+                "postal_code": postal_code,
+                "insee_code": insee,
+                "description": description,
+            }
+        )
+        if cleaned.errors:
+            raise ServiceError(f"Demande de démonstration invalide ({email}) : {cleaned.errors}")
+        solicitation = submit_solicitation(
+            SolicitationInput(subject_slug=subject, mtm_campaign="demo", **cleaned.values)
+        )
+        need = solicitation.need
+        if answer and need is not None and need.matches:
+            change_match_status(need.matches[0], answer)
+        routed = f"transmise à {len(need.matches)} expert(s)" if need is not None else "à qualifier"
+        lines.append(f"Demande de démonstration « {subject} » ({insee}) : {routed}")
+    return lines
