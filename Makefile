@@ -55,6 +55,7 @@ format: setup
 
 bench: setup
 	$(PY) -m bench.routing
+	$(PY) -m bench.form
 
 clean:
 	rm -rf $(VENV) node_modules app/static/vendor instance
