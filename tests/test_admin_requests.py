@@ -158,6 +158,27 @@ def test_solicitation_search_and_filters(admin_client, db, book):
     assert other.id
 
 
+def test_solicitation_date_filter(admin_client, db, book):
+    from datetime import datetime, timedelta
+
+    make_solicitation(db, full_name="Alix Durand")
+    arg = filter_arg("solicitation", "Date")  # the first « Date » filter: « après le »
+    for days, shown in ((-1, True), (1, False)):
+        when = (datetime.now() + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S")
+        page = body(admin_client.get("/admin/solicitation/", query_string={f"flt0_{arg}": when}))
+        assert ("Alix Durand" in page) is shown
+
+
+def test_need_and_match_search(admin_client, db, book):
+    first, second = make_routed(db, 2)
+    company = first.facility.company.name
+    for query in (company, first.facility.siret, first.contact.email):
+        page = body(admin_client.get("/admin/need/", query_string={"search": query}))
+        assert company in page and second.facility.company.name not in page, query
+    page = body(admin_client.get("/admin/match/", query_string={"search": "camille"}))
+    assert "Camille Martin" in page and "Dominique Petit" not in page
+
+
 def test_the_need_list_counts_matches(admin_client, db, book):
     from app.services.matches import change_match_status
 
