@@ -12,7 +12,6 @@ import phonenumbers
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import format_datetime
 from flask_wtf.csrf import CSRFError
-from itsdangerous import SignatureExpired
 from werkzeug.exceptions import TooManyRequests
 
 from app.extensions import db, limiter
@@ -108,14 +107,7 @@ def _render(token: str, match: Match, *, error: str | None = None):
 
 
 def _link_error(error: LinkError):
-    """404 for a link that never was or no longer is valid, 410 for one that has expired."""
-    if isinstance(error.__context__, SignatureExpired):  # links.py raises "from None" but keeps the context
-        title, status = "Ce lien a expiré", 410
-    elif error.__context__ is not None:
-        title, status = "Ce lien n'est pas valide", 404
-    else:
-        title, status = "Ce lien n'est plus actif", 404
-    return render_template("experts/link_error.html", title=title, message=str(error)), status
+    return render_template("experts/link_error.html", title=error.title, message=str(error)), error.http_status
 
 
 @bp.after_request

@@ -18,7 +18,23 @@ _SALT = "expert-link-v1"
 
 
 class LinkError(ServiceError):
-    """The link cannot open the need; the message says why, in French, without revealing it."""
+    """The link cannot open the need; the message says why, in French, without revealing it.
+
+    ``title`` and ``http_status`` let every page answer the same way (404 for a link that never
+    was or no longer is valid, 410 for one that has expired).
+    """
+
+    title = "Ce lien n'est plus actif"
+    http_status = 404
+
+
+class InvalidLink(LinkError):
+    title = "Ce lien n'est pas valide"
+
+
+class ExpiredLink(LinkError):
+    title = "Ce lien a expiré"
+    http_status = 410
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -39,9 +55,9 @@ def match_for_token(token: str) -> Match:
     try:
         payload = _serializer().loads(token, max_age=max_age)
     except SignatureExpired:
-        raise LinkError("Ce lien a expiré. Demandez un nouveau lien à l'équipe Place des Entreprises.") from None
+        raise ExpiredLink("Ce lien a expiré. Demandez un nouveau lien à l'équipe Place des Entreprises.") from None
     except BadSignature:
-        raise LinkError("Ce lien n'est pas valide. Vérifiez qu'il a été copié en entier.") from None
+        raise InvalidLink("Ce lien n'est pas valide. Vérifiez qu'il a été copié en entier.") from None
     match = db.session.get(Match, payload.get("m")) if isinstance(payload, dict) else None
     if match is None or match.expert_id != payload.get("e") or match.expert.deleted_at is not None:
         raise LinkError("Ce lien n'est plus actif : cette mise en relation ne vous est plus attribuée.")
