@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from flask import current_app, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select, text
+from sqlalchemy.orm import contains_eager
 from werkzeug.exceptions import NotFound
 
 from app.extensions import db, limiter
@@ -46,8 +47,13 @@ def index():
 
 def _offered_subject(slug: str) -> Subject:
     """The subject of a form, while it is offered (neither it nor its theme archived)."""
-    subject = db.session.scalar(select(Subject).where(Subject.slug == slug))
-    if subject is None or subject.is_archived or subject.theme.archived_at is not None:
+    subject = db.session.scalar(
+        select(Subject)
+        .join(Subject.theme)
+        .options(contains_eager(Subject.theme))
+        .where(Subject.slug == slug, Subject.archived_at.is_(None), Theme.archived_at.is_(None))
+    )
+    if subject is None:
         raise NotFound()
     return subject
 
