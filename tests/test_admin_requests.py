@@ -138,6 +138,7 @@ def test_the_solicitation_list_shows_what_came_in(admin_client, db, book):
         "Abandonner",
     ):
         assert text in page, text
+    assert page.index("Transmettre aux experts") < page.index("Abandonner")
     assert 'name="search"' in page
     for label in ("Statut", "Sujet", "Date"):
         assert label in page

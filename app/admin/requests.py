@@ -200,6 +200,7 @@ class SolicitationView(SecureModelView):
         lambda: selectinload(Solicitation.need),
     )
 
+    # Flask-Admin lists actions in the alphabetical order of their methods: route, cancel, spam.
     @action(
         "transmettre",
         "Transmettre aux experts",
@@ -216,7 +217,7 @@ class SolicitationView(SecureModelView):
         )
 
     @action("abandonner", "Abandonner", "Abandonner les demandes sélectionnées ? Elles ne seront pas transmises.")
-    def action_cancel(self, ids: list[str]) -> None:
+    def action_set_canceled(self, ids: list[str]) -> None:
         from app.services.solicitations import cancel_solicitation
 
         self.run_action(ids, cancel_solicitation, "{count} demande(s) abandonnée(s).")
@@ -226,7 +227,7 @@ class SolicitationView(SecureModelView):
         "Abandonner comme spam",
         "Abandonner les demandes sélectionnées comme spam ? Les prochaines demandes de ces adresses attendront l'équipe.",
     )
-    def action_spam(self, ids: list[str]) -> None:
+    def action_set_spam(self, ids: list[str]) -> None:
         from app.services.solicitations import SPAM_REASON, cancel_solicitation
 
         self.run_action(
