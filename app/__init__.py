@@ -21,6 +21,11 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
     if not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY doit être défini en production.")
     INSTANCE.mkdir(exist_ok=True)
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     from app.extensions import babel, csrf, db, limiter, login_manager, mail, migrate, rq
 

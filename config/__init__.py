@@ -62,6 +62,9 @@ class Config:
         d.strip().lower() for d in os.environ.get("BLOCKED_EMAIL_DOMAINS", "").split(",") if d.strip()
     ]
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
+    # Number of reverse proxies in front of the app (a PaaS router: 1): the rate limits and the
+    # logs then see the visitor's address from X-Forwarded-For instead of the proxy's.
+    TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
     RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
     FORM_MIN_SECONDS = float(os.environ.get("FORM_MIN_SECONDS", "3"))
     # Posts of the public form per client address (Flask-Limiter syntax).

@@ -9,3 +9,28 @@ def test_home_lists_the_catalog(client):
     page = client.get("/").get_data(as_text=True)
     assert "Recruter un ou plusieurs salariés" in page
     assert 'href="/demande/recrutement"' in page
+
+
+def test_unknown_address_gets_a_french_page(client):
+    response = client.get("/nulle-part")
+    assert response.status_code == 404
+    assert "Page introuvable" in response.get_data(as_text=True)
+
+
+def test_wrong_method_gets_a_french_page(client):
+    response = client.post("/healthz")
+    assert response.status_code == 405
+    assert "Action impossible" in response.get_data(as_text=True)
+
+
+def test_referent_refused_with_a_french_page(client, db):
+    from app.services.users import create_user
+    from tests.conftest import login
+    from tests.factories import InstitutionFactory
+
+    InstitutionFactory(slug="cci")
+    create_user("ref@cci.example", role="referent", password="motdepasse-tres-long", institution_slug="cci")
+    login(client, "ref@cci.example")
+    response = client.get("/admin/expert/")
+    assert response.status_code == 403
+    assert "Accès refusé" in response.get_data(as_text=True)

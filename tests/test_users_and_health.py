@@ -136,3 +136,14 @@ def test_healthz_names_what_is_down(make_app):
     assert response.status_code == 503
     assert response.json["queue"] == "down"
     assert response.json["database"] == "ok"
+
+
+def test_behind_a_trusted_proxy_the_visitor_address_is_used(make_app):
+    from flask import request
+
+    proxied = make_app(TRUSTED_PROXIES=1)
+    with proxied.test_request_context(
+        "/", headers={"X-Forwarded-For": "203.0.113.7"}, environ_base={"REMOTE_ADDR": "10.0.0.1"}
+    ):
+        proxied.wsgi_app(request.environ, lambda *a: None)
+        assert request.environ["REMOTE_ADDR"] == "203.0.113.7"

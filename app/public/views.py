@@ -127,7 +127,29 @@ def _error_page(status: int, title: str, message: str, *, back_to_form: str | No
     ), status
 
 
-@bp.errorhandler(404)
+@bp.app_errorhandler(403)
+def forbidden(_error):
+    return _error_page(403, "Accès refusé", "Votre compte ne donne pas accès à cette page.")
+
+
+@bp.app_errorhandler(405)
+def method_not_allowed(_error):
+    return _error_page(405, "Action impossible", "Cette adresse ne permet pas cette action.")
+
+
+@bp.app_errorhandler(500)
+def internal_error(_error):
+    from app.extensions import db
+
+    db.session.rollback()
+    return _error_page(
+        500,
+        "Une erreur est survenue",
+        "Le service a rencontré un problème inattendu ; l'équipe est prévenue. Réessayez dans quelques instants.",
+    )
+
+
+@bp.app_errorhandler(404)
 def not_found(_error):
     return _error_page(
         404,
@@ -136,7 +158,7 @@ def not_found(_error):
     )
 
 
-@bp.errorhandler(429)
+@bp.app_errorhandler(429)
 def too_many_requests(_error):
     return _error_page(
         429,
@@ -147,7 +169,7 @@ def too_many_requests(_error):
     )
 
 
-@bp.errorhandler(CSRFError)
+@bp.app_errorhandler(CSRFError)
 def csrf_error(_error):
     return _error_page(
         400,
