@@ -2,8 +2,10 @@
 
 Fixtures:
 
-- ``redis_url``: Redis database 14 on 127.0.0.1:6379, emptied before and after the test.
+- ``redis_url``: a Redis database on 127.0.0.1:6379 (14, or the next free one down to 8 when
+  another test run holds it: RQ's keys have fixed names), emptied before and after the test.
   Without Redis the test is skipped on a laptop and fails in CI (``CI=true``).
+  ``TEST_REDIS_URL`` pins another one.
 - ``make_redis_app(**overrides)``: builds an app (test database) whose jobs are enqueued in that
   Redis (``RQ_ASYNC=True``) instead of running inline.
 - ``worker_app``: the usual end-to-end app: Redis queues, real SMTP (``smtp_server``), test
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
 
 import pytest
 import redis
@@ -32,13 +35,49 @@ from rq import SimpleWorker
 from tests.plugins.mail import add_test_templates, smtp_settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+REDIS_BASE_URL = "redis://127.0.0.1:6379"
+CANDIDATE_DBS = (14, 13, 12, 11, 10, 9, 8)
+LOCK_KEY = "pde-tests:run"
+RUN_ID = uuid.uuid4().hex
+
+
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=2)
+
+
+@pytest.fixture(scope="session")
+def _redis_db_url():
+    """The Redis database this test run owns (None when Redis is down)."""
+    if os.environ.get("TEST_REDIS_URL"):
+        yield os.environ["TEST_REDIS_URL"]
+        return
+    for number in CANDIDATE_DBS:
+        url = f"{REDIS_BASE_URL}/{number}"
+        client = _client(url)
+        try:
+            owned = client.set(LOCK_KEY, RUN_ID, nx=True, ex=6 * 3600) or client.get(LOCK_KEY) == RUN_ID.encode()
+        except redis.exceptions.ConnectionError:
+            client.close()
+            yield None
+            return
+        if owned:
+            try:
+                yield url
+            finally:
+                if client.get(LOCK_KEY) == RUN_ID.encode():
+                    client.delete(LOCK_KEY)
+                client.close()
+            return
+        client.close()
+    pytest.fail(f"Redis : les bases {CANDIDATE_DBS} sont toutes prises par d'autres exécutions des tests.")
 
 
 def _flush(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    """Empty the run's database, keeping its ownership mark."""
+    client = _client(url)
     try:
         client.flushdb()
+        client.set(LOCK_KEY, RUN_ID, ex=6 * 3600)
         return True
     except redis.exceptions.ConnectionError:
         return False
@@ -47,13 +86,14 @@ def _flush(url: str) -> bool:
 
 
 @pytest.fixture
-def redis_url():
-    if not _flush(TEST_REDIS_URL):
+def redis_url(_redis_db_url):
+    if _redis_db_url is None or not _flush(_redis_db_url):
+        where = _redis_db_url or REDIS_BASE_URL
         if IN_CI:
-            pytest.fail(f"CI=true mais Redis ne répond pas ({TEST_REDIS_URL}) : les tests de file d'attente l'exigent.")
-        pytest.skip(f"Redis absent sur ce poste ({TEST_REDIS_URL})")
-    yield TEST_REDIS_URL
-    _flush(TEST_REDIS_URL)
+            pytest.fail(f"CI=true mais Redis ne répond pas ({where}) : les tests de file d'attente l'exigent.")
+        pytest.skip(f"Redis absent sur ce poste ({where})")
+    yield _redis_db_url
+    _flush(_redis_db_url)
 
 
 def redis_settings(url: str) -> dict:
