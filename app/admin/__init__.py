@@ -14,7 +14,9 @@ from flask_admin.theme import Bootstrap4Theme
 
 def init_app(app: Flask) -> None:
     from app.admin import imports, outbox, requests, routing, views
-    from app.admin.base import SecureIndexView
+    from app.admin.base import SecureIndexView, paris_time
+
+    app.add_template_filter(paris_time, "paris_time")
 
     admin = Admin(
         app,

@@ -13,7 +13,7 @@ from flask import jsonify, request, url_for
 from flask_admin import Admin, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.fields import QuerySelectMultipleField
-from flask_admin.contrib.sqla.filters import BooleanEqualFilter, FilterEqual
+from flask_admin.contrib.sqla.filters import BooleanEqualFilter, IntEqualFilter
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from wtforms import StringField
@@ -193,7 +193,7 @@ class AntenneView(ZoneEditingMixin, SecureModelView):
     column_sortable_list = ["name", ("institution", "institution.name"), "national", "deleted_at"]
     column_searchable_list = ["name", "institution.name"]
     column_filters = [
-        FilterEqual(Antenne.institution_id, "Institution", options=LazyOptions(institution_options)),
+        IntEqualFilter(Antenne.institution_id, "Institution", options=LazyOptions(institution_options)),
         BooleanEqualFilter(Antenne.national, "Nationale"),
         DeletedFilter(Antenne.deleted_at, "Supprimée"),
     ]
@@ -411,8 +411,8 @@ class InstitutionSubjectView(SecureModelView):
     column_sortable_list = [("institution", "institution.name"), ("subject", "subject.label")]
     column_searchable_list = ["institution.name", "subject.label"]
     column_filters = [
-        FilterEqual(InstitutionSubject.institution_id, "Institution", options=LazyOptions(institution_options)),
-        FilterEqual(InstitutionSubject.subject_id, "Sujet", options=LazyOptions(subject_options)),
+        IntEqualFilter(InstitutionSubject.institution_id, "Institution", options=LazyOptions(institution_options)),
+        IntEqualFilter(InstitutionSubject.subject_id, "Sujet", options=LazyOptions(subject_options)),
     ]
     list_loader_options = (
         lambda: selectinload(InstitutionSubject.institution),

@@ -27,10 +27,17 @@ from app.services.errors import ServiceError
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def _format_datetime(_view: Any, value: datetime, *_args: Any) -> str:
+def paris_time(value: datetime | None) -> str:
+    """Dates as staff read them: Paris time, day first (stored in UTC)."""
+    if value is None:
+        return ""
     if value.tzinfo is not None:
         value = value.astimezone(PARIS)
     return value.strftime("%d/%m/%Y %H:%M")
+
+
+def _format_datetime(_view: Any, value: datetime, *_args: Any) -> str:
+    return paris_time(value)
 
 
 def _format_bool(_view: Any, value: bool, *_args: Any) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask_admin import Admin
 from flask_admin.actions import action
-from flask_admin.contrib.sqla.filters import FilterEqual
+from flask_admin.contrib.sqla.filters import IntEqualFilter
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms.validators import Regexp
@@ -58,7 +58,7 @@ class SubjectView(SecureModelView):
     column_sortable_list = [("theme", "theme.position"), "position", "slug", "label", "archived_at"]
     column_searchable_list = ["slug", "label"]
     column_filters = [
-        FilterEqual(Subject.theme_id, "Thème", options=LazyOptions(theme_options)),
+        IntEqualFilter(Subject.theme_id, "Thème", options=LazyOptions(theme_options)),
         DeletedFilter(Subject.archived_at, "Archivé"),
     ]
     column_default_sort = "position"

@@ -11,7 +11,7 @@ from typing import Any
 from flask import flash
 from flask_admin import Admin
 from flask_admin.actions import action
-from flask_admin.contrib.sqla.filters import FilterEqual, FilterLike
+from flask_admin.contrib.sqla.filters import FilterEqual, FilterLike, IntEqualFilter
 from sqlalchemy.orm import selectinload
 from wtforms import PasswordField, SelectField
 from wtforms.fields.choices import SelectChoice
@@ -163,7 +163,7 @@ class AuditEventView(SecureModelView):
         ),
         FilterEqual(AuditEvent.action, "Action", options=list(ACTION_LABELS.items())),
         FilterLike(AuditEvent.actor, "Par"),
-        FilterEqual(AuditEvent.object_id, "Identifiant"),
+        IntEqualFilter(AuditEvent.object_id, "Identifiant"),
     ]
     column_default_sort = ("created_at", True)
     column_formatters = {
