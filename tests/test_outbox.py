@@ -164,6 +164,17 @@ def test_an_unreachable_smtp_server_is_retried(make_smtp_app):
         assert email.next_attempt_at is not None
 
 
+def test_a_message_that_cannot_be_built_ends_as_failed_not_retried_forever(make_smtp_app, smtp_server):
+    with make_smtp_app(MAIL_MAX_ATTEMPTS=2).app_context():
+        cause("event:1", to="victime@example.fr\nBcc: spam@example.fr")  # a header injection
+        email = row("event:1")
+        assert (email.state, email.attempts) == ("queued", 1)
+        assert email.last_error.startswith("Erreur inattendue à l'envoi : BadHeaderError")
+        sweep_outbox()
+        assert (row("event:1").state, row("event:1").attempts) == ("failed", 2)
+    assert smtp_server.messages == []
+
+
 def test_a_missing_row_is_not_an_error(smtp_app):
     with smtp_app.app_context():
         assert deliver_email(123456) == "missing"
@@ -257,6 +268,29 @@ def test_one_job_per_email_at_a_time(worker_app, smtp_server, run_worker):
         # Its job is finished: handing the row over again is possible, and harmless.
         enqueue_deliveries([email_id])
         assert queue.count == 1
+        run_worker(worker_app)
+        assert row("event:1").state == "sent"
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_failed_job_of_an_earlier_attempt_is_replaced(worker_app, smtp_server, run_worker):
+    """A worker died mid-job (RQ marked it failed): the sweep's hand-over must not be refused."""
+    from rq.job import Job, JobStatus
+
+    from app.jobs import deliver_email_job, delivery_job_id, enqueue_deliveries
+
+    with worker_app.app_context():
+        queue = worker_app.extensions["rq"].get_queue("emails")
+        _db.session.add(OutboundEmail(key="event:1", recipient="a@example.fr", subject="Objet", body_text="Texte"))
+        _db.session.commit()  # added without queue_email: no job yet
+        email_id = row("event:1").id
+        dead = Job.create(
+            deliver_email_job.func, args=(email_id,), id=delivery_job_id(email_id), connection=queue.connection
+        )
+        dead.save()
+        dead.set_status(JobStatus.FAILED)
+        enqueue_deliveries([email_id])
+        assert queue.job_ids == [delivery_job_id(email_id)]
         run_worker(worker_app)
         assert row("event:1").state == "sent"
     assert len(smtp_server.messages) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import suppress
 
 import click
 from flask import Flask
@@ -64,7 +65,9 @@ def _enqueue_delivery(email_id: int) -> None:
         # A finished, failed or stopped job of an earlier attempt: replace it.
         if job is not None:
             job.delete()
-        deliver_email_job.enqueue(email_id, unique=True, **options)
+        # Enqueued meanwhile by someone else: one job is what we want.
+        with suppress(DuplicateJobError):
+            deliver_email_job.enqueue(email_id, unique=True, **options)
 
 
 def enqueue_deliveries(email_ids: Iterable[int]) -> None:
@@ -78,7 +81,7 @@ def enqueue_deliveries(email_ids: Iterable[int]) -> None:
     for position, email_id in enumerate(ids):
         try:
             _enqueue_delivery(email_id)
-        except (RedisError, DuplicateJobError) as error:
+        except RedisError as error:
             log.warning(
                 "Redis injoignable (%s) : %s courriel(s) restent en attente dans la boîte d'envoi, "
                 "le balayage périodique les reprendra.",

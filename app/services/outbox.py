@@ -127,7 +127,9 @@ def _describe_failure(error: Exception) -> tuple[str, bool]:
         return f"Refus du serveur SMTP ({error.smtp_code} {text})", not permanent
     if isinstance(error, smtplib.SMTPException):
         return f"Erreur SMTP : {error}", True
-    return f"Serveur SMTP injoignable : {error}", True
+    if isinstance(error, OSError):
+        return f"Serveur SMTP injoignable : {error}", True
+    return f"Erreur inattendue à l'envoi : {type(error).__name__} : {error}", True
 
 
 def _message_for(email: OutboundEmail) -> Message:
@@ -194,7 +196,9 @@ def deliver_email(email_id: int) -> str:
         email.attempts += 1
         try:
             mail.send(_message_for(email))
-        except (smtplib.SMTPException, OSError) as error:
+        except Exception as error:
+            if not isinstance(error, (smtplib.SMTPException, OSError)):
+                log.exception("courriel %s : erreur inattendue à l'envoi", email.id)
             reason, retryable = _describe_failure(error)
             email.last_error = reason
             max_attempts = int(current_app.config.get("MAIL_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
