@@ -70,4 +70,8 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
     init_jobs(app)
 
     logging.basicConfig(level=logging.INFO)
+    # The root handler prints the app's records already; Flask's own would print them twice.
+    from flask.logging import default_handler
+
+    app.logger.removeHandler(default_handler)
     return app

@@ -21,6 +21,19 @@ def _bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _ints(name: str, default: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in os.environ.get(name, default).replace(" ", "").split(",") if part)
+
+
+def _redis_url() -> str | None:
+    """REDIS_URL with a connect timeout, so a Redis that drops packets cannot hang a request
+    on the after-commit enqueue (the outbox sweep delivers later anyway)."""
+    url = os.environ.get("REDIS_URL") or None
+    if url and "socket_connect_timeout" not in url:
+        url += ("&" if "?" in url else "?") + "socket_connect_timeout=2"
+    return url
+
+
 def _database_url() -> str:
     url = os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE / 'app.db'}"
     # Heroku-style URLs name the driver "postgres://"; SQLAlchemy wants psycopg 3 spelled out.
@@ -39,7 +52,7 @@ class Config:
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
     BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
 
-    REDIS_URL = os.environ.get("REDIS_URL") or None
+    REDIS_URL = _redis_url()
     # Queues are declared once here (decision 3): the worker listens to them in this order.
     RQ_QUEUES = ["default", "emails"]
     RQ_CONNECTION: str | dict = REDIS_URL or {}
@@ -55,6 +68,11 @@ class Config:
     MAIL_DEFAULT_SENDER = os.environ.get(
         "MAIL_DEFAULT_SENDER", "Place des Entreprises <contact@place-des-entreprises.example>"
     )
+
+    # Outbox delivery: attempts before an email is marked failed, and the waits between them.
+    MAIL_MAX_ATTEMPTS = int(os.environ.get("MAIL_MAX_ATTEMPTS", "8"))
+    MAIL_RETRY_DELAYS = _ints("MAIL_RETRY_DELAYS", "60,300,1800,7200,21600")
+    OUTBOX_SWEEP_GRACE_SECONDS = int(os.environ.get("OUTBOX_SWEEP_GRACE_SECONDS", "60"))
 
     ROUTING_MODE = os.environ.get("ROUTING_MODE", "auto")
     # Requests from these domains (or full addresses) wait for staff instead of being routed.
