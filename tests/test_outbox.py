@@ -343,3 +343,18 @@ def _templates(request):
         from tests.plugins.mail import add_test_templates
 
         add_test_templates(request.getfixturevalue("app"))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Recruter un ou plusieurs salariés pour la boulangerie de la rue",
+        "Étaler des dettes fiscales ou sociales à l'échéance prévue « ouvrés » " * 3,
+    ],
+)
+def test_long_accented_subjects_arrive_intact(smtp_app, smtp_server, name):
+    """Folding a pre-encoded subject split words or doubled spaces: the subject must arrive as written."""
+    with smtp_app.app_context():
+        cause("event:accents", name=name.strip())
+    [message] = smtp_server.messages
+    assert message["Subject"] == f"Bonjour {name.strip()} : message d'essai"

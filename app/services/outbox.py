@@ -21,10 +21,11 @@ import hashlib
 import logging
 import smtplib
 from datetime import UTC, datetime, timedelta
+from email import policy as email_policy
 from typing import Any
 
 from flask import current_app, render_template
-from flask_mail import Message
+from flask_mail import Message as _FlaskMailMessage
 from sqlalchemy import and_, event, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,23 @@ from app.models.base import utcnow
 from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
+
+# Lines may be as long as RFC 5322 allows, so headers are never folded: Python 3.11's folding
+# of a pre-encoded non-ASCII subject splits words (« salar iés ») or doubles spaces.
+_SMTP_POLICY = email_policy.SMTP.clone(max_line_length=998)
+
+
+class Message(_FlaskMailMessage):
+    """Flask-Mail's message with the subject encoded once, by the SMTP policy, unfolded."""
+
+    def _message(self):
+        msg = super()._message()
+        msg.policy = _SMTP_POLICY
+        del msg["Subject"]
+        msg["Subject"] = self.subject
+        return msg
+
+
 _PENDING = "outbox_pending_ids"
 
 LOGGED_ONLY = "Journalisé, non envoyé : MAIL_SERVER n'est pas configuré."
