@@ -88,7 +88,14 @@ def _clean_tables(request):
     if "app" not in request.fixturenames:
         return
     application = request.getfixturevalue("app")
+    # Flask-Limiter keeps one switch and one counter store for every app of the process: a test
+    # that built an app with limits on must not leave them on (or counted) for the next one.
+    from app.extensions import limiter
+
+    limiter.enabled = application.config["RATELIMIT_ENABLED"]
     with application.app_context():
+        if getattr(limiter, "_storage", None) is not None:
+            limiter.reset()
         _db.session.rollback()
         for table in reversed(_db.metadata.sorted_tables):
             if table.name not in GEO_TABLES:
