@@ -5,10 +5,11 @@ Two servers are started on 127.0.0.1 (free ports), each ``gunicorn -w 2`` (sync 
 * ``form``: the application, ``gunicorn 'app:create_app()'``, with ``APP_ENV=development``,
   ``DATABASE_URL`` = the bench database, ``ROUTING_MODE=auto`` (a clean request becomes a need,
   its matches and their emails in the same transaction), ``RATELIMIT_ENABLED=false`` (one
-  client address sends everything), ``FORM_MIN_SECONDS=0`` (the bot trap's minimum time), no
-  ``REDIS_URL`` (the delivery jobs run inline, inside the request, after the commit: part of
-  what is measured) and no ``MAIL_SERVER`` (emails are written to the outbox and logged, never
-  sent over SMTP);
+  client address sends everything), ``FORM_MIN_SECONDS=0`` (the bot trap's minimum time), ``REDIS_URL``
+  on a real Redis (``BENCH_REDIS_URL``, database 11) with a real ``flask rq worker`` delivering
+  the outbox meanwhile, as in production (``--inline``: no Redis, the delivery runs inside the
+  request after the commit, as in the embedded default), and no ``MAIL_SERVER`` (emails are
+  written to the outbox and logged, never sent over SMTP);
 * ``bare``: ``bench/bare_app.py``, one autocommitted INSERT per POST on the same database —
   the floor.
 
@@ -35,6 +36,7 @@ Loopback only; both servers are stopped at the end, whatever happens. Results go
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import itertools
 import json
@@ -120,8 +122,41 @@ def ensure_database(url: str) -> None:
             print(f"base créée : {parsed.database}")
 
 
-def app_environment(url: str) -> dict[str, str]:
-    """The application's environment for the bench: inline jobs, outbox-only mail, no limiter."""
+BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+
+@contextmanager
+def rq_worker(env: dict[str, str]) -> Iterator[None]:
+    """A real ``flask rq worker`` delivering the outbox while the form is under load, as in
+    production (its own process, competing for the same two cores)."""
+    import redis
+
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    log = tempfile.NamedTemporaryFile(prefix="bench-worker-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(VENV_BIN / "flask"), "--app", "app", "rq", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+
+
+def app_environment(url: str, *, redis_url: str | None = None) -> dict[str, str]:
+    """The application's environment for the bench: outbox-only mail, no limiter; jobs on
+    ``redis_url`` (delivered by a worker process) or, without it, inline in the request."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -136,6 +171,8 @@ def app_environment(url: str) -> dict[str, str]:
         COMPANY_REGISTRY="fake",
         PYTHONUNBUFFERED="1",
     )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
     return env
 
 
@@ -380,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="workers gunicorn de chaque serveur")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="durée maximale de chaque mesure")
     parser.add_argument("--skip-setup", action="store_true", help="ne relance pas db upgrade / geo / catalog / seed")
+    parser.add_argument(
+        "--inline",
+        action="store_true",
+        help="sans Redis : l'envoi des courriels se fait dans la requête (installation embarquée)",
+    )
     args = parser.parse_args(argv)
 
     url = os.environ.get("BENCH_FORM_DATABASE_URL", DEFAULT_URL)
@@ -392,10 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     reset(url)
 
     load_before = round(os.getloadavg()[0], 2)
-    env = app_environment(url)
-    bare_env = {**env, "BENCH_BARE_DSN": libpq_url(url)}
+    env = app_environment(url, redis_url=None if args.inline else BENCH_REDIS_URL)
+    bare_env = {**app_environment(url), "BENCH_BARE_DSN": libpq_url(url)}
     options = {"threads": args.threads, "max_seconds": args.max_seconds}
-    with gunicorn("app:create_app()", env, args.workers, "/healthz") as base:
+    worker = contextlib.nullcontext() if args.inline else rq_worker(env)
+    with worker, gunicorn("app:create_app()", env, args.workers, "/healthz") as base:
         warmup = load(base, form_client, first_index=0, requests=args.warmup, **options)
         if warmup.failures:
             raise SystemExit(f"l'échauffement du formulaire échoue : {warmup.failures[:3]}")
@@ -430,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             "gunicorn_workers": args.workers,
             "worker_class": "sync",
             "routing_mode": "auto",
-            "jobs": "inline (pas de REDIS_URL)",
+            "jobs": "inline (pas de REDIS_URL)" if args.inline else "Redis + un flask rq worker",
             "mail": "outbox seulement (pas de MAIL_SERVER)",
             "subject": SUBJECT,
             "commune": INSEE_CODE,
