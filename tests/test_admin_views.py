@@ -616,3 +616,12 @@ def test_history_times_are_paris_times(admin_client, db):
     db.session.commit()
     page = body(admin_client.get(f"/admin/institution/details/?id={institution.id}"))
     assert "15/01/2026 13:00" in page
+
+
+def test_naive_datetimes_are_read_as_utc():
+    """SQLite returns naive datetimes: they were written in UTC and must still show Paris time."""
+    from datetime import datetime
+
+    from app.admin.base import paris_time
+
+    assert paris_time(datetime(2026, 7, 14, 10, 0)) == "14/07/2026 12:00"

@@ -8,7 +8,7 @@ page; logged-in users the policy refuses get a 403.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,9 +31,9 @@ def paris_time(value: datetime | None) -> str:
     """Dates as staff read them: Paris time, day first (stored in UTC)."""
     if value is None:
         return ""
-    if value.tzinfo is not None:
-        value = value.astimezone(PARIS)
-    return value.strftime("%d/%m/%Y %H:%M")
+    if value.tzinfo is None:  # SQLite gives back naive datetimes; they were written in UTC
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
 
 
 def _format_datetime(_view: Any, value: datetime, *_args: Any) -> str:
