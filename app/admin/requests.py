@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from app.admin.addressbook import institution_options, subject_options
-from app.admin.base import InSubqueryFilter, LazyOptions, SecureModelView, _format_datetime
+from app.admin.base import InSubqueryFilter, LazyOptions, SecureModelView, paris_time
 from app.extensions import db
 from app.models import (
     MATCH_STATUS_LABELS,
@@ -75,7 +75,7 @@ def _link(endpoint: str, ident: int, text: str) -> Markup:
 
 
 def _date(value: Any) -> str:
-    return _format_datetime(None, value) if value else ""
+    return paris_time(value)
 
 
 # ---------------------------------------------------------------- solicitations
