@@ -49,6 +49,10 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
 
     init_auth(app, login_manager)
 
+    from app.services.validation import display_phone
+
+    app.add_template_filter(display_phone, "phone")
+
     from app.public import bp as public_bp
 
     app.register_blueprint(public_bp)

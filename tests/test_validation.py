@@ -256,3 +256,13 @@ def test_an_unknown_postal_code_is_refused_and_asks_no_commune(db):
 def test_every_error_at_once(db):
     result = clean_solicitation({})
     assert set(result.errors) == {"full_name", "email", "phone", "siret", "postal_code", "description"}
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [("+33612345678", "06 12 34 56 78"), ("+590590123456", "+590 590 12 34 56"), ("", ""), ("illisible", "illisible")],
+)
+def test_phones_are_shown_as_french_people_read_them(stored, shown):
+    from app.services.validation import display_phone
+
+    assert display_phone(stored) == shown

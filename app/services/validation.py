@@ -63,6 +63,24 @@ def _fr_number(n: int) -> str:
     return f"{n:,}".replace(",", "\u202f")
 
 
+def display_phone(value: str | None) -> str:
+    """A stored E.164 number as French people read it: « 06 12 34 56 78 », « +590 590 12 34 56 »."""
+    import phonenumbers
+
+    if not value:
+        return ""
+    try:
+        number = phonenumbers.parse(value, "FR")
+    except phonenumbers.NumberParseException:
+        return value
+    fmt = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if number.country_code == 33
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    return phonenumbers.format_number(number, fmt)
+
+
 # ---------------------------------------------------------------- one field at a time
 
 
