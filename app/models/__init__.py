@@ -13,6 +13,7 @@ from app.models.addressbook import (
 )
 from app.models.audit import AuditEvent
 from app.models.catalog import Subject, Theme
+from app.models.discussion import COMMENT_SOURCES, INBOUND_STATES, Comment, InboundMessage
 from app.models.geo import Commune, CommunePostalCode, Departement, Epci, Region
 from app.models.outbox import EMAIL_STATE_LABELS, EMAIL_STATES, OutboundEmail
 from app.models.requests import (
@@ -32,8 +33,10 @@ from app.models.requests import (
 from app.models.users import ROLE_LABELS, ROLES, User
 
 __all__ = [
+    "COMMENT_SOURCES",
     "EMAIL_STATES",
     "EMAIL_STATE_LABELS",
+    "INBOUND_STATES",
     "MATCH_STATUSES",
     "MATCH_STATUS_LABELS",
     "NEED_STATUSES",
@@ -47,6 +50,7 @@ __all__ = [
     "AddressbookUpload",
     "Antenne",
     "AuditEvent",
+    "Comment",
     "Commune",
     "CommunePostalCode",
     "Company",
@@ -56,6 +60,7 @@ __all__ = [
     "Expert",
     "ExpertSubject",
     "Facility",
+    "InboundMessage",
     "Institution",
     "InstitutionSubject",
     "Match",

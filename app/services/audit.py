@@ -32,6 +32,7 @@ def tracked_models() -> tuple[type, ...]:
         ExpertSubject,
         Institution,
         InstitutionSubject,
+        Comment,
         Match,
         Need,
         Solicitation,
@@ -54,6 +55,7 @@ def tracked_models() -> tuple[type, ...]:
         Solicitation,
         Need,
         Match,
+        Comment,
     )
 
 
