@@ -28,11 +28,11 @@ _SKIPPED = {"password_hash", "updated_at", "created_at"}
 def tracked_models() -> tuple[type, ...]:
     from app.models import (
         Antenne,
+        Comment,
         Expert,
         ExpertSubject,
         Institution,
         InstitutionSubject,
-        Comment,
         Match,
         Need,
         Solicitation,
