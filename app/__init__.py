@@ -61,6 +61,10 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
 
     app.register_blueprint(experts_bp)
 
+    from app.experts.inbox import bp as inbox_bp
+
+    app.register_blueprint(inbox_bp)
+
     from app.admin import init_app as init_admin
 
     init_admin(app)

@@ -337,6 +337,7 @@ def _route(solicitation: Solicitation, experts: list[RoutedExpert] | None = None
                 "expert_name": found.expert,
                 "institution": found.institution,
                 "expert_url": links.expert_url(match),
+                "inbox_url": links.inbox_url(match.expert),
                 "other_count": len(matches) - 1,
             },
         )

@@ -1,0 +1,48 @@
+"""The expert's inbox at ``/mes-demandes/<token>``, opened from the link of every expert email.
+
+It lives outside ``/expert/`` on purpose: contract §6 keeps that prefix for the one link of an
+email that opens a need. Otherwise it is protected like the expert's page: the token is the
+credential, so the same headers, the same French error pages and the same rate limit apply.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, request, url_for
+from flask_babel import format_date
+from werkzeug.exceptions import TooManyRequests
+
+from app.experts import STATUS_BADGES, _link_error, _private, _too_many
+from app.extensions import limiter
+from app.models.requests import MATCH_STATUS_LABELS
+from app.services.inbox import TABS, inbox
+from app.services.links import LinkError, expert_for_inbox_token, expert_token, inbox_token
+
+bp = Blueprint("inbox", __name__)
+limiter.limit("60 per minute")(bp)
+bp.after_request(_private)
+bp.register_error_handler(TooManyRequests, _too_many)
+
+
+@bp.app_template_global()
+def inbox_link(expert) -> str:
+    """The inbox of ``expert``, relative to the site, for the expert's page (« Toutes mes demandes »)."""
+    return url_for("inbox.inbox_page", token=inbox_token(expert))
+
+
+@bp.route("/mes-demandes/<token>")
+def inbox_page(token: str):
+    try:
+        expert = expert_for_inbox_token(token)
+    except LinkError as error:
+        return _link_error(error)
+    box = inbox(expert, request.args.get("onglet"))
+    return render_template(
+        "experts/inbox.html",
+        token=token,
+        box=box,
+        tabs=TABS,
+        need_href=lambda match: url_for("experts.need_page", token=expert_token(match)),
+        received_on=lambda match: format_date(match.created_at, "d MMMM y"),
+        status_labels=MATCH_STATUS_LABELS,
+        badges=STATUS_BADGES,
+    )
