@@ -65,6 +65,10 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
 
     app.register_blueprint(inbox_bp)
 
+    from app.inbound import bp as inbound_bp
+
+    app.register_blueprint(inbound_bp)
+
     from app.admin import init_app as init_admin
 
     init_admin(app)

@@ -25,6 +25,7 @@ addressbook_cli = AppGroup("addressbook", help="Annuaire des partenaires.")
 users_cli = AppGroup("users", help="Comptes de l'espace de gestion.")
 routing_cli = AppGroup("routing", help="Règle d'aiguillage des demandes.")
 seed_cli = AppGroup("seed", help="Données de démonstration.")
+inbound_cli = AppGroup("inbound", help="Réponses des experts par courriel.")
 
 
 @geo_cli.command("load")
@@ -138,6 +139,33 @@ def seed_demo_command() -> None:
         click.echo(line)
 
 
+# sysexits.h EX_TEMPFAIL: Postfix, Exim and the like keep the message and try again later.
+EX_TEMPFAIL = 75
+
+
+@inbound_cli.command("deliver")
+@click.argument("source", type=click.File("rb"), default="-")
+def inbound_deliver(source) -> None:
+    """Reçoit une réponse par courriel (RFC 5322 brut, entrée standard par défaut), pour un « pipe » de MTA.
+
+    Code de sortie 0 dès que le message est enregistré, publié comme commentaire ou retenu pour
+    l'équipe (la raison est affichée) : un refus n'a pas à revenir en erreur chez l'expert.
+    Code 75 (EX_TEMPFAIL) seulement sur une panne de notre côté : le serveur de messagerie
+    garde alors le message et le représente plus tard.
+    """
+    from app.services.inbound import MAX_MESSAGE_BYTES, outcome_text, receive_email
+
+    try:
+        raw = source.read(MAX_MESSAGE_BYTES + 1)
+        with acting_as("courriel entrant"):
+            message = receive_email(raw)
+        click.echo(outcome_text(message))
+    except Exception as error:
+        current_app.logger.exception("réponse par courriel non enregistrée")
+        click.echo(f"Erreur interne, message non enregistré ({type(error).__name__}) : nouvel essai attendu.", err=True)
+        sys.exit(EX_TEMPFAIL)
+
+
 def init_app(app: Flask) -> None:
-    for group in (geo_cli, catalog_cli, addressbook_cli, users_cli, routing_cli, seed_cli):
+    for group in (geo_cli, catalog_cli, addressbook_cli, users_cli, routing_cli, seed_cli, inbound_cli):
         app.cli.add_command(group)

@@ -90,6 +90,10 @@ class Config:
     # Ask DNS whether the email's domain receives mail (needs network: off by default).
     EMAIL_CHECK_DELIVERABILITY = _bool("EMAIL_CHECK_DELIVERABILITY", False)
     INBOUND_EMAIL_DOMAIN = os.environ.get("INBOUND_EMAIL_DOMAIN") or None
+    # Shared secret of ``POST /inbound/email`` (header X-Inbound-Secret); unset, the endpoint is off.
+    INBOUND_EMAIL_SECRET = os.environ.get("INBOUND_EMAIL_SECRET") or None
+    # A reply address older than this is refused (held for staff): long enough for a slow answer.
+    INBOUND_REPLY_MAX_AGE_DAYS = int(os.environ.get("INBOUND_REPLY_MAX_AGE_DAYS", "180"))
 
     JDMA_URL = os.environ.get("JDMA_URL", "https://jedonnemonavis.numerique.gouv.fr/Demarches/0000?button=0000")
     EXPERT_LINK_MAX_AGE_DAYS = int(os.environ.get("EXPERT_LINK_MAX_AGE_DAYS", "90"))

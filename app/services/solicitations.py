@@ -38,6 +38,7 @@ from app.models.base import utcnow
 from app.services import links
 from app.services.audit import acting_as
 from app.services.errors import ServiceError
+from app.services.inbound import reply_address
 from app.services.outbox import queue_email
 from app.services.registry import CompanyInfo, get_registry
 from app.services.routing import RoutedExpert, find_experts
@@ -340,6 +341,7 @@ def _route(solicitation: Solicitation, experts: list[RoutedExpert] | None = None
                 "inbox_url": links.inbox_url(match.expert),
                 "other_count": len(matches) - 1,
             },
+            reply_to=reply_address(match),
         )
     solicitation.status = "processed"
     solicitation.processed_at = utcnow()

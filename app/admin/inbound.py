@@ -1,0 +1,101 @@
+"""« Réponses reçues »: the replies by email, in the back office (menu « Suivi »).
+
+Staff see every reply received, posted as a comment or held with its reason (forged or
+expired address, unknown sender…). Read-only: the only write is « Écarter », through
+``services.inbound.discard_inbound``. A held reply is never published from here: its sender
+could not be verified, and that is the whole point of holding it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_admin import Admin
+from flask_admin.actions import action
+from flask_admin.contrib.sqla.filters import FilterEqual
+from markupsafe import Markup, escape
+
+from app.admin.base import SecureModelView
+from app.extensions import db
+from app.models import InboundMessage
+
+STATE_LABELS = {"held": "Retenue", "posted": "Publiée", "discarded": "Écartée"}
+REASON_PREVIEW = 140
+
+
+def _state_label(_view: Any, _context: Any, message: InboundMessage, _name: str) -> str:
+    return STATE_LABELS.get(message.state, message.state)
+
+
+def _reason_preview(_view: Any, _context: Any, message: InboundMessage, _name: str) -> str:
+    reason = message.reason or ""
+    return reason if len(reason) <= REASON_PREVIEW else reason[: REASON_PREVIEW - 1] + "…"
+
+
+def _preformatted(_view: Any, _context: Any, message: InboundMessage, name: str) -> Markup:
+    return Markup('<pre style="white-space:pre-wrap">{}</pre>').format(escape(getattr(message, name) or ""))
+
+
+def _attachments(_view: Any, _context: Any, message: InboundMessage, _name: str) -> str:
+    return ", ".join(str(name) for name in (message.attachments or [])) or "aucune"
+
+
+def _comment(_view: Any, _context: Any, message: InboundMessage, _name: str) -> str:
+    return f"Commentaire #{message.comment_id}" if message.comment_id else ""
+
+
+class InboundMessageView(SecureModelView):
+    can_create = False
+    can_edit = False
+    can_delete = False
+
+    column_list = ["received_at", "sender", "subject", "state", "reason"]
+    column_details_list = [
+        "received_at",
+        "sender",
+        "recipient",
+        "subject",
+        "message_id",
+        "state",
+        "reason",
+        "comment_id",
+        "attachments",
+        "text",
+    ]
+    column_export_list = ["received_at", "sender", "recipient", "subject", "state", "reason", "attachments"]
+    column_labels = {
+        "received_at": "Reçue le",
+        "sender": "Expéditeur",
+        "recipient": "Adresse de réponse",
+        "subject": "Objet",
+        "message_id": "Message-ID",
+        "state": "État",
+        "reason": "Raison",
+        "comment_id": "Commentaire",
+        "attachments": "Pièces jointes",
+        "text": "Texte",
+    }
+    column_formatters = {"state": _state_label, "reason": _reason_preview}
+    column_formatters_detail = {
+        "state": _state_label,
+        "text": _preformatted,
+        "attachments": _attachments,
+        "comment_id": _comment,
+    }
+    column_formatters_export = {"state": _state_label, "attachments": _attachments}
+    column_sortable_list = ["received_at", "sender", "subject", "state"]
+    column_searchable_list = ["sender", "subject"]
+    column_filters = [FilterEqual(InboundMessage.state, "État", options=list(STATE_LABELS.items()))]
+    column_default_sort = [("received_at", True), ("id", True)]
+
+    @action("ecarter", "Écarter", "Écarter les réponses sélectionnées ?")
+    def action_discard(self, ids: list[str]) -> None:
+        from app.services.inbound import discard_inbound
+
+        self.run_action(ids, discard_inbound, "{count} réponse(s) écartée(s).")
+
+
+def register(admin: Admin) -> None:
+    admin.add_view(
+        InboundMessageView(InboundMessage, db, name="Réponses reçues", category="Suivi", endpoint="inbound_messages")
+    )
