@@ -62,6 +62,8 @@ def test_seed_demo_submits_requests_through_the_real_flow(app, db):
     assert by_subject["cybersecurite"].status == "in_progress"
     assert by_subject["cybersecurite"].qualification_notes
     emails = _count(db, OutboundEmail)
-    assert emails == len(solicitations) + _count(db, Match)
+    # A confirmation per request, one email per expert, and the « Prise en charge » of the need
+    # the demo answers (services.matches).
+    assert emails == len(solicitations) + _count(db, Match) + 1
     assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
     assert _count(db, Solicitation) == 4 and _count(db, OutboundEmail) == emails

@@ -23,10 +23,25 @@ back to ``quo``; ``closed_at`` is stamped on entering a closed status (the three
 The need's status is stored (lists filter on it) and recomputed here on every change, under a
 row lock on the need: two experts answering the same need at the same moment are serialised,
 so the second one's recomputation sees the first one's answer.
+
+The business is told (public emails §2.1 C2, C3), through the outbox in the same transaction as
+the change, so a refused or rolled back change sends nothing:
+
+- « Prise en charge » when the need becomes taken in charge (its status enters ``taking_care``
+  or a ``done*``), once per need ever (key ``need:<id>:taken_care``). It names the expert who
+  took it first. An undo and a new click, or a second expert taking it later, send nothing
+  more: the business already knows that someone is on it, and every advisor calls anyway;
+  several emails for one request read as noise (the reference's one-minute debounce exists
+  for the same reason). Unlike the reference, which names only the institution, the email
+  names the person, who will call from an unknown number.
+- « Appel manqué » when an expert marks the match ``done_not_reachable``, once per match ever
+  (key ``match:<id>:not_reachable``), with that expert's phone and email to call back; its
+  Reply-To is the expert, so answering the email reaches them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from sqlalchemy import select
@@ -36,6 +51,8 @@ from app.models import Match, Need
 from app.models.base import utcnow
 from app.models.requests import MATCH_STATUS_LABELS, MATCH_STATUSES
 from app.services.errors import ServiceError
+from app.services.outbox import queue_email
+from app.services.validation import display_phone
 
 CLOSED_STATUSES = frozenset({"done", "done_no_help", "done_not_reachable", "not_for_me"})
 TAKEN_CARE_STATUSES = frozenset({"taking_care", "done", "done_no_help", "done_not_reachable"})
@@ -117,6 +134,7 @@ def change_match_status(match: Match, new_status: str) -> Match:
         db.session.rollback()
         raise ServiceError(f"Impossible de passer du statut « {_label(current)} » au statut « {_label(new_status)} ».")
 
+    need_was_taken_care = need.status in TAKEN_CARE_STATUSES
     now = utcnow()
     match.status = new_status
     if new_status == "quo":
@@ -129,6 +147,68 @@ def change_match_status(match: Match, new_status: str) -> Match:
             match.closed_at = now
         else:
             match.closed_at = None
-    recompute_need_status(need)
+    need_status = recompute_need_status(need)
+    if need_status in TAKEN_CARE_STATUSES and not need_was_taken_care:
+        _notify_taken_care(need, match)
+    if new_status == "done_not_reachable":
+        _notify_not_reachable(need, match)
     db.session.commit()
     return match
+
+
+# ---------------------------------------------------------------- the business's emails
+
+# Experts' phones are free text (« 04 72 00 00 00 poste 12 », « standard : … »): only what looks
+# like a bare number is reformatted, anything else is shown as typed.
+_BARE_PHONE = re.compile(r"\+?[\d\s.()/-]{6,}")
+
+
+def expert_phone(value: str | None) -> str:
+    """An expert's phone as the business should read it: French format when it is a bare
+    number, otherwise the expert's own words, untouched."""
+    text = " ".join((value or "").split())
+    if _BARE_PHONE.fullmatch(text):
+        return display_phone(text)
+    return text
+
+
+def _business_context(need: Need, match: Match) -> dict:
+    """What both business emails say: who asked what, and which expert answers."""
+    expert = match.expert
+    contact = need.contact
+    return {
+        "subject": need.subject.label,
+        "contact_name": contact.full_name,
+        "contact_email": contact.email,
+        "contact_phone": display_phone(contact.phone),
+        "company_name": need.facility.company.name,
+        "expert_name": expert.full_name,
+        "antenne": expert.antenne.name,
+        "institution": expert.antenne.institution.name,
+    }
+
+
+def _notify_taken_care(need: Need, match: Match) -> None:
+    """C2, once per need: the outbox key ignores a later taking care of this need."""
+    queue_email(
+        f"need:{need.id}:taken_care",
+        to=need.contact.email,
+        template="company_taken_care",
+        context=_business_context(need, match),
+    )
+
+
+def _notify_not_reachable(need: Need, match: Match) -> None:
+    """C3, once per match: the business gets the means to call this expert back."""
+    expert = match.expert
+    queue_email(
+        f"match:{match.id}:not_reachable",
+        to=need.contact.email,
+        template="company_not_reachable",
+        context={
+            **_business_context(need, match),
+            "expert_phone": expert_phone(expert.phone),
+            "expert_email": expert.email,
+        },
+        reply_to=expert.email or None,
+    )
