@@ -100,7 +100,7 @@ def test_one_form_per_allowed_transition_with_its_french_label(client, db, statu
     html = client.get(f"/expert/{expert_token(match)}").get_data(as_text=True)
     assert _forms(html) == forms
     buttons = re.findall(r"<button [^>]*>([^<]+)</button>", html)
-    assert buttons == labels
+    assert [button for button in buttons if button != "Envoyer le message"] == labels  # not the thread's
 
 
 def test_the_expert_takes_care_then_closes_and_the_need_follows(client, need, url):

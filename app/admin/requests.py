@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import url_for
-from flask_admin import Admin
+from flask import flash, redirect, request, url_for
+from flask_admin import Admin, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import (
     DateTimeBetweenFilter,
@@ -41,6 +41,7 @@ from app.models import (
     Need,
     Solicitation,
 )
+from app.services.errors import ServiceError
 
 # The list shows the start of the qualification notes (French sentences written by
 # ``services.solicitations``); the details page and the export show them whole.
@@ -370,6 +371,28 @@ class NeedView(SecureModelView):
             }
             for match in matches
         ]
+
+    def comments(self, need: Need) -> list:
+        """The need's thread, authors loaded (the details page shows it under the matches)."""
+        from app.services.discussion import thread
+
+        return thread(need)
+
+    @expose("/commenter/", methods=("POST",))
+    def comment_view(self):
+        """Staff write on the thread; the service checks they are staff (a referent is refused)."""
+        from app.services.discussion import post_comment
+
+        need = self.get_one(request.form.get("id", ""))
+        body = request.form.get("body", "")
+        try:
+            post_comment(need, body=body, user=current_user._get_current_object(), source="admin")
+        except ServiceError as error:
+            db.session.rollback()
+            flash(f"Message non envoyé : {error}", "error")
+            return redirect(url_for(".details_view", id=need.id, _anchor="discussion"), 303)
+        flash("Message envoyé sur la discussion.", "success")
+        return redirect(url_for(".details_view", id=need.id, _anchor="discussion"), 303)
 
 
 # ---------------------------------------------------------------- matches

@@ -18,6 +18,7 @@ from app.extensions import db, limiter
 from app.models import Match
 from app.models.requests import MATCH_STATUS_LABELS, NEED_STATUS_LABELS
 from app.services.audit import acting_as
+from app.services.discussion import author_label, comment_date, linkify, post_comment, thread
 from app.services.errors import ServiceError
 from app.services.links import LinkError, match_for_token
 from app.services.matches import allowed_transitions, change_match_status
@@ -26,6 +27,10 @@ bp = Blueprint("experts", __name__, url_prefix="/expert")
 # Guessing tokens is hopeless (they are signed), but a link pasted in a script should not be
 # able to hammer the database either. Applies only when RATELIMIT_ENABLED.
 limiter.limit("60 per minute")(bp)
+# The thread is rendered the same way here and in the back office: app-wide helpers.
+bp.add_app_template_filter(linkify, "linkify")
+bp.add_app_template_global(author_label, "comment_author")
+bp.add_app_template_global(comment_date, "comment_date")
 
 # What the expert clicks to reach each status, when it is a step forward.
 ACTION_LABELS = {
@@ -81,7 +86,14 @@ def _postal_code(match: Match) -> str:
     return codes[0].postal_code if codes else ""
 
 
-def _render(token: str, match: Match, *, error: str | None = None):
+def _render(
+    token: str,
+    match: Match,
+    *,
+    error: str | None = None,
+    comment_error: str | None = None,
+    comment_body: str | None = None,
+):
     need = match.need
     buttons = [_button(match.status, target) for target in allowed_transitions(match)]
     return render_template(
@@ -103,6 +115,9 @@ def _render(token: str, match: Match, *, error: str | None = None):
         need_status_label=NEED_STATUS_LABELS[need.status],
         badges=STATUS_BADGES,
         error=error,
+        comments=thread(need),
+        comment_error=comment_error,
+        comment_body=comment_body,
     )
 
 
@@ -153,3 +168,21 @@ def need_page(token: str):
         return _render(token, match, error=str(error)), 422
     flash(f"C'est enregistré : votre statut est maintenant « {MATCH_STATUS_LABELS[match.status]} ».", "info")
     return redirect(url_for(".need_page", token=token), 303)
+
+
+@bp.route("/<token>/commentaires", methods=["POST"])
+def comment(token: str):
+    """The thread's form (contract §6: it posts ``body``); the page is shown again on a refusal."""
+    try:
+        match = match_for_token(token)
+    except LinkError as error:
+        return _link_error(error)
+    body = request.form.get("body", "")
+    try:
+        with acting_as(f"expert {match.expert.email} (lien)"):
+            post_comment(match.need, body=body, expert=match.expert)
+    except ServiceError as error:
+        db.session.rollback()
+        return _render(token, match, comment_error=str(error), comment_body=body), 422
+    flash("C'est envoyé : votre message est dans la discussion.", "info")
+    return redirect(url_for(".need_page", token=token, _anchor="discussion"), 303)

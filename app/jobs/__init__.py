@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # How often ``flask rq cron`` runs the outbox sweep, in seconds.
 SWEEP_INTERVAL = 60
+# How often ``flask rq cron`` emails the finished bursts of comments (grouping: services.discussion).
+COMMENTS_INTERVAL = 30
 # A job in one of these states will still run: enqueueing it again would only double it.
 _PENDING_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
@@ -42,6 +44,14 @@ def sweep_outbox_job() -> int:
     from app.services.outbox import sweep_outbox
 
     return len(sweep_outbox())
+
+
+@rq.job(queue="emails")
+def notify_comments_job() -> int:
+    """Email the need's participants about the bursts of comments that are over."""
+    from app.services.discussion import notify_pending_comments
+
+    return notify_pending_comments()
 
 
 def delivery_job_id(email_id: int) -> str:
@@ -111,5 +121,6 @@ def init_app(app: Flask) -> None:
     global _cron_registered
     if not _cron_registered:
         sweep_outbox_job.cron_register(SWEEP_INTERVAL)
+        notify_comments_job.cron_register(COMMENTS_INTERVAL)
         _cron_registered = True
     app.cli.add_command(outbox_cli)
