@@ -314,3 +314,50 @@ def test_without_a_worker_each_comment_is_notified_at_once(need, admin_user):
     recipients = sorted(email.recipient for email in _db.session.scalars(select(OutboundEmail)))
     # Then both experts still involved: the second one a second time, for the new comment.
     assert recipients == sorted([need.matches[1].expert.email] * 2 + [need.matches[0].expert.email])
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def _text(message) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_a_burst_from_the_page_reaches_the_right_people_once_through_the_worker(
+    need, admin_user, grouped, worker_app, smtp_server, run_worker
+):
+    from app.jobs import notify_comments_job
+
+    claire, second, declined = (match.expert for match in need.matches)
+    post_comment(need, body="L'équipe suit ce besoin.", user=admin_user, source="admin")
+    worker_app.config["COMMENT_GROUPING_SECONDS"] = 0
+    client = worker_app.test_client()
+    url = f"/expert/{expert_token(need.matches[0])}"
+    for text in ("Premier message", "Deuxième message", "Troisième message"):
+        token = csrf_token_from(client.get(url).get_data(as_text=True))
+        assert client.post(f"{url}/commentaires", data={"body": text, "csrf_token": token}).status_code == 303
+    # With a worker, posting notifies nobody: the periodic job groups the burst.
+    assert _emails() == {}
+
+    with worker_app.app_context():
+        notify_comments_job.enqueue()
+    worker = run_worker(worker_app)
+    assert worker.failed == []
+
+    recipients = sorted(a.addr_spec for message in smtp_server.messages for a in message["To"].addresses)
+    assert recipients == sorted([claire.email, second.email, admin_user.email])
+    assert declined.email not in recipients
+    [to_second] = smtp_server.to(second.email)
+    text = _text(to_second)
+    assert all(t in text for t in ("Premier message", "Deuxième message", "Troisième message"))
+    links = [link for link in re.findall(r"https?://\S+", text) if "/expert/" in link]
+    assert len(links) == 1
+    assert client.get(links[0].removeprefix(worker_app.config["BASE_URL"])).status_code == 200
+    [to_claire] = smtp_server.to(claire.email)
+    assert "L'équipe suit ce besoin." in _text(to_claire) and "Premier message" not in _text(to_claire)
+
+    # The job again, and the worker again: nothing new.
+    with worker_app.app_context():
+        notify_comments_job.enqueue()
+    run_worker(worker_app)
+    assert len(smtp_server.messages) == 3
