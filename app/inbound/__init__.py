@@ -46,6 +46,7 @@ def receive():
         return jsonify(error="Secret absent ou incorrect (en-tête X-Inbound-Secret)."), 403
     # Larger than the app-wide upload limit: a reply may carry big attachments we only list.
     request.max_content_length = MAX_MESSAGE_BYTES
+    request.max_form_memory_size = MAX_MESSAGE_BYTES  # the ``message`` field of a form
     raw = _raw_message()
     if not raw:
         return jsonify(error="Aucun message : envoyez le courriel brut (RFC 5322) dans le corps."), 400
