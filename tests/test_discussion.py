@@ -22,7 +22,7 @@ from app.services.discussion import (
     thread,
 )
 from app.services.errors import ServiceError
-from app.services.links import expert_token
+from app.services.links import expert_token, match_for_token
 from app.services.users import create_user
 from tests.conftest import csrf_token_from
 from tests.factories import ExpertFactory
@@ -268,7 +268,8 @@ def test_a_burst_makes_one_email_per_recipient_never_to_its_author_nor_to_who_de
     assert "Votre statut sur ce besoin : Prise en charge." in second_text
     assert "4 nouveaux messages" in emails[second.email].subject
     expert_links = re.findall(r"https?://\S+/expert/\S+", second_text)
-    assert expert_links == [expert_links[0]] and expert_links[0].endswith(expert_token(need.matches[1]))
+    assert len(expert_links) == 1
+    assert match_for_token(expert_links[0].rsplit("/", 1)[1]).id == need.matches[1].id  # their own link
 
     # The author gets only what the others wrote; staff get the experts' words, no expert link.
     claire_text = emails[claire.email].body_text
@@ -361,3 +362,18 @@ def test_a_burst_from_the_page_reaches_the_right_people_once_through_the_worker(
         notify_comments_job.enqueue()
     run_worker(worker_app)
     assert len(smtp_server.messages) == 3
+
+
+def test_expert_emails_link_the_inbox_and_take_replies_when_inbound_email_is_on(
+    need, admin_user, grouped, app, monkeypatch
+):
+    monkeypatch.setitem(app.config, "INBOUND_EMAIL_DOMAIN", "reponses.place.example")
+    post_comment(need, body="L'équipe suit ce besoin.", user=admin_user, source="admin")
+    post_comment(need, body="Bien reçu", expert=need.matches[0].expert)
+    notify_pending_comments(now=utcnow() + LATER)
+    emails = _emails()
+    to_expert = emails[need.matches[1].expert.email]
+    assert re.fullmatch(r"reponse\+\S+@reponses\.place\.example", to_expert.reply_to)
+    assert "répondre directement à cet email" in to_expert.body_text
+    assert f"{app.config['BASE_URL']}/mes-demandes/" in to_expert.body_text
+    assert emails[admin_user.email].reply_to is None

@@ -33,7 +33,8 @@ from app.models.base import utcnow
 from app.models.discussion import COMMENT_SOURCES
 from app.models.requests import MATCH_STATUS_LABELS
 from app.services.errors import ServiceError
-from app.services.links import expert_url
+from app.services.inbound import reply_address
+from app.services.links import expert_url, inbox_url
 from app.services.outbox import queue_email
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,8 @@ def _context(need: Need, recipient: _Recipient, comments: list[Comment]) -> dict
     }
     if recipient.match is not None:
         context["expert_url"] = expert_url(recipient.match)
+        context["inbox_url"] = inbox_url(recipient.match.expert)
+        context["reply_by_email"] = bool(current_app.config.get("INBOUND_EMAIL_DOMAIN"))
         context["status_label"] = MATCH_STATUS_LABELS.get(recipient.match.status, recipient.match.status)
     else:
         context["admin_url"] = f"{base_url}/admin/need/details/?id={need.id}"
@@ -304,6 +307,8 @@ def _notify_need(need_id: int, now: datetime, limit: datetime) -> int:
             to=recipient.email,
             template="comments_digest",
             context=_context(need, recipient, theirs),
+            # An expert may answer the thread by replying to the email (services.inbound).
+            reply_to=reply_address(recipient.match) if recipient.match is not None else None,
         )
         sent += 1
     # A bulk update: bookkeeping, not a change anyone needs in the audit trail.
