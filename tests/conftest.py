@@ -150,6 +150,18 @@ def admin_client(client, admin_user):
     return client
 
 
+@pytest.fixture
+def referent_client(client, db):
+    """A logged-in partner referent of institution ``bpi`` (refused by the back office for now)."""
+    from app.services.users import create_user
+    from tests.factories import InstitutionFactory
+
+    InstitutionFactory(slug="bpi")
+    create_user("referent@bpi.example", role="referent", institution_slug="bpi", password="motdepasse-tres-long")
+    assert login(client, "referent@bpi.example").status_code == 302
+    return client
+
+
 def csrf_token_from(html: str) -> str:
     import re
 

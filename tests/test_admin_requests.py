@@ -10,7 +10,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from app.models import Match, Need, Solicitation
-from tests.conftest import csrf_token_from, login
+from tests.conftest import csrf_token_from
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
 
 ENDPOINTS = ["solicitation", "need", "match"]
@@ -90,14 +90,8 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client, endpoint):
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_referents_are_refused(client, db, endpoint):
-    from app.services.users import create_user
-
-    institution = InstitutionFactory(slug="bpi")
-    create_user(
-        "referent@bpi.example", role="referent", institution_slug=institution.slug, password="motdepasse-tres-long"
-    )
-    assert login(client, "referent@bpi.example").status_code == 302
+def test_referents_are_refused(referent_client, endpoint):
+    client = referent_client
     assert client.get(f"/admin/{endpoint}/").status_code == 403
     assert client.get(f"/admin/{endpoint}/export/csv/").status_code == 403
     assert client.post(f"/admin/{endpoint}/action/", data={"action": "abandonner", "rowid": "1"}).status_code in (

@@ -19,7 +19,7 @@ from app.models import (
     User,
     Zone,
 )
-from tests.conftest import csrf_token_from, login
+from tests.conftest import csrf_token_from
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
 
 VIEWS = ["institution", "antenne", "expert", "institution_subject", "theme", "subject", "user", "journal"]
@@ -80,14 +80,8 @@ def test_anonymous_visitors_cannot_use_the_territory_autocomplete(client):
 
 
 @pytest.mark.parametrize("endpoint", VIEWS)
-def test_referents_are_refused(client, db, endpoint):
-    from app.services.users import create_user
-
-    institution = InstitutionFactory(slug="bpi")
-    create_user(
-        "referent@bpi.example", role="referent", institution_slug=institution.slug, password="motdepasse-tres-long"
-    )
-    assert login(client, "referent@bpi.example").status_code == 302
+def test_referents_are_refused(referent_client, endpoint):
+    client = referent_client
     assert client.get(f"/admin/{endpoint}/").status_code == 403
     assert client.get(f"/admin/{endpoint}/new/").status_code in (403, 302)
 

@@ -121,12 +121,12 @@ def _render(
     )
 
 
-def _link_error(error: LinkError):
+def link_error_page(error: LinkError):
     return render_template("experts/link_error.html", title=error.title, message=str(error)), error.http_status
 
 
 @bp.after_request
-def _private(response):
+def private_headers(response):
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Robots-Tag"] = "noindex, nofollow"
@@ -145,7 +145,7 @@ def _stale_form(_error):
 
 
 @bp.errorhandler(TooManyRequests)
-def _too_many(_error):
+def too_many_requests_page(_error):
     message = "Trop de demandes en peu de temps depuis votre connexion. Patientez une minute, puis rechargez la page."
     return render_template("experts/link_error.html", title="Merci de patienter", message=message), 429
 
@@ -155,7 +155,7 @@ def need_page(token: str):
     try:
         match = match_for_token(token)
     except LinkError as error:
-        return _link_error(error)
+        return link_error_page(error)
     if request.method == "GET":
         return _render(token, match)
 
@@ -176,7 +176,7 @@ def comment(token: str):
     try:
         match = match_for_token(token)
     except LinkError as error:
-        return _link_error(error)
+        return link_error_page(error)
     body = request.form.get("body", "")
     try:
         with acting_as(f"expert {match.expert.email} (lien)"):

@@ -11,7 +11,7 @@ from flask import Blueprint, render_template, request, url_for
 from flask_babel import format_date
 from werkzeug.exceptions import TooManyRequests
 
-from app.experts import STATUS_BADGES, _link_error, _private, _too_many
+from app.experts import STATUS_BADGES, link_error_page, private_headers, too_many_requests_page
 from app.extensions import limiter
 from app.models.requests import MATCH_STATUS_LABELS
 from app.services.inbox import TABS, inbox
@@ -19,8 +19,8 @@ from app.services.links import LinkError, expert_for_inbox_token, expert_token, 
 
 bp = Blueprint("inbox", __name__)
 limiter.limit("60 per minute")(bp)
-bp.after_request(_private)
-bp.register_error_handler(TooManyRequests, _too_many)
+bp.after_request(private_headers)
+bp.register_error_handler(TooManyRequests, too_many_requests_page)
 
 
 @bp.app_template_global()
@@ -34,7 +34,7 @@ def inbox_page(token: str):
     try:
         expert = expert_for_inbox_token(token)
     except LinkError as error:
-        return _link_error(error)
+        return link_error_page(error)
     box = inbox(expert, request.args.get("onglet"))
     return render_template(
         "experts/inbox.html",
