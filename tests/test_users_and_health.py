@@ -147,3 +147,20 @@ def test_behind_a_trusted_proxy_the_visitor_address_is_used(make_app):
     ):
         proxied.wsgi_app(request.environ, lambda *a: None)
         assert request.environ["REMOTE_ADDR"] == "203.0.113.7"
+
+
+def test_production_refuses_to_start_without_a_secret_key(monkeypatch):
+    import pytest
+
+    from app import create_app
+
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        create_app("production", SECRET_KEY=None)
+
+
+def test_the_procfile_runs_every_process_in_production_by_default():
+    from pathlib import Path
+
+    lines = (Path(__file__).resolve().parent.parent / "Procfile").read_text().splitlines()
+    assert {line.split(":", 1)[0] for line in lines} == {"release", "web", "worker", "cron"}
+    assert all("APP_ENV=${APP_ENV:-production}" in line for line in lines)
