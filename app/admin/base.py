@@ -63,7 +63,15 @@ class SecureMixin:
 class SecureIndexView(SecureMixin, AdminIndexView):
     @expose("/")
     def index(self):
-        return self.render("admin/home.html")
+        from app.services.dashboard import age_text, dashboard_figures, dashboard_links
+
+        figures = dashboard_figures()
+        return self.render(
+            "admin/home.html",
+            figures=figures,
+            links=dashboard_links(figures),
+            oldest_age=age_text(figures["oldest_age"]),
+        )
 
 
 class SecureBaseView(SecureMixin, BaseView):

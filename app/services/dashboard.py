@@ -1,0 +1,193 @@
+"""The back office's home: the few figures that tell staff where work is waiting.
+
+Every figure is counted here, in four aggregate queries (one per table), so the home page
+costs the same whatever the volume. The links into the back-office lists are built from the
+views' own filters (by name and operation, not by position), so they keep filtering when a
+view gains or reorders filters.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from flask import current_app, url_for
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Match, Need, Solicitation
+from app.models.outbox import OutboundEmail
+
+PARIS = ZoneInfo("Europe/Paris")
+# A need whose experts have all stayed silent this long deserves a call from staff.
+DEFAULT_NO_TAKER_DAYS = 5
+# The outbox job retries within minutes; an email queued longer than this is stuck.
+STALE_QUEUE_DELAY = timedelta(hours=1)
+
+
+def week_start(now: datetime) -> datetime:
+    """Monday 00:00 in Paris (as staff count weeks), returned in UTC for the queries."""
+    local = now.astimezone(PARIS)
+    monday = (local - timedelta(days=local.weekday())).date()
+    return datetime(monday.year, monday.month, monday.day, tzinfo=PARIS).astimezone(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite gives back naive datetimes; they were written in UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def no_taker_days() -> int:
+    """How long a need may wait for a taker before the home page points at it (configurable)."""
+    return int(current_app.config.get("DASHBOARD_NO_TAKER_DAYS", DEFAULT_NO_TAKER_DAYS))
+
+
+def dashboard_figures(now: datetime | None = None) -> dict[str, Any]:
+    """The home page's figures, in a constant number of queries (one per table).
+
+    - ``to_qualify``: solicitations waiting for staff (``in_progress``), and ``oldest_age`` of
+      the oldest one (a ``timedelta``, ``None`` when the queue is empty), because a long wait is
+      what staff must fix first;
+    - ``no_taker``: needs still ``quo`` (no expert took them) created more than
+      ``no_taker_days`` days ago;
+    - ``failed_emails`` (the outbox gave up) and ``stale_emails`` (queued for more than an hour:
+      the worker or SMTP may be down);
+    - ``week`` and ``last_week``: solicitations received, needs created, matches taken in charge
+      since Monday 00:00 Paris time, and over the whole week before, for comparison.
+    """
+    now = now or datetime.now(UTC)
+    this_monday = week_start(now)
+    last_monday = this_monday - timedelta(days=7)
+    days = no_taker_days()
+
+    def this_week(column):
+        return func.count().filter(column >= this_monday)
+
+    def previous_week(column):
+        return func.count().filter(column >= last_monday, column < this_monday)
+
+    solicitations = db.session.execute(
+        select(
+            func.count().filter(Solicitation.status == "in_progress"),
+            func.min(Solicitation.created_at).filter(Solicitation.status == "in_progress"),
+            this_week(Solicitation.created_at),
+            previous_week(Solicitation.created_at),
+        ).where((Solicitation.status == "in_progress") | (Solicitation.created_at >= last_monday))
+    ).one()
+    needs = db.session.execute(
+        select(
+            func.count().filter(Need.status == "quo", Need.created_at < now - timedelta(days=days)),
+            this_week(Need.created_at),
+            previous_week(Need.created_at),
+        ).where((Need.status == "quo") | (Need.created_at >= last_monday))
+    ).one()
+    matches = db.session.execute(
+        select(this_week(Match.taken_care_at), previous_week(Match.taken_care_at)).where(
+            Match.taken_care_at >= last_monday
+        )
+    ).one()
+    emails = db.session.execute(
+        select(
+            func.count().filter(OutboundEmail.state == "failed"),
+            func.count().filter(OutboundEmail.state == "queued", OutboundEmail.created_at < now - STALE_QUEUE_DELAY),
+        ).where(OutboundEmail.state.in_(("failed", "queued")))
+    ).one()
+
+    oldest = _aware(solicitations[1])
+    return {
+        "now": now,
+        "week_start": this_monday,
+        "no_taker_days": days,
+        "to_qualify": solicitations[0],
+        "oldest_age": (now - oldest) if oldest else None,
+        "no_taker": needs[0],
+        "failed_emails": emails[0],
+        "stale_emails": emails[1],
+        "week": {"solicitations": solicitations[2], "needs": needs[1], "taken_care": matches[0]},
+        "last_week": {"solicitations": solicitations[3], "needs": needs[2], "taken_care": matches[1]},
+    }
+
+
+def age_text(age: timedelta | None) -> str:
+    """« 3 jours », « 5 heures », « moins d'une heure »: how staff read a wait."""
+    if age is None:
+        return ""
+    if age.days >= 1:
+        return f"{age.days} jour{'s' if age.days > 1 else ''}"
+    hours = age.seconds // 3600
+    if hours >= 1:
+        return f"{hours} heure{'s' if hours > 1 else ''}"
+    return "moins d'une heure"
+
+
+# ---------------------------------------------------------------- links into the lists
+
+
+def _view(endpoint: str):
+    admin = current_app.extensions["pde_admin"]
+    return next(v for v in admin._views if getattr(v, "endpoint", None) == endpoint)
+
+
+def list_url(
+    endpoint: str,
+    filters: tuple[tuple[str, type, str], ...] = (),
+    *,
+    sort: str | None = None,
+    desc: bool = False,
+) -> str:
+    """The URL of a back-office list with filters applied, each ``(label, filter class, value)``.
+
+    Flask-Admin names a filter in the URL by its position (``flt0_<index>=value``); looking it
+    up by label and class keeps the link right when the view's filters change. A filter the
+    view does not have is left out (the link then shows the wider list, never an error).
+    """
+    view = _view(endpoint)
+    args: dict[str, str] = {}
+    position = 0
+    for label, kind, value in filters:
+        key = next(
+            (key for key, (_i, flt) in (view._filter_args or {}).items() if flt.name == label and type(flt) is kind),
+            None,
+        )
+        if key is not None:
+            args[f"flt{position}_{key}"] = value
+            position += 1
+    if sort is not None:
+        index = next((i for i, (name, _label) in enumerate(view._list_columns) if name == sort), None)
+        if index is not None:
+            args["sort"] = str(index)
+            if desc:
+                args["desc"] = "1"
+    base = url_for(f"{endpoint}.index_view")
+    return f"{base}?{urlencode(args)}" if args else base
+
+
+def dashboard_links(figures: dict[str, Any]) -> dict[str, str]:
+    """Where each card leads: the list that shows the rows the figure counts, or the closest one.
+
+    The needs and matches lists have no date filter (nor « sans preneur depuis N jours »):
+    their cards lead to the status list, oldest first, which starts with the rows counted.
+    """
+    from flask_admin.contrib.sqla.filters import DateTimeGreaterFilter, FilterEqual
+
+    # The date filter compares the naive value with the stored UTC timestamps: give it UTC.
+    since_monday = figures["week_start"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return {
+        "to_qualify": list_url(
+            "solicitation", (("Statut", FilterEqual, "in_progress"),), sort="created_at", desc=False
+        ),
+        "no_taker": list_url("need", (("Statut", FilterEqual, "quo"),), sort="created_at", desc=False),
+        "failed_emails": list_url("outbox", (("État", FilterEqual, "failed"),)),
+        "stale_emails": list_url("outbox", (("État", FilterEqual, "queued"),), sort="created_at", desc=False),
+        "week_solicitations": list_url(
+            "solicitation", (("Date", DateTimeGreaterFilter, since_monday),), sort="created_at", desc=True
+        ),
+        "week_needs": list_url("need", sort="created_at", desc=True),
+        "week_taken_care": list_url(
+            "match", (("Statut", FilterEqual, "taking_care"),), sort="taken_care_at", desc=True
+        ),
+    }

@@ -1,0 +1,239 @@
+"""The back office's home: the figures (services.dashboard), the links into filtered lists,
+a constant number of queries, and the same access rules as every back-office page."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.models import Commune, Company, Contact, Facility, Match, Need, OutboundEmail, Solicitation
+from app.services.dashboard import age_text, dashboard_figures, week_start
+from tests.factories import ExpertFactory, subject
+
+# A Wednesday, 13:00 in Paris; that week started on Monday 23 November 00:00 Paris = Sunday 23:00 UTC.
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+MONDAY_UTC = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)
+_numbers = itertools.count(1)
+
+
+def body(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def make_solicitation(db, created_at: datetime, status: str = "in_progress", full_name: str = "Alix Durand"):
+    n = next(_numbers)
+    row = Solicitation(
+        subject=subject("recrutement"),
+        status=status,
+        full_name=full_name,
+        email=f"alix{n}@boulangerie.example",
+        phone="0472000000",
+        siret=f"{n:09d}00012",
+        postal_code="69100",
+        insee_code="69266",
+        description="Nous cherchons à recruter deux apprentis boulangers.",
+        created_at=created_at,
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def make_need(db, created_at: datetime, status: str = "quo", taken_care_at: datetime | None = None) -> Need:
+    n = next(_numbers)
+    company = Company(siren=f"{n:09d}", name=f"Boulangerie n°{n}")
+    need = Need(
+        subject=subject("recrutement"),
+        facility=Facility(company=company, siret=f"{n:09d}00017", commune=db.session.get(Commune, "69123")),
+        contact=Contact(company=company, full_name="Julie Durand", email="julie@durand.example", phone="0612345678"),
+        description="Un apprenti boulanger.",
+        status=status,
+        created_at=created_at,
+    )
+    need.matches.append(
+        Match(
+            expert=ExpertFactory(),
+            status="taking_care" if taken_care_at else "quo",
+            taken_care_at=taken_care_at,
+            created_at=created_at,
+        )
+    )
+    db.session.add(need)
+    db.session.commit()
+    return need
+
+
+def make_email(db, state: str, created_at: datetime, recipient: str) -> OutboundEmail:
+    row = OutboundEmail(
+        key=f"test:{next(_numbers)}",
+        recipient=recipient,
+        subject="Votre demande",
+        body_text="Bonjour",
+        state=state,
+        created_at=created_at,
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+@pytest.fixture
+def desk(db):
+    """Rows on both sides of every boundary the figures count."""
+    make_solicitation(db, NOW - timedelta(days=3), full_name="Ancienne à qualifier")  # last week
+    make_solicitation(db, NOW - timedelta(hours=1), full_name="Récente à qualifier")  # this week
+    make_solicitation(db, MONDAY_UTC + timedelta(minutes=30), "processed", "Transmise lundi")  # this week
+    make_solicitation(db, MONDAY_UTC - timedelta(minutes=30), "canceled", "Abandonnée dimanche")  # last week
+    make_solicitation(db, NOW - timedelta(days=20), "processed", "Transmise il y a longtemps")  # neither
+
+    make_need(db, NOW - timedelta(days=6))  # no taker after 5 days; last week
+    make_need(db, NOW - timedelta(days=4))  # not yet 5 days; last week
+    make_need(db, NOW - timedelta(days=10), "taking_care", taken_care_at=NOW - timedelta(days=5))  # taken last week
+    make_need(db, NOW - timedelta(days=1), "taking_care", taken_care_at=NOW - timedelta(hours=2))  # this week
+
+    make_email(db, "failed", NOW - timedelta(days=2), "echec@example.fr")
+    make_email(db, "queued", NOW - timedelta(hours=2), "bloque@example.fr")
+    make_email(db, "queued", NOW - timedelta(minutes=10), "recent@example.fr")
+    make_email(db, "sent", NOW - timedelta(days=1), "parti@example.fr")
+
+
+def test_the_week_starts_on_monday_midnight_in_paris():
+    assert week_start(NOW) == MONDAY_UTC
+    # Monday 00:30 Paris is already the new week; Sunday 23:30 Paris is still the old one.
+    assert week_start(MONDAY_UTC + timedelta(minutes=30)) == MONDAY_UTC
+    assert week_start(MONDAY_UTC - timedelta(minutes=30)) == MONDAY_UTC - timedelta(days=7)
+    # Summer time: Monday 00:00 Paris is Sunday 22:00 UTC.
+    assert week_start(datetime(2026, 7, 8, 12, tzinfo=UTC)) == datetime(2026, 7, 5, 22, tzinfo=UTC)
+
+
+def test_figures_count_what_waits_and_the_weeks_volume(desk):
+    figures = dashboard_figures(now=NOW)
+
+    assert figures["to_qualify"] == 2
+    assert figures["oldest_age"] == timedelta(days=3)
+    assert figures["no_taker_days"] == 5
+    assert figures["no_taker"] == 1
+    assert figures["failed_emails"] == 1
+    assert figures["stale_emails"] == 1
+    assert figures["week"] == {"solicitations": 2, "needs": 1, "taken_care": 1}
+    assert figures["last_week"] == {"solicitations": 2, "needs": 2, "taken_care": 1}
+
+
+def test_an_empty_service_counts_zero(db):
+    figures = dashboard_figures(now=NOW)
+
+    assert figures["to_qualify"] == 0
+    assert figures["oldest_age"] is None
+    assert figures["week"] == {"solicitations": 0, "needs": 0, "taken_care": 0}
+
+
+def test_the_no_taker_delay_is_a_setting(app, desk, monkeypatch):
+    monkeypatch.setitem(app.config, "DASHBOARD_NO_TAKER_DAYS", 3)
+
+    figures = dashboard_figures(now=NOW)
+
+    assert figures["no_taker_days"] == 3
+    assert figures["no_taker"] == 2
+
+
+def test_ages_read_as_staff_say_them():
+    assert age_text(timedelta(days=3, hours=4)) == "3 jours"
+    assert age_text(timedelta(days=1)) == "1 jour"
+    assert age_text(timedelta(hours=5)) == "5 heures"
+    assert age_text(timedelta(minutes=20)) == "moins d'une heure"
+
+
+def test_the_query_count_does_not_grow_with_the_data(db, count_queries):
+    with count_queries() as empty:
+        dashboard_figures(now=NOW)
+    for day in range(8):
+        make_solicitation(db, NOW - timedelta(days=day))
+        make_need(db, NOW - timedelta(days=day), taken_care_at=NOW - timedelta(days=day))
+        make_email(db, "failed", NOW - timedelta(days=day), f"echec{day}@example.fr")
+    with count_queries() as full:
+        dashboard_figures(now=NOW)
+
+    assert empty.count == full.count == 4
+
+
+def home_links(html: str) -> dict[str, str]:
+    return {
+        name: href.replace("&amp;", "&")
+        for href, name in re.findall(r'<a href="([^"]+)" class="card-link" data-link="([^"]+)"', html)
+    }
+
+
+def test_home_shows_the_figures_with_a_link_each_into_a_filtered_list(admin_client, desk):
+    page = admin_client.get("/admin/")
+    html = body(page)
+
+    assert page.status_code == 200
+    assert "Demandes à qualifier" in html
+    assert "Besoins sans preneur après 5 jours" in html
+    assert "Courriels en échec" in html
+    assert "Se déconnecter" in html
+    assert html.count(">Voir la liste</a>") == 7
+    links = home_links(html)
+    assert set(links) == {
+        "to-qualify",
+        "no-taker",
+        "failed-emails",
+        "stale-emails",
+        "week-solicitations",
+        "week-needs",
+        "week-taken-care",
+    }
+    for name, href in links.items():
+        assert admin_client.get(href).status_code == 200, name
+
+    to_qualify = body(admin_client.get(links["to-qualify"]))
+    assert "Ancienne à qualifier" in to_qualify and "Récente à qualifier" in to_qualify
+    assert "Transmise lundi" not in to_qualify
+    # Oldest first: the one that waited longest is read first.
+    assert to_qualify.index("Ancienne à qualifier") < to_qualify.index("Récente à qualifier")
+
+    failed = body(admin_client.get(links["failed-emails"]))
+    assert "echec@example.fr" in failed and "parti@example.fr" not in failed
+    stale = body(admin_client.get(links["stale-emails"]))
+    assert "bloque@example.fr" in stale and "echec@example.fr" not in stale
+
+
+def test_the_weeks_solicitations_link_starts_on_monday(admin_client, db):
+    make_solicitation(db, datetime.now(UTC) - timedelta(days=15), "processed", "Il y a deux semaines")
+    make_solicitation(db, datetime.now(UTC), "processed", "Reçue ce jour")
+
+    links = home_links(body(admin_client.get("/admin/")))
+    listed = body(admin_client.get(links["week-solicitations"]))
+
+    assert "Reçue ce jour" in listed
+    assert "Il y a deux semaines" not in listed
+
+
+def test_home_costs_the_same_queries_whatever_the_data(admin_client, db, count_queries):
+    admin_client.get("/admin/")
+    # Committing expires the logged-in user the test's session holds: measure both runs after one.
+    db.session.expire_all()
+    with count_queries() as empty:
+        admin_client.get("/admin/")
+    for day in range(6):
+        make_solicitation(db, datetime.now(UTC) - timedelta(days=day))
+        make_email(db, "failed", datetime.now(UTC), f"echec{day}@example.fr")
+    db.session.expire_all()
+    with count_queries() as full:
+        admin_client.get("/admin/")
+
+    assert full.count == empty.count
+
+
+def test_anonymous_visitors_are_sent_to_the_login_page(client, db):
+    response = client.get("/admin/")
+
+    assert response.status_code == 302
+    assert "/connexion" in response.headers["Location"]
+
+
+def test_a_referent_is_refused(referent_client):
+    assert referent_client.get("/admin/").status_code == 403
