@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, request, url_for
+from flask import flash, has_request_context, redirect, request, url_for
 from flask_admin import Admin, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import (
@@ -27,6 +27,7 @@ from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from app import policy
 from app.admin.addressbook import institution_options, subject_options
 from app.admin.base import InSubqueryFilter, LazyOptions, SecureModelView, paris_time
 from app.extensions import db
@@ -41,6 +42,7 @@ from app.models import (
     Need,
     Solicitation,
 )
+from app.services import desk
 from app.services.errors import ServiceError
 
 # The list shows the start of the qualification notes (French sentences written by
@@ -87,12 +89,23 @@ def _registry_text(solicitation: Solicitation) -> str:
     return " ; ".join(f"{key} : {value}" for key, value in data.items() if value not in (None, "", [], {}))
 
 
+def _flag_badges(flags: list[str]) -> Markup:
+    return Markup(" ").join(Markup('<span class="badge badge-warning">{}</span>').format(flag) for flag in flags)
+
+
 class SolicitationView(SecureModelView):
-    """What the public form received; staff route or abandon what automation left for them."""
+    """What the public form received; staff route or abandon what automation left for them.
+
+    The desk's tabs (``?onglet=``, see ``services/desk.py``) select the list: search, filters,
+    sorting, paging and the CSV export keep the tab, since Flask-Admin carries unknown URL
+    arguments along. « À qualifier » lists the oldest request first; without a tab the list
+    shows every request, newest first.
+    """
 
     can_create = False
     can_edit = False
     details_template = "admin/requests_solicitation_details.html"
+    list_template = "admin/requests_solicitation_list.html"
     column_list = [
         "created_at",
         "subject",
@@ -102,6 +115,7 @@ class SolicitationView(SecureModelView):
         "commune",
         "status",
         "qualification_notes",
+        "flags",
         "mtm_campaign",
     ]
     column_details_list = [
@@ -142,6 +156,7 @@ class SolicitationView(SecureModelView):
         "mtm_source",
         "need",
         "description",
+        "flags",
     ]
     column_labels = {
         "created_at": "Date",
@@ -157,6 +172,7 @@ class SolicitationView(SecureModelView):
         "commune": "Commune",
         "status": "Statut",
         "qualification_notes": "Points à vérifier",
+        "flags": "Signaux",
         "need": "Besoin",
         "description": "Description",
         "mtm_campaign": "Campagne",
@@ -180,6 +196,7 @@ class SolicitationView(SecureModelView):
         "subject": lambda v, c, m, n: m.subject.label,
         "commune": lambda v, c, m, n: str(m.commune) if m.commune else m.insee_code,
         "qualification_notes": lambda v, c, m, n: notes_summary(m.qualification_notes),
+        "flags": lambda v, c, m, n: _flag_badges(getattr(m, "desk_flags", [])),
     }
     column_formatters_detail = {
         **column_formatters,
@@ -193,6 +210,7 @@ class SolicitationView(SecureModelView):
         **column_formatters,
         "qualification_notes": lambda v, c, m, n: notes_text(m.qualification_notes),
         "need": lambda v, c, m, n: f"#{m.need.id}" if m.need else "",
+        "flags": lambda v, c, m, n: ", ".join(getattr(m, "desk_flags", [])),
     }
     # The need is loaded with the page too: the export names it on every row.
     list_loader_options = (
@@ -200,6 +218,46 @@ class SolicitationView(SecureModelView):
         lambda: selectinload(Solicitation.commune),
         lambda: selectinload(Solicitation.need),
     )
+
+    def current_tab(self) -> str:
+        return desk.tab_slug(request.args.get("onglet") if has_request_context() else None)
+
+    def _in_tab(self, query):
+        condition = desk.tab_condition(self.current_tab())
+        return query if condition is None else query.filter(condition)
+
+    def get_query(self):
+        return self._in_tab(super().get_query())
+
+    def get_count_query(self):
+        return self._in_tab(super().get_count_query())
+
+    def _get_default_order(self):
+        # The queue is served oldest first; the other tabs show the latest first.
+        newest_first = self.current_tab() != "a-qualifier"
+        yield Solicitation.created_at, [], newest_first
+        yield Solicitation.id, [], newest_first
+
+    def annotate(self, rows: list[Solicitation]) -> None:
+        flags = desk.flags_for(rows)
+        for row in rows:
+            row.desk_flags = flags.get(row.id, [])
+
+    def desk_tabs(self) -> list[dict[str, Any]]:
+        """The tabs above the list, with their counts (one query) and links keeping the
+        current search and filters."""
+        counts = desk.tab_counts(lambda query: policy.scope_query(current_user, Solicitation, query))
+        current = self.current_tab()
+        args = {key: value for key, value in request.args.items() if key not in ("page", "onglet")}
+        return [
+            {
+                "label": tab.label,
+                "count": counts[tab.slug],
+                "url": self.get_url(".index_view", onglet=tab.slug, **args),
+                "active": tab.slug == current,
+            }
+            for tab in desk.TABS
+        ]
 
     # Flask-Admin lists actions in the alphabetical order of their methods: route, cancel, spam.
     @action(

@@ -1,0 +1,189 @@
+"""The request desk (issue 5): solicitation tabs and the warning flags of each row.
+
+Tabs split the solicitations by what staff do with them:
+
+- « À qualifier » — ``in_progress``, the queue, oldest first;
+- « Transmises » — ``processed``;
+- « Abandonnées » — ``canceled``, except spam;
+- « Spam » — ``canceled`` whose notes hold the spam note that ``cancel_solicitation`` writes
+  for ``SPAM_REASON`` (« Abandonnée : spam »). No column is added: the note is already what
+  blocks the address for later requests (``_blocked_reason``), so the tab and the block read
+  the same fact, compared without case as the block does.
+
+Flags are computed for a page of rows in one query, whatever the page size:
+
+- « Doublon » — another open request (``in_progress``, or ``processed`` with its need still
+  ``quo``/``taking_care``) from the same SIRET or email;
+- « Relance » — a ``processed`` request on the same subject from the same SIRET or email,
+  made within the 21 days before this one;
+- « Abandons répétés » — 2 or more ``canceled`` requests from the same SIRET or email (this
+  one included when it is canceled itself).
+
+Emails are compared without case, as ``_open_duplicate`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, literal, or_, select
+
+from app.extensions import db
+from app.models import Need, Solicitation
+from app.services.solicitations import CANCEL_NOTE_PREFIX, OPEN_NEED_STATUSES, SPAM_REASON
+
+
+@dataclass(frozen=True)
+class Tab:
+    slug: str
+    label: str
+
+
+TABS = (
+    Tab("a-qualifier", "À qualifier"),
+    Tab("transmises", "Transmises"),
+    Tab("abandonnees", "Abandonnées"),
+    Tab("spam", "Spam"),
+    Tab("toutes", "Toutes"),
+)
+# Without ``?onglet=`` the list shows every request, as before the desk (links and exports
+# made then keep their meaning); the queue is one click away.
+DEFAULT_TAB = "toutes"
+TAB_SLUGS = frozenset(tab.slug for tab in TABS)
+
+RELAUNCH_WINDOW = timedelta(days=21)
+REPEATED_CANCELLATIONS = 2
+
+FLAG_DUPLICATE = "Doublon"
+FLAG_RELAUNCH = "Relance"
+FLAG_CANCELLATIONS = "Abandons répétés"
+
+
+def tab_slug(value: str | None) -> str:
+    """The tab asked for, or « Toutes » when the value is missing or unknown."""
+    return value if value in TAB_SLUGS else DEFAULT_TAB
+
+
+def is_spam() -> Any:
+    """SQL condition: the solicitation was canceled as spam (its notes hold the spam note)."""
+    note = (CANCEL_NOTE_PREFIX + SPAM_REASON).lower()
+    dialect = db.session.get_bind().dialect.name
+    elements = "json_array_elements_text" if dialect == "postgresql" else "json_each"
+    notes = getattr(func, elements)(Solicitation.qualification_notes).table_valued("value").alias("note")
+    return and_(
+        Solicitation.status == "canceled",
+        exists(select(literal(1)).select_from(notes).where(func.lower(notes.c.value) == note)),
+    )
+
+
+def tab_condition(slug: str) -> Any | None:
+    """The WHERE condition of a tab (None for « Toutes »)."""
+    if slug == "a-qualifier":
+        return Solicitation.status == "in_progress"
+    if slug == "transmises":
+        return Solicitation.status == "processed"
+    if slug == "abandonnees":
+        return and_(Solicitation.status == "canceled", ~is_spam())
+    if slug == "spam":
+        return is_spam()
+    return None
+
+
+def tab_counts(scope: Any = None) -> dict[str, int]:
+    """How many solicitations each tab holds, in one grouped query.
+
+    ``scope`` restricts the SELECT (the back office passes its policy scope)."""
+    bucket = case(
+        (Solicitation.status == "in_progress", literal("a-qualifier")),
+        (Solicitation.status == "processed", literal("transmises")),
+        (is_spam(), literal("spam")),
+        (Solicitation.status == "canceled", literal("abandonnees")),
+        else_=literal("autre"),
+    ).label("tab")
+    query = select(bucket, func.count(Solicitation.id)).group_by(bucket)
+    if scope is not None:
+        query = scope(query)
+    counts = {tab.slug: 0 for tab in TABS}
+    for slug, count in db.session.execute(query):
+        if slug in counts:
+            counts[slug] = count
+        counts["toutes"] += count
+    return counts
+
+
+@dataclass
+class _Other:
+    id: int
+    siret: str
+    email: str
+    status: str
+    subject_id: int
+    created_at: datetime
+    need_status: str | None
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def flags_for(rows: Iterable[Solicitation]) -> dict[int, list[str]]:
+    """The flags of each row, by solicitation id, in one query for the whole page."""
+    rows = list(rows)
+    flags: dict[int, list[str]] = {row.id: [] for row in rows}
+    if not rows:
+        return flags
+    sirets = {row.siret for row in rows}
+    emails = {row.email.lower() for row in rows}
+    since = min(_aware(row.created_at) for row in rows) - RELAUNCH_WINDOW
+    related = db.session.execute(
+        select(
+            Solicitation.id,
+            Solicitation.siret,
+            func.lower(Solicitation.email),
+            Solicitation.status,
+            Solicitation.subject_id,
+            Solicitation.created_at,
+            Need.status,
+        )
+        .outerjoin(Need, Need.solicitation_id == Solicitation.id)
+        .where(
+            or_(Solicitation.siret.in_(sirets), func.lower(Solicitation.email).in_(emails)),
+            or_(
+                Solicitation.status.in_(("in_progress", "canceled")),
+                and_(
+                    Solicitation.status == "processed",
+                    or_(Need.status.in_(OPEN_NEED_STATUSES), Solicitation.created_at >= since),
+                ),
+            ),
+        )
+    ).all()
+    for row in rows:
+        email = row.email.lower()
+        created = _aware(row.created_at)
+        same = [_Other(*values) for values in related if values[1] == row.siret or values[2] == email]
+        duplicate = any(
+            other.id != row.id
+            and (
+                other.status == "in_progress"
+                or (other.status == "processed" and other.need_status in OPEN_NEED_STATUSES)
+            )
+            for other in same
+        )
+        relaunch = any(
+            other.id != row.id
+            and other.status == "processed"
+            and other.subject_id == row.subject_id
+            and created - RELAUNCH_WINDOW <= _aware(other.created_at) < created
+            for other in same
+        )
+        canceled = sum(1 for other in same if other.status == "canceled")
+        if duplicate:
+            flags[row.id].append(FLAG_DUPLICATE)
+        if relaunch:
+            flags[row.id].append(FLAG_RELAUNCH)
+        if canceled >= REPEATED_CANCELLATIONS:
+            flags[row.id].append(FLAG_CANCELLATIONS)
+    return flags
