@@ -95,6 +95,15 @@ class Config:
     # A reply address older than this is refused (held for staff): long enough for a slow answer.
     INBOUND_REPLY_MAX_AGE_DAYS = int(os.environ.get("INBOUND_REPLY_MAX_AGE_DAYS", "180"))
 
+    # Comments posted within this many seconds of each other make one notification email.
+    COMMENT_GROUPING_SECONDS = int(os.environ.get("COMMENT_GROUPING_SECONDS", "60"))
+    # A need still waiting after this many days: « Expirés » in the expert's inbox, and the
+    # dashboard's « sans preneur » card.
+    INBOX_EXPIRY_DAYS = int(os.environ.get("INBOX_EXPIRY_DAYS", "45"))
+    DASHBOARD_NO_TAKER_DAYS = int(os.environ.get("DASHBOARD_NO_TAKER_DAYS", "5"))
+    REGISTRY_TIMEOUT_SECONDS = float(os.environ.get("REGISTRY_TIMEOUT_SECONDS", "3"))
+    ADDRESSBOOK_IMPORT_MAX_BYTES = int(os.environ.get("ADDRESSBOOK_IMPORT_MAX_BYTES", str(5 * 1024 * 1024)))
+
     JDMA_URL = os.environ.get("JDMA_URL", "https://jedonnemonavis.numerique.gouv.fr/Demarches/0000?button=0000")
     EXPERT_LINK_MAX_AGE_DAYS = int(os.environ.get("EXPERT_LINK_MAX_AGE_DAYS", "90"))
     COMPANY_REGISTRY = os.environ.get("COMPANY_REGISTRY", "fake")
