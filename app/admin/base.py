@@ -223,3 +223,11 @@ class InSubqueryFilter(BaseSQLAFilter):
 
     def operation(self) -> str:
         return "est"
+
+
+class ReadOnlyModelView(SecureModelView):
+    """What staff watch but never write by hand (requests, emails, the journal): their changes
+    come from service verbs, offered as actions."""
+
+    can_create = False
+    can_edit = False

@@ -15,7 +15,7 @@ from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
 from markupsafe import Markup, escape
 
-from app.admin.base import SecureModelView
+from app.admin.base import ReadOnlyModelView
 from app.extensions import db
 from app.models import InboundMessage
 
@@ -44,11 +44,7 @@ def _comment(_view: Any, _context: Any, message: InboundMessage, _name: str) -> 
     return f"Commentaire #{message.comment_id}" if message.comment_id else ""
 
 
-class InboundMessageView(SecureModelView):
-    can_create = False
-    can_edit = False
-    can_delete = False
-
+class InboundMessageView(ReadOnlyModelView):
     column_list = ["received_at", "sender", "subject", "state", "reason"]
     column_details_list = [
         "received_at",

@@ -14,7 +14,7 @@ from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
 from markupsafe import Markup, escape
 
-from app.admin.base import SecureModelView
+from app.admin.base import ReadOnlyModelView
 from app.extensions import db
 from app.models import OutboundEmail
 from app.models.outbox import EMAIL_STATE_LABELS
@@ -40,10 +40,7 @@ def _preformatted(_view: Any, _context: Any, email: OutboundEmail, name: str) ->
     return Markup('<pre style="white-space:pre-wrap">{}</pre>').format(escape(getattr(email, name) or ""))
 
 
-class OutboundEmailView(SecureModelView):
-    can_create = False
-    can_edit = False
-    can_delete = False
+class OutboundEmailView(ReadOnlyModelView):
     details_template = "admin/outbox_details.html"
 
     column_list = ["created_at", "recipient", "subject", "state", "attempts", "last_error", "sent_at"]

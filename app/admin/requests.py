@@ -29,7 +29,7 @@ from sqlalchemy.orm import selectinload
 
 from app import policy
 from app.admin.addressbook import institution_options, subject_options
-from app.admin.base import InSubqueryFilter, LazyOptions, SecureModelView, paris_time
+from app.admin.base import InSubqueryFilter, LazyOptions, ReadOnlyModelView, paris_time
 from app.extensions import db
 from app.models import (
     MATCH_STATUS_LABELS,
@@ -93,7 +93,7 @@ def _flag_badges(flags: list[str]) -> Markup:
     return Markup(" ").join(Markup('<span class="badge badge-warning">{}</span>').format(flag) for flag in flags)
 
 
-class SolicitationView(SecureModelView):
+class SolicitationView(ReadOnlyModelView):
     """What the public form received; staff route or abandon what automation left for them.
 
     The desk's tabs (``?onglet=``, see ``services/desk.py``) select the list: search, filters,
@@ -102,8 +102,6 @@ class SolicitationView(SecureModelView):
     shows every request, newest first.
     """
 
-    can_create = False
-    can_edit = False
     details_template = "admin/requests_solicitation_details.html"
     list_template = "admin/requests_solicitation_list.html"
     column_list = [
@@ -299,11 +297,9 @@ class SolicitationView(SecureModelView):
 # ---------------------------------------------------------------- needs
 
 
-class NeedView(SecureModelView):
+class NeedView(ReadOnlyModelView):
     """One subject for one establishment, and how its experts answered."""
 
-    can_create = False
-    can_edit = False
     details_template = "admin/requests_need_details.html"
     column_list = ["created_at", "subject", "company", "commune", "status", "match_count", "positive_count"]
     column_details_list = [
@@ -456,11 +452,9 @@ class NeedView(SecureModelView):
 # ---------------------------------------------------------------- matches
 
 
-class MatchView(SecureModelView):
+class MatchView(ReadOnlyModelView):
     """One need sent to one expert: read-only, the expert changes it from their link."""
 
-    can_create = False
-    can_edit = False
     column_list = [
         "created_at",
         "subject",

@@ -17,7 +17,7 @@ from wtforms import PasswordField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
-from app.admin.base import DeletedFilter, LazyOptions, SecureModelView
+from app.admin.base import DeletedFilter, LazyOptions, ReadOnlyModelView, SecureModelView
 from app.admin.fields import antenne_lookup
 from app.extensions import db
 from app.models import ROLE_LABELS, AuditEvent, Institution, User
@@ -138,11 +138,9 @@ class UserView(SecureModelView):
         self.run_action(ids, delete_user, "{count} compte(s) supprimé(s).")
 
 
-class AuditEventView(SecureModelView):
+class AuditEventView(ReadOnlyModelView):
     """Who changed what: read-only, newest first."""
 
-    can_create = False
-    can_edit = False
     details_template = "admin/model/details.html"
     column_list = ["created_at", "actor", "action", "object_type", "object_id", "changes"]
     column_labels = {
