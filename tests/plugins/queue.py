@@ -38,6 +38,8 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 REDIS_BASE_URL = "redis://127.0.0.1:6379"
 CANDIDATE_DBS = (14, 13, 12, 11, 10, 9, 8)
 LOCK_KEY = "pde-tests:run"
+# Renewed by every test that uses Redis; short, so a run killed midway frees its database soon.
+CLAIM_SECONDS = 15 * 60
 RUN_ID = uuid.uuid4().hex
 
 
@@ -55,7 +57,7 @@ def _redis_db_url():
         url = f"{REDIS_BASE_URL}/{number}"
         client = _client(url)
         try:
-            owned = client.set(LOCK_KEY, RUN_ID, nx=True, ex=6 * 3600) or client.get(LOCK_KEY) == RUN_ID.encode()
+            owned = client.set(LOCK_KEY, RUN_ID, nx=True, ex=CLAIM_SECONDS) or client.get(LOCK_KEY) == RUN_ID.encode()
         except redis.exceptions.ConnectionError:
             client.close()
             yield None
@@ -77,7 +79,7 @@ def _flush(url: str) -> bool:
     client = _client(url)
     try:
         client.flushdb()
-        client.set(LOCK_KEY, RUN_ID, ex=6 * 3600)
+        client.set(LOCK_KEY, RUN_ID, ex=CLAIM_SECONDS)
         return True
     except redis.exceptions.ConnectionError:
         return False
