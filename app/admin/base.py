@@ -18,6 +18,7 @@ from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from flask_admin.contrib.sqla.typefmt import DEFAULT_FORMATTERS
 from flask_login import current_user
+from markupsafe import Markup, escape
 from sqlalchemy import false, select
 
 from app import policy
@@ -34,6 +35,22 @@ def paris_time(value: datetime | None) -> str:
     if value.tzinfo is None:  # SQLite gives back naive datetimes; they were written in UTC
         value = value.replace(tzinfo=UTC)
     return value.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+
+
+def shortened(text: str | None, limit: int) -> str:
+    """Long free text (errors, reasons, notes) cut for a list cell; the details page shows it whole."""
+    text = text or ""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def preview_formatter(limit: int):
+    """A list formatter showing the column's text shortened to ``limit`` characters."""
+    return lambda _view, _context, model, name: shortened(getattr(model, name), limit)
+
+
+def preformatted_formatter(_view: Any, _context: Any, model: Any, name: str) -> Markup:
+    """Plain text (email bodies, replies) shown as written, escaped, lines kept."""
+    return Markup('<pre style="white-space:pre-wrap">{}</pre>').format(escape(getattr(model, name) or ""))
 
 
 def _format_datetime(_view: Any, value: datetime, *_args: Any) -> str:

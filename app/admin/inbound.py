@@ -13,9 +13,8 @@ from typing import Any
 from flask_admin import Admin
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
-from markupsafe import Markup, escape
 
-from app.admin.base import ReadOnlyModelView
+from app.admin.base import ReadOnlyModelView, preformatted_formatter, preview_formatter
 from app.extensions import db
 from app.models import InboundMessage
 
@@ -25,15 +24,6 @@ REASON_PREVIEW = 140
 
 def _state_label(_view: Any, _context: Any, message: InboundMessage, _name: str) -> str:
     return STATE_LABELS.get(message.state, message.state)
-
-
-def _reason_preview(_view: Any, _context: Any, message: InboundMessage, _name: str) -> str:
-    reason = message.reason or ""
-    return reason if len(reason) <= REASON_PREVIEW else reason[: REASON_PREVIEW - 1] + "…"
-
-
-def _preformatted(_view: Any, _context: Any, message: InboundMessage, name: str) -> Markup:
-    return Markup('<pre style="white-space:pre-wrap">{}</pre>').format(escape(getattr(message, name) or ""))
 
 
 def _attachments(_view: Any, _context: Any, message: InboundMessage, _name: str) -> str:
@@ -71,10 +61,10 @@ class InboundMessageView(ReadOnlyModelView):
         "attachments": "Pièces jointes",
         "text": "Texte",
     }
-    column_formatters = {"state": _state_label, "reason": _reason_preview}
+    column_formatters = {"state": _state_label, "reason": preview_formatter(REASON_PREVIEW)}
     column_formatters_detail = {
         "state": _state_label,
-        "text": _preformatted,
+        "text": preformatted_formatter,
         "attachments": _attachments,
         "comment_id": _comment,
     }

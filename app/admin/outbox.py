@@ -12,9 +12,8 @@ from typing import Any
 from flask_admin import Admin
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
-from markupsafe import Markup, escape
 
-from app.admin.base import ReadOnlyModelView
+from app.admin.base import ReadOnlyModelView, preformatted_formatter, preview_formatter
 from app.extensions import db
 from app.models import OutboundEmail
 from app.models.outbox import EMAIL_STATE_LABELS
@@ -29,15 +28,6 @@ def _state_label(_view: Any, _context: Any, email: OutboundEmail, _name: str) ->
     if email.state == "sent" and email.last_error == LOGGED_ONLY:
         return "Journalisé, non envoyé"
     return EMAIL_STATE_LABELS.get(email.state, email.state)
-
-
-def _error_preview(_view: Any, _context: Any, email: OutboundEmail, _name: str) -> str:
-    error = email.last_error or ""
-    return error if len(error) <= ERROR_PREVIEW else error[: ERROR_PREVIEW - 1] + "…"
-
-
-def _preformatted(_view: Any, _context: Any, email: OutboundEmail, name: str) -> Markup:
-    return Markup('<pre style="white-space:pre-wrap">{}</pre>').format(escape(getattr(email, name) or ""))
 
 
 class OutboundEmailView(ReadOnlyModelView):
@@ -83,8 +73,8 @@ class OutboundEmailView(ReadOnlyModelView):
         "sent_at": "Envoyé le",
         "body_text": "Texte",
     }
-    column_formatters = {"state": _state_label, "last_error": _error_preview}
-    column_formatters_detail = {"state": _state_label, "body_text": _preformatted}
+    column_formatters = {"state": _state_label, "last_error": preview_formatter(ERROR_PREVIEW)}
+    column_formatters_detail = {"state": _state_label, "body_text": preformatted_formatter}
     column_formatters_export = {"state": _state_label}
     column_sortable_list = ["created_at", "recipient", "subject", "state", "attempts", "sent_at"]
     column_searchable_list = ["recipient", "subject", "key"]

@@ -29,7 +29,7 @@ from sqlalchemy.orm import selectinload
 
 from app import policy
 from app.admin.addressbook import institution_options, subject_options
-from app.admin.base import InSubqueryFilter, LazyOptions, ReadOnlyModelView, paris_time
+from app.admin.base import InSubqueryFilter, LazyOptions, ReadOnlyModelView, paris_time, shortened
 from app.extensions import db
 from app.models import (
     MATCH_STATUS_LABELS,
@@ -61,8 +61,7 @@ def notes_text(notes: list[str] | None) -> str:
 
 
 def notes_summary(notes: list[str] | None) -> str:
-    text = notes_text(notes)
-    return text if len(text) <= NOTES_SUMMARY_LENGTH else text[: NOTES_SUMMARY_LENGTH - 1].rstrip() + "…"
+    return shortened(notes_text(notes), NOTES_SUMMARY_LENGTH)
 
 
 def zone_entry(match: Match) -> str:
