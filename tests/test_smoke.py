@@ -34,3 +34,16 @@ def test_referent_refused_with_a_french_page(client, db):
     response = client.get("/admin/expert/")
     assert response.status_code == 403
     assert "Accès refusé" in response.get_data(as_text=True)
+
+
+def test_an_unexpected_error_gets_a_french_page_and_the_session_recovers(make_app):
+    broken = make_app(PROPAGATE_EXCEPTIONS=False)
+
+    def boom():
+        raise RuntimeError("panne simulée")
+
+    broken.view_functions["public.index"] = boom
+    response = broken.test_client().get("/")
+    assert response.status_code == 500
+    assert "Une erreur est survenue" in response.get_data(as_text=True)
+    assert broken.test_client().get("/healthz").status_code == 200
