@@ -17,10 +17,9 @@ from wtforms import HiddenField
 from wtforms.validators import InputRequired
 
 from app.admin.base import SecureBaseView
-from app.extensions import db
 from app.services.addressbook import COLUMNS, ImportReport, import_addressbook
 from app.services.audit import acting_as
-from app.services.uploads import stage_upload, take_upload
+from app.services.uploads import import_upload, stage_upload
 
 TEMPLATE = "admin/import.html"
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
@@ -103,15 +102,12 @@ class AddressbookImportView(SecureBaseView):
     def confirm(self):
         form = ConfirmForm()
         token = form.token.data if form.validate_on_submit() else None
-        upload = take_upload(token, user_id=current_user.id)
-        if upload is None:
+        with acting_as(current_user.email, current_user.id):
+            report = import_upload(token, user_id=current_user.id)
+        if report is None:
             flash("Cet aperçu n'est plus valable : déposez à nouveau le fichier.", "error")
             return redirect(url_for(".index"))
-        with acting_as(current_user.email, current_user.id):
-            report = import_addressbook(upload.content)
         if not report.ok:
-            # Nothing imported; the upload is consumed all the same (the data moved on since the preview).
-            db.session.commit()
             return self.render(
                 TEMPLATE, form=UploadForm(formdata=None), columns=COLUMNS, report=report, stale=True
             ), 422

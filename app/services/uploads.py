@@ -45,3 +45,21 @@ def take_upload(token: str | None, *, user_id: int) -> AddressbookUpload | None:
     if upload is not None:
         db.session.delete(upload)
     return upload
+
+
+def import_upload(token: str | None, *, user_id: int):
+    """Import the previewed upload of ``token`` (one preview, at most one import).
+
+    Returns None when the preview is no longer valid, else the import's report. The upload is
+    consumed either way: if the address book moved on since the preview and the file now has
+    errors, nothing is imported and the staff member uploads it again.
+    """
+    from app.services.addressbook import import_addressbook
+
+    upload = take_upload(token, user_id=user_id)
+    if upload is None:
+        return None
+    report = import_addressbook(upload.content)  # commits the deletion with a clean import
+    if not report.ok:
+        db.session.commit()
+    return report
