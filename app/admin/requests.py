@@ -213,7 +213,7 @@ class SolicitationView(ReadOnlyModelView):
     list_loader_options = (
         lambda: selectinload(Solicitation.subject),
         lambda: selectinload(Solicitation.commune),
-        lambda: selectinload(Solicitation.need),
+        lambda: selectinload(Solicitation.needs),
     )
 
     def current_tab(self) -> str:

@@ -13,6 +13,16 @@ from app.models.addressbook import (
 )
 from app.models.audit import AuditEvent
 from app.models.catalog import Subject, Theme
+from app.models.desk import (
+    EXPORT_FORMATS,
+    EXPORT_KIND_LABELS,
+    EXPORT_KINDS,
+    EXPORT_STATE_LABELS,
+    EXPORT_STATES,
+    Export,
+    NeedStar,
+    StaffNote,
+)
 from app.models.discussion import COMMENT_SOURCES, INBOUND_STATES, Comment, InboundMessage
 from app.models.geo import Commune, CommunePostalCode, Departement, Epci, Region
 from app.models.outbox import EMAIL_STATE_LABELS, EMAIL_STATES, OutboundEmail
@@ -36,6 +46,11 @@ __all__ = [
     "COMMENT_SOURCES",
     "EMAIL_STATES",
     "EMAIL_STATE_LABELS",
+    "EXPORT_FORMATS",
+    "EXPORT_KINDS",
+    "EXPORT_KIND_LABELS",
+    "EXPORT_STATES",
+    "EXPORT_STATE_LABELS",
     "INBOUND_STATES",
     "MATCH_STATUSES",
     "MATCH_STATUS_LABELS",
@@ -59,15 +74,18 @@ __all__ = [
     "Epci",
     "Expert",
     "ExpertSubject",
+    "Export",
     "Facility",
     "InboundMessage",
     "Institution",
     "InstitutionSubject",
     "Match",
     "Need",
+    "NeedStar",
     "OutboundEmail",
     "Region",
     "Solicitation",
+    "StaffNote",
     "Subject",
     "Theme",
     "User",

@@ -6,10 +6,11 @@ an expert (decision 1: never expanded to communes). ``national`` is a flag on ei
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -90,6 +91,9 @@ class Expert(TimestampMixin, SoftDeleteMixin, db.Model):
     job_title: Mapped[str | None] = mapped_column(String(200))
     # Own zone override: national, or the expert's zone rows; neither means "the antenne's zone".
     national: Mapped[bool] = mapped_column(default=False)
+    # An announced absence (holidays, leave): shown to staff and to the need's other experts.
+    absent_from: Mapped[date | None] = mapped_column(Date)
+    absent_until: Mapped[date | None] = mapped_column(Date)
 
     antenne: Mapped[Antenne] = relationship(back_populates="experts")
     zones: Mapped[list[Zone]] = relationship(
@@ -103,6 +107,9 @@ class Expert(TimestampMixin, SoftDeleteMixin, db.Model):
     __table_args__ = (
         UniqueConstraint("antenne_id", "email"),
         CheckConstraint("deleted_at IS NOT NULL OR email IS NOT NULL", name="email_unless_deleted"),
+        CheckConstraint(
+            "absent_from IS NULL OR absent_until IS NULL OR absent_from <= absent_until", name="absence_dates"
+        ),
         # Routing reads the few national experts without scanning 100,000 rows.
         Index("ix_experts_national", "id", postgresql_where=text("national"), sqlite_where=text("national")),
     )

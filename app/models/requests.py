@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -63,12 +63,27 @@ class Solicitation(TimestampMixin, db.Model):
     mtm_source: Mapped[str | None] = mapped_column(String(200))
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Lower-cased, accent-free words staff search on (services.search keeps it current).
+    search_document: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     subject: Mapped[Subject] = relationship()
     commune: Mapped[Commune] = relationship()
-    need: Mapped[Need | None] = relationship(back_populates="solicitation", uselist=False)
+    # Usually one need; staff may split a request covering several subjects into several.
+    needs: Mapped[list[Need]] = relationship(back_populates="solicitation", order_by="Need.id")
 
-    __table_args__ = (CheckConstraint(f"status IN ({_in(SOLICITATION_STATUSES)})", name="status"),)
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(SOLICITATION_STATUSES)})", name="status"),
+        Index(
+            "ix_solicitations_fulltext",
+            text("to_tsvector('french'::regconfig, search_document)"),
+            postgresql_using="gin",
+        ).ddl_if(dialect="postgresql"),
+    )
+
+    @property
+    def need(self) -> Need | None:
+        """The first need (the only one unless staff split the request)."""
+        return self.needs[0] if self.needs else None
 
     def __str__(self) -> str:
         return f"Demande #{self.id} — {self.full_name}"
@@ -128,20 +143,31 @@ class Need(TimestampMixin, db.Model):
     __tablename__ = "needs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    solicitation_id: Mapped[int | None] = mapped_column(ForeignKey("solicitations.id"), unique=True)
+    solicitation_id: Mapped[int | None] = mapped_column(ForeignKey("solicitations.id"), index=True)
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"), index=True)
     facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     description: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="quo", index=True)
+    # Lower-cased, accent-free company name, SIRET, contact, email and description
+    # (services.search keeps it current); PostgreSQL searches it through a GIN index.
+    search_document: Mapped[str] = mapped_column(Text, default="", server_default="")
 
-    solicitation: Mapped[Solicitation | None] = relationship(back_populates="need")
+    solicitation: Mapped[Solicitation | None] = relationship(back_populates="needs")
     subject: Mapped[Subject] = relationship()
     facility: Mapped[Facility] = relationship()
     contact: Mapped[Contact] = relationship()
     matches: Mapped[list[Match]] = relationship(back_populates="need", order_by="Match.id")
 
-    __table_args__ = (CheckConstraint(f"status IN ({_in(NEED_STATUSES)})", name="status"),)
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(NEED_STATUSES)})", name="status"),
+        Index("ix_needs_created_at", "created_at"),
+        Index(
+            "ix_needs_fulltext",
+            text("to_tsvector('french'::regconfig, search_document)"),
+            postgresql_using="gin",
+        ).ddl_if(dialect="postgresql"),
+    )
 
     def __str__(self) -> str:
         return f"Besoin #{self.id} — {self.subject.label if self.subject else ''}"
@@ -169,6 +195,7 @@ class Match(TimestampMixin, db.Model):
         UniqueConstraint("need_id", "expert_id"),
         CheckConstraint(f"status IN ({_in(MATCH_STATUSES)})", name="status"),
         Index("ix_matches_need_id", "need_id"),
+        Index("ix_matches_created_at", "created_at"),
     )
 
     def __str__(self) -> str:

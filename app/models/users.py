@@ -28,13 +28,22 @@ class User(UserMixin, TimestampMixin, SoftDeleteMixin, db.Model):
     institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"), index=True)
     antenne_id: Mapped[int | None] = mapped_column(ForeignKey("antennes.id"), index=True)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Account security (issue 6): consecutive failed logins, the lock they cause, and the
+    # moment the password last changed (invitation and reset links die with it).
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    invited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     institution: Mapped[Institution | None] = relationship()
     antenne: Mapped[Antenne | None] = relationship()
+    invited_by: Mapped[User | None] = relationship(remote_side="User.id")
 
     __table_args__ = (
         CheckConstraint("role IN ('admin', 'referent')", name="role"),
         CheckConstraint("deleted_at IS NOT NULL OR email IS NOT NULL", name="email_unless_deleted"),
+        CheckConstraint("failed_logins >= 0", name="failed_logins"),
     )
 
     @property

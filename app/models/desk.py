@@ -1,0 +1,92 @@
+"""What staff add around requests: internal notes, stars, and the export files they asked for."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import utcnow
+from app.models.requests import Need, Solicitation
+from app.models.users import User
+
+
+class StaffNote(db.Model):
+    """An internal note on a request or a need: staff only, never shown to experts or businesses."""
+
+    __tablename__ = "staff_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    solicitation_id: Mapped[int | None] = mapped_column(ForeignKey("solicitations.id"), index=True)
+    need_id: Mapped[int | None] = mapped_column(ForeignKey("needs.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    solicitation: Mapped[Solicitation | None] = relationship()
+    need: Mapped[Need | None] = relationship()
+    user: Mapped[User] = relationship()
+
+    __table_args__ = (CheckConstraint("(solicitation_id IS NULL) <> (need_id IS NULL)", name="one_subject"),)
+
+    def __str__(self) -> str:
+        return f"Note #{self.id}"
+
+
+class NeedStar(db.Model):
+    """A staff member watches a need (« suivre »): it shows in their « Suivis » filter."""
+
+    __tablename__ = "need_stars"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    need_id: Mapped[int] = mapped_column(ForeignKey("needs.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("user_id", "need_id"),)
+
+
+EXPORT_KINDS = ("solicitations", "needs", "matches")
+EXPORT_KIND_LABELS = {"solicitations": "Sollicitations", "needs": "Besoins", "matches": "Mises en relation"}
+EXPORT_FORMATS = ("csv", "xlsx")
+EXPORT_STATES = ("queued", "running", "done", "failed")
+EXPORT_STATE_LABELS = {"queued": "En attente", "running": "En cours", "done": "Prêt", "failed": "Échec"}
+
+
+class Export(db.Model):
+    """A file built by a job from a list's filters, downloadable by its owner until it expires.
+
+    The file is kept in the database, so any web process can serve it and purging is a DELETE.
+    """
+
+    __tablename__ = "exports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    format: Mapped[str] = mapped_column(String(10))
+    # The list's URL arguments (search, filters, tab) the file was asked with.
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(10), default="queued")
+    rows_done: Mapped[int] = mapped_column(default=0)
+    rows_total: Mapped[int | None] = mapped_column()
+    filename: Mapped[str | None] = mapped_column(String(200))
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('solicitations', 'needs', 'matches')", name="kind"),
+        CheckConstraint("format IN ('csv', 'xlsx')", name="format"),
+        CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="state"),
+        Index("ix_exports_expires_at", "expires_at"),
+    )
+
+    def __str__(self) -> str:
+        return f"Export #{self.id}"
