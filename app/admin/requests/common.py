@@ -1,0 +1,47 @@
+"""What the request lists share: how notes, zone entries, links and dates read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+from markupsafe import Markup
+
+from app.admin.base import paris_time, shortened
+from app.models import (
+    Match,
+)
+
+# The list shows the start of the qualification notes (French sentences written by
+# ``services.solicitations``); the details page and the export show them whole.
+NOTES_SUMMARY_LENGTH = 120
+
+# A match counts as « positive » when the expert engaged with the business: staff read the
+# number to see at a glance whether anyone answered.
+POSITIVE_MATCH_STATUSES = ("taking_care", "done")
+
+ZONE_OWNER_LABELS = {"antenne": "zone de l'antenne", "expert": "zone propre de l'expert"}
+
+
+def notes_text(notes: list[str] | None) -> str:
+    return " · ".join(str(note) for note in notes or [])
+
+
+def notes_summary(notes: list[str] | None) -> str:
+    return shortened(notes_text(notes), NOTES_SUMMARY_LENGTH)
+
+
+def zone_entry(match: Match) -> str:
+    """``departement:69, zone de l'antenne``: the entry that made the expert receive the need."""
+    if match.zone_owner is None and match.zone is None:
+        return "ajouté par l'équipe"
+    owner = ZONE_OWNER_LABELS.get(match.zone_owner or "", "")
+    return f"{match.zone or ''}, {owner}".strip(", ")
+
+
+def _link(endpoint: str, ident: int, text: str) -> Markup:
+    return Markup('<a href="{}">{}</a>').format(url_for(endpoint, id=ident), text)
+
+
+def _date(value: Any) -> str:
+    return paris_time(value)
