@@ -16,6 +16,11 @@ def can_access_backoffice(user: Any) -> bool:
     return bool(user and user.is_authenticated and getattr(user, "is_admin", False))
 
 
+def can_access_view(user: Any, view: Any) -> bool:
+    """May ``user`` open this back-office view at all (its ``referent_access`` says for referents)."""
+    return can_access_backoffice(user)
+
+
 def can_manage(user: Any, model: type) -> bool:
     """Staff manage every record of the back office."""
     return can_access_backoffice(user)

@@ -11,7 +11,7 @@ from stdnum import luhn
 
 from app.models import AuditEvent, Company, Contact, Facility, Match, Need, OutboundEmail, Solicitation
 from app.models.base import utcnow
-from app.services import links, solicitations
+from app.services import expert_emails, links, solicitations
 from app.services.errors import ServiceError
 from app.services.routing import find_experts
 from app.services.solicitations import (
@@ -203,7 +203,7 @@ def test_the_insee_code_may_be_deduced_when_the_postal_code_has_one_commune(db, 
 
 
 def test_a_failure_while_routing_stores_nothing(db, experts, monkeypatch):
-    real = solicitations.queue_email
+    real = expert_emails.queue_email
     calls = {"experts": 0}
 
     def failing(key, **kwargs):
@@ -213,7 +213,7 @@ def test_a_failure_while_routing_stores_nothing(db, experts, monkeypatch):
                 raise RuntimeError("panne au deuxième expert")
         return real(key, **kwargs)
 
-    monkeypatch.setattr(solicitations, "queue_email", failing)
+    monkeypatch.setattr(expert_emails, "queue_email", failing)
     with pytest.raises(RuntimeError, match="deuxième expert"):
         submit_solicitation(request())
 

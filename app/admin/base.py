@@ -66,10 +66,17 @@ FORMATTERS = {**DEFAULT_FORMATTERS, datetime: _format_datetime, bool: _format_bo
 
 
 class SecureMixin:
-    """Ask the policy before serving anything."""
+    """Ask the policy before serving anything.
+
+    Each view states what a partner referent may do with it: ``"none"`` (the default: the
+    view does not exist for them), ``"read"`` or ``"write"``; the policy decides, staff
+    may do everything.
+    """
+
+    referent_access: str = "none"
 
     def is_accessible(self) -> bool:
-        return policy.can_access_backoffice(current_user)
+        return policy.can_access_view(current_user, self)
 
     def inaccessible_callback(self, name: str, **kwargs: Any):
         if not current_user.is_authenticated:

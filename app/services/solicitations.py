@@ -23,7 +23,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 from app.models import (
-    Commune,
     CommunePostalCode,
     Company,
     Contact,
@@ -35,10 +34,9 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.services import links
 from app.services.audit import acting_as
 from app.services.errors import ServiceError
-from app.services.inbound import reply_address
+from app.services.expert_emails import queue_new_match_email
 from app.services.outbox import queue_email
 from app.services.registry import CompanyInfo, get_registry
 from app.services.routing import RoutedExpert, find_experts
@@ -314,35 +312,8 @@ def _route(solicitation: Solicitation, experts: list[RoutedExpert] | None = None
     db.session.add_all(matches)
     db.session.flush()
 
-    commune = db.session.get(Commune, solicitation.insee_code)
-    context = {
-        "subject": subject.label,
-        "commune": f"{commune.name if commune else solicitation.insee_code} ({solicitation.postal_code})",
-        "company_name": company.name,
-        "siret": solicitation.siret,
-        "contact_name": contact.full_name,
-        "contact_email": contact.email,
-        "contact_phone": contact.phone,
-        "description": solicitation.description,
-    }
-    for match, found in zip(matches, experts, strict=True):
-        if not found.email:
-            log.warning("expert #%s sans adresse : mise en relation #%s créée sans email", found.expert_id, match.id)
-            continue
-        queue_email(
-            f"match:{match.id}:new",
-            to=found.email,
-            template="match_new",
-            context={
-                **context,
-                "expert_name": found.expert,
-                "institution": found.institution,
-                "expert_url": links.expert_url(match),
-                "inbox_url": links.inbox_url(match.expert),
-                "other_count": len(matches) - 1,
-            },
-            reply_to=reply_address(match),
-        )
+    for match in matches:
+        queue_new_match_email(match, other_count=len(matches) - 1)
     solicitation.status = "processed"
     solicitation.processed_at = utcnow()
     return need

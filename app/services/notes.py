@@ -1,0 +1,51 @@
+"""Internal notes: what staff tell one another about a request or a need.
+
+Never shown to experts or to the business (the need's thread is where experts talk).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from app.extensions import db
+from app.models import Need, Solicitation, StaffNote, User
+from app.services.errors import ServiceError
+
+MAX_NOTE_LENGTH = 5_000
+
+
+def add_note(target: Solicitation | Need, *, user: User, body: str) -> StaffNote:
+    """Write a note by a staff member on a request or a need; commits."""
+    if user is None or not getattr(user, "is_admin", False):
+        raise ServiceError("Seule l'équipe peut écrire une note interne.")
+    text = (body or "").replace("\r\n", "\n").strip()
+    if not text:
+        raise ServiceError("La note est vide.")
+    if len(text) > MAX_NOTE_LENGTH:
+        raise ServiceError(f"La note dépasse {MAX_NOTE_LENGTH} caractères.")
+    note = StaffNote(user_id=user.id, body=text)
+    if isinstance(target, Solicitation):
+        note.solicitation_id = target.id
+    else:
+        note.need_id = target.id
+    try:
+        db.session.add(note)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return note
+
+
+def notes_for(target: Solicitation | Need) -> list[StaffNote]:
+    """The notes of a request or a need, oldest first, authors loaded."""
+    column = StaffNote.solicitation_id if isinstance(target, Solicitation) else StaffNote.need_id
+    return list(
+        db.session.scalars(
+            select(StaffNote)
+            .where(column == target.id)
+            .options(selectinload(StaffNote.user))
+            .order_by(StaffNote.created_at, StaffNote.id)
+        )
+    )
