@@ -40,10 +40,11 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
         app.logger.info("REDIS_URL absent : les tâches sont exécutées dans le processus (RQ_ASYNC=False).")
 
     from app import models  # noqa: F401  (every table known to Alembic and the admin)
-    from app.services import audit, outbox
+    from app.services import audit, outbox, search
 
     audit.init_app(app)
     outbox.init_app(app)
+    search.init_app(app)
 
     from app.auth import init_app as init_auth
 

@@ -26,6 +26,7 @@ users_cli = AppGroup("users", help="Comptes de l'espace de gestion.")
 routing_cli = AppGroup("routing", help="Règle d'aiguillage des demandes.")
 seed_cli = AppGroup("seed", help="Données de démonstration.")
 inbound_cli = AppGroup("inbound", help="Réponses des experts par courriel.")
+desk_cli = AppGroup("desk", help="Suivi des demandes (recherche, listes).")
 
 
 @geo_cli.command("load")
@@ -166,6 +167,15 @@ def inbound_deliver(source) -> None:
         sys.exit(EX_TEMPFAIL)
 
 
+@desk_cli.command("reindex")
+def desk_reindex() -> None:
+    """Recalcule les textes de recherche des besoins et des sollicitations (par lots, reprend sans risque)."""
+    from app.services.search import reindex_all
+
+    changed = reindex_all(progress=lambda table, done, total: click.echo(f"{table} : {done}/{total}"))
+    click.echo(f"{changed['needs']} besoin(s) et {changed['solicitations']} sollicitation(s) réindexé(s).")
+
+
 def init_app(app: Flask) -> None:
-    for group in (geo_cli, catalog_cli, addressbook_cli, users_cli, routing_cli, seed_cli, inbound_cli):
+    for group in (geo_cli, catalog_cli, addressbook_cli, users_cli, routing_cli, seed_cli, inbound_cli, desk_cli):
         app.cli.add_command(group)
