@@ -2,6 +2,8 @@
 
 Declarative configuration only: saving and deleting go through the service verbs of
 ``app/services/addressbook.py`` (imported inside the hooks so this module loads on its own).
+Partner referents read their institution and maintain its antennes, experts and offer
+(``referent_access``; the policy in ``app/policy.py`` scopes every row, option and count).
 """
 
 from __future__ import annotations
@@ -9,16 +11,18 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from flask import jsonify, request, url_for
+from flask import has_request_context, jsonify, request, url_for
 from flask_admin import Admin, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.fields import QuerySelectMultipleField
 from flask_admin.contrib.sqla.filters import BooleanEqualFilter, IntEqualFilter
+from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from wtforms import StringField
 from wtforms.validators import DataRequired, Email, Optional
 
+from app import policy
 from app.admin.base import DeletedFilter, InSubqueryFilter, LazyOptions, SecureModelView
 from app.admin.fields import ZoneField, antenne_lookup
 from app.extensions import db
@@ -39,10 +43,10 @@ from app.services.errors import ServiceError
 
 
 def institution_options() -> list[tuple[str, str]]:
-    return [
-        (str(i), name)
-        for i, name in db.session.execute(select(Institution.id, Institution.name).order_by(Institution.name))
-    ]
+    """Filter options: the institutions the current user may see (a referent, theirs only)."""
+    user = current_user if has_request_context() else None
+    query = policy.scope_query(user, Institution, select(Institution.id, Institution.name).order_by(Institution.name))
+    return [(str(i), name) for i, name in db.session.execute(query)]
 
 
 def subject_options() -> list[tuple[str, str]]:
@@ -116,7 +120,19 @@ class ZoneEditingMixin:
 # ---------------------------------------------------------------- institutions
 
 
+def _antenne_counts(institution_ids: list[int]) -> dict[int, int]:
+    """Antennes per institution, counting only those the current user sees."""
+    query = (
+        select(Antenne.institution_id, func.count(Antenne.id))
+        .where(Antenne.institution_id.in_(institution_ids))
+        .group_by(Antenne.institution_id)
+    )
+    return dict(db.session.execute(policy.scope_query(current_user, Antenne, query)).all())
+
+
 class InstitutionView(SecureModelView):
+    # Referents read their institution; its name and identifier are staff's to change.
+    referent_access = "read"
     column_list = ["name", "slug", "antenne_count", "deleted_at"]
     column_details_list = ["name", "slug", "antenne_count", "created_at", "deleted_at"]
     column_labels = {
@@ -130,7 +146,9 @@ class InstitutionView(SecureModelView):
     column_filters = [DeletedFilter(Institution.deleted_at, "Supprimée")]
     column_default_sort = "name"
     column_formatters = {
-        "antenne_count": lambda v, c, m, n: m.antenne_count if hasattr(m, "antenne_count") else len(m.antennes)
+        "antenne_count": lambda v, c, m, n: (
+            m.antenne_count if hasattr(m, "antenne_count") else _antenne_counts([m.id]).get(m.id, 0)
+        )
     }
     form_columns = ["name", "slug"]
     form_extra_fields = {
@@ -142,13 +160,7 @@ class InstitutionView(SecureModelView):
     }
 
     def annotate(self, rows: list[Institution]) -> None:
-        counts = dict(
-            db.session.execute(
-                select(Antenne.institution_id, func.count(Antenne.id))
-                .where(Antenne.institution_id.in_([r.id for r in rows]))
-                .group_by(Antenne.institution_id)
-            ).all()
-        )
+        counts = _antenne_counts([r.id for r in rows])
         for row in rows:
             row.antenne_count = counts.get(row.id, 0)
 
@@ -177,6 +189,8 @@ class InstitutionView(SecureModelView):
 
 
 class AntenneView(ZoneEditingMixin, SecureModelView):
+    # An institution referent creates and deletes its antennes; an antenne referent edits its own.
+    referent_access = "write"
     column_list = ["name", "institution", "zone", "national", "expert_count", "deleted_at"]
     column_details_list = ["name", "institution", "zone_labels", "national", "expert_count", "created_at", "deleted_at"]
     column_labels = {
@@ -269,6 +283,7 @@ def _own_zone(expert: Expert) -> str:
 
 
 class ExpertView(ZoneEditingMixin, SecureModelView):
+    referent_access = "write"
     column_list = [
         "full_name",
         "email",
@@ -398,6 +413,8 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
 
 
 class InstitutionSubjectView(SecureModelView):
+    # The institution's offer: an institution referent's to write (an antenne referent reads it).
+    referent_access = "write"
     column_list = ["institution", "subject", "description"]
     column_labels = {
         "institution": "Institution",

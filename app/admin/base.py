@@ -1,8 +1,12 @@
 """The one secure base of every back-office view (decision 4).
 
 Access, row scoping and the audit trail live here; each view in ``app/admin/`` only
-states what differs (columns, labels, filters). Anonymous visitors are sent to the login
-page; logged-in users the policy refuses get a 403.
+states what differs (columns, labels, filters) and, for partner referents, its
+``referent_access``. Every decision is the policy's (``app/policy.py``): anonymous visitors
+are sent to the login page, logged-in users it refuses get a 403, and a record outside their
+scope is a 404. Flask-Admin reads ``can_create`` and friends as attributes of a view shared by
+every request: here they are properties that combine what the view declares with what the
+policy grants the current user.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, flash, has_request_context, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from flask_admin.contrib.sqla.typefmt import DEFAULT_FORMATTERS
 from flask_login import current_user
@@ -70,10 +75,12 @@ class SecureMixin:
 
     Each view states what a partner referent may do with it: ``"none"`` (the default: the
     view does not exist for them), ``"read"`` or ``"write"``; the policy decides, staff
-    may do everything.
+    may do everything. A custom POST endpoint of a ``"read"`` view is refused to referents
+    unless the view names it in ``referent_post_endpoints``.
     """
 
     referent_access: str = "none"
+    referent_post_endpoints: tuple[str, ...] = ()
 
     def is_accessible(self) -> bool:
         return policy.can_access_view(current_user, self)
@@ -83,10 +90,25 @@ class SecureMixin:
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         abort(403)
 
+    def _handle_view(self, name: str, **kwargs: Any):
+        refused = super()._handle_view(name, **kwargs)
+        if refused is not None:
+            return refused
+        if not policy.can_call(current_user, self, name, request.method):
+            abort(403)
+        return None
+
 
 class SecureIndexView(SecureMixin, AdminIndexView):
+    """Staff land on the dashboard of what waits; a referent on a page about their own part
+    (the dashboard's figures are global, so it is not theirs to read)."""
+
+    referent_access = "read"
+
     @expose("/")
     def index(self):
+        if not policy.is_staff(current_user):
+            return self.referent_home()
         from app.services.dashboard import age_text, dashboard_figures, dashboard_links
 
         figures = dashboard_figures()
@@ -97,21 +119,87 @@ class SecureIndexView(SecureMixin, AdminIndexView):
             oldest_age=age_text(figures["oldest_age"]),
         )
 
+    def referent_home(self):
+        from app.models import Antenne, Expert, Match, Need
+
+        user = current_user
+        figures = {
+            "antennes": policy.count_visible(user, Antenne, Antenne.deleted_at.is_(None)),
+            "experts": policy.count_visible(user, Expert, Expert.deleted_at.is_(None)),
+            "needs": policy.count_visible(user, Need),
+            "waiting_matches": policy.count_visible(user, Match, Match.status == "quo"),
+        }
+        return self.render(
+            "admin/referent_home.html", figures=figures, antenne=user.antenne, institution=user.institution
+        )
+
 
 class SecureBaseView(SecureMixin, BaseView):
     """A custom back-office page (an upload, a simulator): same access rules as the model views."""
 
 
+# The rights Flask-Admin reads as attributes, what the policy says about each, and the
+# endpoint each one opens.
+_RIGHT_POLICIES: dict[str, Callable[[Any, Any], bool]] = {
+    "can_create": policy.can_create,
+    "can_edit": policy.can_edit,
+    "can_delete": policy.can_delete,
+    "can_export": policy.can_export,
+}
+_ENDPOINT_RIGHTS = {
+    "create_view": "can_create",
+    "edit_view": "can_edit",
+    "delete_view": "can_delete",
+    "export": "can_export",
+}
+
+
+def _policy_right(name: str) -> property:
+    """``can_create`` (…) as the current user may have it: never more than the view declares,
+    and, within a request, only what the policy grants. Outside a request (when Flask-Admin
+    builds its caches at registration) the declaration alone."""
+
+    declared = f"_declared_{name}"
+
+    def getter(self: Any) -> bool:
+        if not getattr(self, declared):
+            return False
+        if not has_request_context():
+            return True
+        return _RIGHT_POLICIES[name](current_user, self)
+
+    def setter(self: Any, value: bool) -> None:
+        setattr(self, declared, value)
+
+    return property(getter, setter)
+
+
+def _query_model(query: Any) -> type | None:
+    descriptions = getattr(query, "column_descriptions", None) or []
+    entity = descriptions[0].get("entity") if descriptions else None
+    return entity if isinstance(entity, type) else None
+
+
 class SecureModelView(SecureMixin, ModelView):
-    """Model views: scoped queries, CSV export, French labels, the record's audit trail in details."""
+    """Model views: scoped queries, CSV export, French labels, the record's audit trail in details.
+
+    A subclass declares ``can_create = False`` (…) as usual: the declaration is kept aside
+    and the attribute stays the policy-aware property.
+    """
 
     can_view_details = True
-    can_export = True
+    _declared_can_create = True
+    _declared_can_edit = True
+    # Deletion is a soft delete through a service verb, offered by the views that allow it.
+    _declared_can_delete = False
+    _declared_can_export = True
+    can_create = _policy_right("can_create")
+    can_edit = _policy_right("can_edit")
+    can_delete = _policy_right("can_delete")
+    can_export = _policy_right("can_export")
     export_types = ["csv"]
     page_size = 50
     can_set_page_size = True
-    # Deletion is a soft delete through a service verb, offered by the views that allow it.
-    can_delete = False
     details_template = "admin/details_with_history.html"
     list_template = "admin/list.html"
     column_type_formatters = FORMATTERS
@@ -122,6 +210,67 @@ class SecureModelView(SecureMixin, ModelView):
     list_loader_options: tuple[Callable[[], Any], ...] = ()
     # Flask-Admin's own eager loading (joinedload of listed relations) would clash with them.
     column_auto_select_related = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _RIGHT_POLICIES:
+            value = cls.__dict__.get(name)
+            if value is not None and not isinstance(value, property):
+                setattr(cls, f"_declared_{name}", bool(value))
+                delattr(cls, name)
+
+    def _handle_view(self, name: str, **kwargs: Any):
+        """A right the policy refuses is a 403 (a right the view never offers keeps
+        Flask-Admin's redirect to the list, for everyone alike)."""
+        refused = super()._handle_view(name, **kwargs)
+        if refused is not None:
+            return refused
+        right = _ENDPOINT_RIGHTS.get(name)
+        if right and not _RIGHT_POLICIES[right](current_user, self):
+            abort(403)
+        if name == "action_view" and not policy.can_run_action(current_user, self, request.form.get("action")):
+            abort(403)
+        return None
+
+    def is_action_allowed(self, name: str) -> bool:
+        if not super().is_action_allowed(name):
+            return False
+        return not has_request_context() or policy.can_run_action(current_user, self, name)
+
+    # Writes: the record as it would be saved must stay in the user's scope, before the
+    # view's own hook (which may write related rows) and after it.
+
+    def _on_model_change(self, form: Any, model: Any, is_created: bool) -> None:
+        right = policy.CREATE if is_created else policy.EDIT
+        policy.check_record(current_user, model, right)
+        super()._on_model_change(form, model, is_created)
+        policy.check_record(current_user, model, right)
+
+    # Select lists and autocompletes offer only what the user may see.
+
+    def create_form(self, obj: Any = None):
+        return self.scope_form(super().create_form(obj))
+
+    def edit_form(self, obj: Any = None):
+        return self.scope_form(super().edit_form(obj))
+
+    def scope_form(self, form: Any) -> Any:
+        """Restrict every relation select of ``form`` (choices and accepted values) to the
+        rows the policy lets the current user see."""
+        for field in form:
+            if isinstance(field, QuerySelectField) and (field.query is not None or field.query_factory):
+                query = field.query if field.query is not None else field.query_factory()
+                model = _query_model(query)
+                field.query = (
+                    policy.scope_query(current_user, model, query) if model is not None else query.where(false())
+                )
+                field._object_list = None
+        return form
+
+    def _process_ajax_references(self) -> dict[str, Any]:
+        from app.admin.fields import scoped_loader
+
+        return {name: scoped_loader(loader) for name, loader in super()._process_ajax_references().items()}
 
     # The SQLAlchemy ModelView builds its own queries; these two add the policy's scope.
 

@@ -1,4 +1,8 @@
-"""Back-office views of the catalog: themes and subjects, archived through ``services.catalog``."""
+"""Back-office views of the catalog: themes and subjects, archived through ``services.catalog``.
+
+Referents read the catalog (``referent_access = "read"``): they choose their experts' subjects
+and their institution's offer from it, and the address book import names subjects by slug.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ def theme_options() -> list[tuple[str, str]]:
 
 
 class ThemeView(SecureModelView):
+    referent_access = "read"
     column_list = ["position", "slug", "label", "archived_at"]
     column_details_list = ["position", "slug", "label", "archived_at", "created_at"]
     column_labels = {
@@ -44,6 +49,7 @@ class ThemeView(SecureModelView):
 
 
 class SubjectView(SecureModelView):
+    referent_access = "read"
     column_list = ["theme", "position", "slug", "label", "archived_at"]
     column_details_list = ["theme", "position", "slug", "label", "archived_at", "created_at"]
     column_labels = {

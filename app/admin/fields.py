@@ -4,6 +4,11 @@ The zone editor is a plain text input holding space-separated territory referenc
 (``region:84 departement:69`` or ``national``), so it works without JavaScript; with it,
 ``static/admin/zone_editor.js`` turns it into a select2 autocomplete backed by the view's
 ``territoires`` endpoint (a 35,000-option select would be unusable).
+
+Relation autocompletes (Flask-Admin's ``ajax/lookup``) go through
+:class:`ScopedQueryAjaxModelLoader`: both the suggestions and the value a form posts back are
+read through the policy's scope, so a referent can neither see nor pick another
+institution's antenne, even by forging the id.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import url_for
+from flask import has_request_context, url_for
 from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
+from flask_login import current_user
 from markupsafe import Markup
 from wtforms import StringField
 from wtforms.widgets import TextInput
 
+from app import policy
 from app.services import geo
 from app.services.errors import ServiceError
 
@@ -68,12 +75,46 @@ class ZoneField(StringField):
         """Zones are rows, written by the service, not an attribute of the model."""
 
 
+def _user() -> Any:
+    # Outside a request nobody is logged in: the scope is then empty.
+    return current_user if has_request_context() else None
+
+
+class ScopedQueryAjaxModelLoader(QueryAjaxModelLoader):
+    """An autocomplete over ``model`` that only suggests, and only accepts, rows in scope."""
+
+    def get_query(self) -> Any:
+        return policy.scope_query(_user(), self.model, super().get_query())
+
+    def get_one(self, pk: Any) -> Any:
+        from sqlalchemy import select
+
+        from app.extensions import db
+
+        column = self.model.__mapper__.primary_key[0]
+        try:
+            ident = column.type.python_type(pk)
+        except (TypeError, ValueError):
+            return None  # a forged, non-numeric id is simply not a valid choice
+        with db.session.no_autoflush:
+            return db.session.scalar(policy.scope_query(_user(), self.model, select(self.model).where(column == ident)))
+
+
+def scoped_loader(loader: Any) -> Any:
+    """The same autocomplete, scoped (views declaring plain loaders or option dicts get this)."""
+    if not isinstance(loader, QueryAjaxModelLoader) or isinstance(loader, ScopedQueryAjaxModelLoader):
+        return loader
+    scoped = ScopedQueryAjaxModelLoader.__new__(ScopedQueryAjaxModelLoader)
+    scoped.__dict__.update(loader.__dict__)
+    return scoped
+
+
 def antenne_lookup() -> QueryAjaxModelLoader:
     """Pick an antenne by typing its name: there are thousands, a plain select would not do."""
     from app.extensions import db
     from app.models import Antenne
 
-    return QueryAjaxModelLoader(
+    return ScopedQueryAjaxModelLoader(
         "antenne",
         db,
         Antenne,
