@@ -21,6 +21,7 @@ from app.models import (
 class MatchView(FullTextSearchMixin, ReadOnlyModelView):
     """One need sent to one expert: read-only, the expert changes it from their link."""
 
+    referent_access = "read"
     column_list = [
         "created_at",
         "subject",

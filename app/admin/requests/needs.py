@@ -31,6 +31,7 @@ from app.services.errors import ServiceError
 class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     """One subject for one establishment, and how its experts answered."""
 
+    referent_access = "read"
     details_template = "admin/requests_need_details.html"
     column_list = ["created_at", "subject", "company", "commune", "status", "match_count", "positive_count"]
     column_details_list = [
