@@ -40,6 +40,7 @@ run: setup
 	@echo "  Place des Entreprises : http://$(HOST):$(PORT)/"
 	@echo "  Espace de gestion     : http://$(HOST):$(PORT)/admin/"
 	@echo "  Compte de démonstration : support@demo.place-des-entreprises.fr / demo-support-2026"
+	@echo "  Référent de démonstration (CCI France) : referent@demo.place-des-entreprises.fr / demo-referent-2026"
 	@echo
 	@if [ -n "$$REDIS_URL" ]; then \
 	  trap 'kill 0' EXIT; $(FLASK) rq worker & $(FLASK) rq cron & \

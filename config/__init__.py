@@ -8,6 +8,7 @@ inline jobs on fakeredis, outbox-only mail); production refuses to start without
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +109,27 @@ class Config:
     EXPERT_LINK_MAX_AGE_DAYS = int(os.environ.get("EXPERT_LINK_MAX_AGE_DAYS", "90"))
     COMPANY_REGISTRY = os.environ.get("COMPANY_REGISTRY", "fake")
     RECHERCHE_ENTREPRISES_URL = os.environ.get("RECHERCHE_ENTREPRISES_URL", "https://recherche-entreprises.api.gouv.fr")
+
+    # Accounts (issue 6): invitation and reset links, lockout, sessions, breached passwords.
+    INVITATION_MAX_AGE_HOURS = int(os.environ.get("INVITATION_MAX_AGE_HOURS", "72"))
+    PASSWORD_RESET_MAX_AGE_MINUTES = int(os.environ.get("PASSWORD_RESET_MAX_AGE_MINUTES", "60"))
+    # Consecutive failed logins that lock an account, and for how long; the same count per
+    # address (known or not) trips the login page's rate limit, so a lock reveals nothing.
+    LOGIN_MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))
+    LOGIN_LOCK_MINUTES = int(os.environ.get("LOGIN_LOCK_MINUTES", "15"))
+    # Login posts per client address (Flask-Limiter syntax), on top of the per-address count.
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
+    # « Mot de passe oublié » posts per client address, and reset emails per address asked for.
+    PASSWORD_RESET_RATE_LIMIT = os.environ.get("PASSWORD_RESET_RATE_LIMIT", "5 per minute; 20 per hour")
+    PASSWORD_RESET_PER_EMAIL_LIMIT = os.environ.get("PASSWORD_RESET_PER_EMAIL_LIMIT", "3 per hour")
+    # A back-office session ends after this long without a request, and this long after login.
+    SESSION_IDLE_MINUTES = int(os.environ.get("SESSION_IDLE_MINUTES", "60"))
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=float(os.environ.get("SESSION_LIFETIME_HOURS", "12")))
+    # Also ask Have I Been Pwned's range API (k-anonymity: only 5 hex characters of the SHA-1
+    # leave the server); off by default (no network in development and CI), fails open.
+    PWNED_PASSWORDS_API = _bool("PWNED_PASSWORDS_API", False)
+    PWNED_PASSWORDS_API_URL = os.environ.get("PWNED_PASSWORDS_API_URL", "https://api.pwnedpasswords.com")
+    PWNED_PASSWORDS_TIMEOUT_SECONDS = float(os.environ.get("PWNED_PASSWORDS_TIMEOUT_SECONDS", "2"))
 
     BABEL_DEFAULT_LOCALE = "fr"
     BABEL_DEFAULT_TIMEZONE = "Europe/Paris"

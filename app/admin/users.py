@@ -1,7 +1,10 @@
 """Back-office views of accounts and of the audit journal.
 
-Accounts are created through ``services.users.create_user`` (normalised email, argon2 hash,
-referent rules); the hash is never shown or exported. The journal is read-only.
+Staff invite people rather than choose passwords for them: the create form's password is
+optional and, left empty, ``services.accounts.invite_user`` emails a link to choose one. The
+list shows each account's role, scope and state (invited, active, locked), with actions to
+resend the invitation, send a reset link and unlock. The hash is never shown or exported. The
+journal is read-only.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from flask import flash
 from flask_admin import Admin
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual, FilterLike, IntEqualFilter
+from flask_admin.menu import MenuLink
+from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from wtforms import PasswordField, SelectField
 from wtforms.fields.choices import SelectChoice
@@ -20,7 +25,7 @@ from wtforms.validators import Optional
 from app.admin.base import DeletedFilter, LazyOptions, ReadOnlyModelView, SecureModelView
 from app.admin.fields import antenne_lookup
 from app.extensions import db
-from app.models import ROLE_LABELS, AuditEvent, Institution, User
+from app.models import ROLE_LABELS, Antenne, AuditEvent, Institution, User
 from app.services.audit import tracked_models
 from app.services.errors import ServiceError
 
@@ -28,18 +33,36 @@ ROLE_CHOICES = list(ROLE_LABELS.items())
 ACTION_LABELS = {"create": "création", "update": "modification", "delete": "suppression"}
 
 
+def _state(_view: Any, _context: Any, model: User, _name: str) -> str:
+    from app.services.accounts import account_state
+
+    return account_state(model)
+
+
+def _acting_user() -> User:
+    return current_user._get_current_object()
+
+
 class UserView(SecureModelView):
-    column_list = ["email", "full_name", "role", "institution", "antenne", "last_login_at", "deleted_at"]
+    column_list = ["email", "full_name", "role", "institution", "antenne", "state", "last_login_at", "deleted_at"]
     column_details_list = [
         "email",
         "full_name",
         "role",
         "institution",
         "antenne",
+        "state",
+        "invited_at",
+        "invited_by",
+        "password_changed_at",
+        "failed_logins",
         "last_login_at",
         "created_at",
         "deleted_at",
     ]
+    column_formatters = {"state": _state}
+    column_formatters_export = {"state": _state}
+    column_formatters_detail = {"state": _state}
     column_labels = {
         "email": "Email",
         "full_name": "Nom",
@@ -50,6 +73,11 @@ class UserView(SecureModelView):
         "last_login_at": "Dernière connexion",
         "created_at": "Créé le",
         "deleted_at": "Supprimé le",
+        "state": "État",
+        "invited_at": "Invité le",
+        "invited_by": "Invité par",
+        "password_changed_at": "Mot de passe changé le",
+        "failed_logins": "Échecs de connexion consécutifs",
         "password": "Mot de passe",
         "new_password": "Nouveau mot de passe",
     }
@@ -63,7 +91,10 @@ class UserView(SecureModelView):
     column_default_sort = "email"
     column_details_exclude_list = ["password_hash"]
     column_export_exclude_list = ["password_hash"]
-    list_loader_options = (lambda: selectinload(User.institution), lambda: selectinload(User.antenne))
+    list_loader_options = (
+        lambda: selectinload(User.institution),
+        lambda: selectinload(User.antenne).selectinload(Antenne.institution),
+    )
     form_columns = ["email", "full_name", "role", "institution", "antenne", "password", "new_password"]
     form_args = {
         "email": {"label": "Email"},
@@ -83,7 +114,10 @@ class UserView(SecureModelView):
             "Rôle", choices=[SelectChoice(value, label) for value, label in ROLE_CHOICES], default="admin"
         ),
         "password": PasswordField(
-            "Mot de passe", validators=[Optional()], description="12 caractères au moins ; vide : pas de mot de passe."
+            "Mot de passe (facultatif)",
+            validators=[Optional()],
+            description="Laissez vide (recommandé) : une invitation est envoyée par email pour que la personne "
+            "choisisse elle-même son mot de passe.",
         ),
         "new_password": PasswordField(
             "Nouveau mot de passe", validators=[Optional()], description="Laissez vide pour garder l'actuel."
@@ -101,18 +135,31 @@ class UserView(SecureModelView):
         return form_class
 
     def create_model(self, form: Any) -> User | bool:
-        """Through ``create_user``, which owns the account rules (email, role, hash)."""
+        """Without a password: an invitation (``invite_user``); with one: ``create_user`` and the
+        password policy. Either way the account rules live in the services."""
+        from app.services.accounts import invite_user
         from app.services.users import create_user
 
         try:
-            user = create_user(
-                form.email.data or "",
-                role=form.role.data,
-                password=form.password.data or None,
-                full_name=form.full_name.data or None,
-                institution_slug=form.institution.data.slug if form.institution.data else None,
-                antenne_id=form.antenne.data.id if form.antenne.data else None,
-            )
+            if form.password.data:
+                user = create_user(
+                    form.email.data or "",
+                    role=form.role.data,
+                    password=form.password.data,
+                    full_name=form.full_name.data or None,
+                    institution_slug=form.institution.data.slug if form.institution.data else None,
+                    antenne_id=form.antenne.data.id if form.antenne.data else None,
+                )
+            else:
+                user = invite_user(
+                    form.email.data or "",
+                    form.role.data,
+                    form.institution.data,
+                    form.antenne.data,
+                    by=_acting_user(),
+                    full_name=form.full_name.data or None,
+                )
+                flash(f"Invitation envoyée à {user.email}.", "success")
         except ServiceError as error:
             db.session.rollback()
             flash(str(error), "error")
@@ -121,13 +168,45 @@ class UserView(SecureModelView):
         return user
 
     def on_model_change(self, form: Any, model: User, is_created: bool) -> None:
+        from app.models.base import utcnow
+        from app.services.accounts import check_password
         from app.services.users import check_scope, hash_password, normalize_email
 
         model.email = normalize_email(model.email or "")
         check_scope(model)
         new_password = getattr(form, "new_password", None)
         if new_password is not None and new_password.data:
+            check_password(new_password.data, model)
             model.password_hash = hash_password(new_password.data)
+            model.password_changed_at = utcnow()
+            model.failed_logins, model.locked_until = 0, None
+
+    @action(
+        "renvoyer_invitation",
+        "Renvoyer l'invitation",
+        "Renvoyer l'invitation aux comptes sélectionnés ? Les liens envoyés précédemment ne serviront plus.",
+    )
+    def action_resend_invitation(self, ids: list[str]) -> None:
+        from app.services.accounts import resend_invitation
+
+        by = _acting_user()
+        self.run_action(ids, lambda user: resend_invitation(user, by=by), "{count} invitation(s) renvoyée(s).")
+
+    @action(
+        "lien_reinitialisation",
+        "Envoyer un lien de réinitialisation",
+        "Envoyer un lien de réinitialisation du mot de passe aux comptes sélectionnés ?",
+    )
+    def action_send_reset(self, ids: list[str]) -> None:
+        from app.services.accounts import send_password_reset
+
+        self.run_action(ids, send_password_reset, "{count} lien(s) de réinitialisation envoyé(s).")
+
+    @action("deverrouiller", "Déverrouiller", "Déverrouiller les comptes sélectionnés ?")
+    def action_unlock(self, ids: list[str]) -> None:
+        from app.services.accounts import unlock
+
+        self.run_action(ids, unlock, "{count} compte(s) déverrouillé(s).")
 
     @action(
         "supprimer", "Supprimer", "Supprimer les comptes sélectionnés ? Leurs données personnelles seront effacées."
@@ -178,3 +257,5 @@ class AuditEventView(ReadOnlyModelView):
 def register(admin: Admin) -> None:
     admin.add_view(UserView(User, db, name="Utilisateurs", category="Administration", endpoint="user"))
     admin.add_view(AuditEventView(AuditEvent, db, name="Journal", category="Administration", endpoint="journal"))
+    # Every logged-in person's own page (role, scope, password), outside the policy's views.
+    admin.add_link(MenuLink(name="Mon compte", endpoint="auth.account"))

@@ -1,28 +1,177 @@
-"""Login and logout of the back office (Flask-Login, argon2 hashes)."""
+"""Accounts' pages: login and logout, forgotten password, invitation and reset links, « Mon compte ».
+
+Also the session rules (Flask-Login, no remember-me): a session ends after
+``SESSION_IDLE_MINUTES`` without a request, ``PERMANENT_SESSION_LIFETIME`` after login, and as
+soon as the account's password (or address) changes elsewhere: the session keeps a fingerprint
+of the password hash and the user loader refuses a session whose fingerprint is stale.
+
+The pages never say whether an address has an account: a wrong password, an unknown address
+and a locked account get the same answer, and the per-address limit that says « Trop de
+tentatives » counts unknown addresses like known ones.
+"""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
-from flask_login import LoginManager, current_user, login_user, logout_user
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired, Email
+from wtforms.validators import DataRequired, Email, EqualTo, Length
 
 from app.extensions import db, limiter
 from app.models import User
+from app.services import accounts
 from app.services.users import authenticate
 
 bp = Blueprint("auth", __name__)
 
+TOO_MANY_ATTEMPTS = "Trop de tentatives : réessayez dans quelques minutes."
+WRONG_CREDENTIALS = "Adresse email ou mot de passe incorrect."
+RESET_REQUESTED = "Si un compte existe pour cette adresse, un email vient de lui être envoyé."
+# Session keys (Flask-Login's own start with an underscore too).
+FINGERPRINT, LOGIN_AT, SEEN_AT = "_pde_fp", "_pde_login_at", "_pde_seen"
+LOGIN_ADDRESS_SCOPE = "login-address"
+RESET_ADDRESS_SCOPE = "reset-address"
+
+
+# ---------------------------------------------------------------- forms
+
+_EMAIL_VALIDATORS = [DataRequired("Indiquez votre adresse email."), Email("Adresse email invalide.")]
+
 
 class LoginForm(FlaskForm):
-    email = EmailField(
-        "Adresse email",
-        validators=[DataRequired("Indiquez votre adresse email."), Email("Adresse email invalide.")],
+    email = EmailField("Adresse email", validators=_EMAIL_VALIDATORS)
+    password = PasswordField(
+        "Mot de passe",
+        validators=[
+            DataRequired("Indiquez votre mot de passe."),
+            Length(max=1000, message="Mot de passe trop long."),
+        ],
     )
-    password = PasswordField("Mot de passe", validators=[DataRequired("Indiquez votre mot de passe.")])
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField("Adresse email", validators=_EMAIL_VALIDATORS)
+
+
+def _new_password_field() -> PasswordField:
+    return PasswordField(
+        "Nouveau mot de passe",
+        validators=[DataRequired("Choisissez un mot de passe.")],
+        description=f"Au moins {accounts.MIN_PASSWORD_LENGTH} caractères. Quelques mots sans rapport entre eux "
+        "font un mot de passe solide et facile à retenir.",
+    )
+
+
+def _confirmation_field() -> PasswordField:
+    return PasswordField(
+        "Confirmation du mot de passe",
+        validators=[
+            DataRequired("Saisissez le mot de passe une seconde fois."),
+            EqualTo("password", "Les deux mots de passe ne sont pas identiques."),
+        ],
+    )
+
+
+class ChoosePasswordForm(FlaskForm):
+    password = _new_password_field()
+    confirmation = _confirmation_field()
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField(
+        "Mot de passe actuel", validators=[DataRequired("Indiquez votre mot de passe actuel.")]
+    )
+    password = _new_password_field()
+    confirmation = _confirmation_field()
+
+
+# ---------------------------------------------------------------- rate limits
+
+
+def _submitted_address(prefix: str) -> str:
+    address = (request.form.get("email") or "").strip().lower()[:254]
+    return f"{prefix}:{address}" if address else f"{prefix}-ip:{get_remote_address()}"
+
+
+def _login_failures_limit() -> str:
+    config = current_app.config
+    return f"{config['LOGIN_MAX_FAILURES']} per {config['LOGIN_LOCK_MINUTES']} minutes"
+
+
+def _too_many_login_attempts(_limit):
+    form = LoginForm(formdata=None, email=request.form.get("email", "")[:254])
+    return render_template("auth/login.html", form=form, alert=TOO_MANY_ATTEMPTS), 429
+
+
+@bp.errorhandler(429)
+def too_many_requests(error):
+    """A limit of these pages: the login page answers with its own form (``on_breach``);
+    the others with a short French page."""
+    if getattr(error, "response", None) is not None:
+        return error.response
+    return render_template("auth/message.html", title="Trop de tentatives", message=TOO_MANY_ATTEMPTS), 429
+
+
+@bp.after_request
+def _private(response):
+    """Account pages carry tokens and personal data: no caching, no token leaking as a referrer."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# ---------------------------------------------------------------- sessions
+
+
+def _start_session(user: User) -> None:
+    """A fresh session for ``user``: nothing carried over from before login (fixation)."""
+    session.clear()
+    # Flask-WTF caches the request's CSRF token in ``g``; it belonged to the cleared session.
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
+    login_user(user, remember=False)
+    now = int(time.time())
+    session[FINGERPRINT] = accounts.session_fingerprint(user)
+    session[LOGIN_AT] = now
+    session[SEEN_AT] = now
+
+
+def _session_expired(now: float) -> bool:
+    idle = int(current_app.config.get("SESSION_IDLE_MINUTES", 60)) * 60
+    lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds()
+    seen, started = session.get(SEEN_AT), session.get(LOGIN_AT)
+    if not isinstance(seen, int) or not isinstance(started, int):
+        return True
+    return now - seen > idle or now - started > lifetime
+
+
+@bp.before_app_request
+def _expire_sessions() -> None:
+    if "_user_id" not in session or request.endpoint == "static":
+        return
+    now = time.time()
+    if _session_expired(now):
+        session.clear()
+        flash("Votre session a expiré : reconnectez-vous.", "info")
+        return
+    # Written back at most once a minute, not on every request.
+    if now - session[SEEN_AT] >= 60:
+        session[SEEN_AT] = int(now)
 
 
 def _safe_next(target: str | None) -> str:
@@ -32,8 +181,19 @@ def _safe_next(target: str | None) -> str:
     return url_for("admin.index")
 
 
+# ---------------------------------------------------------------- login, logout
+
+
 @bp.route("/connexion", methods=["GET", "POST"])
-@limiter.limit("10 per minute", methods=["POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"], on_breach=_too_many_login_attempts)
+@limiter.shared_limit(
+    _login_failures_limit,
+    scope=LOGIN_ADDRESS_SCOPE,
+    key_func=lambda: _submitted_address("login"),
+    methods=["POST"],
+    deduct_when=lambda response: response.status_code != 302,
+    on_breach=_too_many_login_attempts,
+)
 def login():
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
@@ -42,9 +202,9 @@ def login():
     if form.validate_on_submit():
         user = authenticate(form.email.data, form.password.data)
         if user is not None:
-            login_user(user)
+            _start_session(user)
             return redirect(_safe_next(request.args.get("next")))
-        form.password.errors.append("Adresse email ou mot de passe incorrect.")
+        form.password.errors.append(WRONG_CREDENTIALS)
         status = 422
     elif request.method == "POST":
         status = 422
@@ -54,8 +214,115 @@ def login():
 @bp.route("/deconnexion", methods=["POST"])
 def logout():
     logout_user()
+    session.clear()
     flash("Vous êtes déconnecté.", "info")
     return redirect(url_for("auth.login"))
+
+
+# ---------------------------------------------------------------- forgotten password
+
+
+@bp.route("/mot-de-passe-oublie", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["PASSWORD_RESET_RATE_LIMIT"], methods=["POST"])
+@limiter.shared_limit(
+    lambda: current_app.config["PASSWORD_RESET_PER_EMAIL_LIMIT"],
+    scope=RESET_ADDRESS_SCOPE,
+    key_func=lambda: _submitted_address("reset"),
+    methods=["POST"],
+)
+def forgot_password():
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        accounts.request_password_reset(form.email.data)
+        return render_template("auth/message.html", title="Mot de passe oublié", message=RESET_REQUESTED)
+    status = 422 if request.method == "POST" else 200
+    return render_template("auth/forgot_password.html", form=form), status
+
+
+# ---------------------------------------------------------------- invitation and reset links
+
+
+def _link_error(error: accounts.AccountLinkError):
+    return (
+        render_template("auth/message.html", title=error.title, message=str(error), link_error=True),
+        error.http_status,
+    )
+
+
+def _choose_password(token: str, *, invitation: bool):
+    find = accounts.user_for_invitation if invitation else accounts.user_for_reset
+    apply = accounts.accept_invitation if invitation else accounts.reset_password
+    try:
+        user = find(token)
+    except accounts.AccountLinkError as error:
+        return _link_error(error)
+    form = ChoosePasswordForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            user = apply(token, form.password.data)
+        except accounts.AccountLinkError as error:
+            return _link_error(error)
+        except accounts.PasswordRejected as error:
+            db.session.rollback()
+            form.password.errors.append(str(error))
+        else:
+            _start_session(user)
+            flash(
+                "Bienvenue : votre compte est activé." if invitation else "Votre nouveau mot de passe est enregistré.",
+                "success",
+            )
+            return redirect(url_for("admin.index"))
+        status = 422
+    elif request.method == "POST":
+        status = 422
+    return render_template(
+        "auth/choose_password.html",
+        form=form,
+        invitation=invitation,
+        email=user.email,
+        role_scope=accounts.role_and_scope(user),
+    ), status
+
+
+@bp.route("/invitation/<token>", methods=["GET", "POST"])
+@limiter.limit("20 per minute")
+def accept_invitation(token: str):
+    return _choose_password(token, invitation=True)
+
+
+@bp.route("/mot-de-passe/<token>", methods=["GET", "POST"])
+@limiter.limit("20 per minute")
+def reset_password(token: str):
+    return _choose_password(token, invitation=False)
+
+
+# ---------------------------------------------------------------- « Mon compte »
+
+
+@bp.route("/mon-compte", methods=["GET", "POST"])
+@login_required
+@limiter.limit("10 per minute", methods=["POST"])
+def account():
+    """Every logged-in person sees their own role and scope, and changes their password."""
+    form = ChangePasswordForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            accounts.change_password(current_user, form.current_password.data, form.password.data)
+        except accounts.PasswordRejected as error:
+            db.session.rollback()
+            field = form.current_password if isinstance(error, accounts.WrongCurrentPassword) else form.password
+            field.errors.append(str(error))
+        else:
+            # This session stays; every other one ends with the old fingerprint.
+            session[FINGERPRINT] = accounts.session_fingerprint(current_user)
+            flash("Votre nouveau mot de passe est enregistré. Vos autres sessions sont fermées.", "success")
+            return redirect(url_for("auth.account"))
+        status = 422
+    elif request.method == "POST":
+        status = 422
+    return render_template("auth/account.html", form=form, me=accounts.describe(current_user)), status
 
 
 def init_app(app: Flask, login_manager: LoginManager) -> None:
@@ -67,6 +334,10 @@ def init_app(app: Flask, login_manager: LoginManager) -> None:
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
         user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        return user if user is not None and user.is_active else None
+        if user is None or not user.is_active:
+            return None
+        if session.get(FINGERPRINT) != accounts.session_fingerprint(user):
+            return None  # the password changed since this session began
+        return user
 
     app.register_blueprint(bp)

@@ -1,4 +1,4 @@
-"""Demo data for ``make run``: the demo address book, a staff account and a few requests.
+"""Demo data for ``make run``: the demo address book, a staff account, a partner referent and a few requests.
 
 Everything goes through the real verbs (the import, the form's validation, submission and
 routing, an expert's answer) so the demo shows what production would do; running the seed
@@ -19,6 +19,10 @@ from app.services.errors import ServiceError
 
 DEMO_STAFF_EMAIL = "support@demo.place-des-entreprises.fr"
 DEMO_STAFF_PASSWORD = "demo-support-2026"  # noqa: S105 - printed by make run, development only
+# A partner referent of one institution of the demo address book, to show what referents see.
+DEMO_REFERENT_EMAIL = "referent@demo.place-des-entreprises.fr"
+DEMO_REFERENT_PASSWORD = "demo-referent-2026"  # noqa: S105 - printed by make run, development only
+DEMO_REFERENT_INSTITUTION = "CCI France"
 
 # (subject, full name, email, phone, SIRET, postal code, INSEE code, description, expert answer)
 DEMO_REQUESTS = [
@@ -86,7 +90,7 @@ def demo_addressbook_path() -> Path:
 
 
 def seed_demo() -> SeedReport:
-    """Import the demo address book and make sure the demo staff account exists."""
+    """Import the demo address book and make sure the demo staff and referent accounts exist."""
     from app.services.addressbook import import_addressbook
     from app.services.users import create_user
 
@@ -104,7 +108,27 @@ def seed_demo() -> SeedReport:
         report.lines_.append(f"Compte support de démonstration créé : {DEMO_STAFF_EMAIL}")
     else:
         report.lines_.append(f"Compte support de démonstration déjà présent : {DEMO_STAFF_EMAIL}")
+    report.lines_.append(_seed_referent())
     return report
+
+
+def _seed_referent() -> str:
+    from app.models import Institution
+    from app.services.users import create_user
+
+    if db.session.scalar(select(func.count()).select_from(User).where(User.email == DEMO_REFERENT_EMAIL)):
+        return f"Compte référent de démonstration déjà présent : {DEMO_REFERENT_EMAIL}"
+    institution = db.session.scalar(select(Institution).where(Institution.name == DEMO_REFERENT_INSTITUTION))
+    if institution is None:
+        raise ServiceError(f"Institution de démonstration absente : {DEMO_REFERENT_INSTITUTION}.")
+    create_user(
+        DEMO_REFERENT_EMAIL,
+        role="referent",
+        password=DEMO_REFERENT_PASSWORD,
+        full_name="Référente CCI (démo)",
+        institution_slug=institution.slug,
+    )
+    return f"Compte référent de démonstration créé : {DEMO_REFERENT_EMAIL} ({DEMO_REFERENT_INSTITUTION})"
 
 
 def _seed_requests() -> list[str]:

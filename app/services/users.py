@@ -1,10 +1,16 @@
-"""Back-office accounts: creation, password checks, soft deletion."""
+"""Back-office accounts: creation, hashing, login with lockout, soft deletion.
+
+The password policy, invitations and reset links live in ``services.accounts``.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -15,7 +21,6 @@ from app.services.errors import ServiceError
 _hasher = PasswordHasher()
 # Verified against when the address is unknown, so a wrong email costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash("placeholder-password-for-timing")
-MIN_PASSWORD_LENGTH = 12
 
 
 def normalize_email(raw: str) -> str:
@@ -26,8 +31,7 @@ def normalize_email(raw: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise ServiceError(f"Le mot de passe doit compter au moins {MIN_PASSWORD_LENGTH} caractères.")
+    """The argon2 hash; callers check the policy first (``accounts.check_password``)."""
     return _hasher.hash(password)
 
 
@@ -40,7 +44,13 @@ def create_user(
     institution_slug: str | None = None,
     antenne_id: int | None = None,
 ) -> User:
-    """Create a staff account or a partner referent; referents need an institution or an antenne."""
+    """Create a staff account or a partner referent; referents need an institution or an antenne.
+
+    With a password (the CLI, staff who set one), the policy applies; without one the account
+    waits for an invitation (``accounts.invite_user``).
+    """
+    from app.services.accounts import check_password
+
     if role not in ROLES:
         raise ServiceError(f"Rôle inconnu : « {role} » (attendu : admin ou referent).")
     address = normalize_email(email)
@@ -64,6 +74,8 @@ def create_user(
         raise ServiceError(
             "Un référent doit être rattaché à une institution (--institution) ou une antenne (--antenne)."
         )
+    if password:
+        check_password(password, email=address, full_name=full_name)
     user = User(
         email=address,
         full_name=full_name,
@@ -71,6 +83,7 @@ def create_user(
         institution=institution,
         antenne=antenne,
         password_hash=hash_password(password) if password else None,
+        password_changed_at=utcnow() if password else None,
     )
     db.session.add(user)
     db.session.commit()
@@ -91,25 +104,61 @@ def check_scope(user: User) -> None:
         raise ServiceError("Un référent doit être rattaché à une institution ou une antenne.")
 
 
-def set_password(user: User, password: str) -> None:
+def set_password(user: User, password: str, *, now: datetime | None = None) -> None:
+    """A new password under the policy; ends the account's other sessions and any lock."""
+    from app.services.accounts import check_password
+
+    check_password(password, user)
     user.password_hash = hash_password(password)
+    user.password_changed_at = now or utcnow()
+    user.failed_logins = 0
+    user.locked_until = None
     db.session.commit()
 
 
-def authenticate(email: str, password: str) -> User | None:
-    """The active user with this email and password, or None (same cost either way)."""
+def _verify(stored: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored, password or "")
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def verify_password(user: User, password: str) -> bool:
+    return bool(user.password_hash) and _verify(user.password_hash, password)
+
+
+def authenticate(email: str, password: str, *, now: datetime | None = None) -> User | None:
+    """The active user with this email and password, or None, at the same cost either way.
+
+    ``LOGIN_MAX_FAILURES`` consecutive failures lock the account for ``LOGIN_LOCK_MINUTES``;
+    while locked even the right password gets None, like a wrong one, so a lock reveals
+    neither the password nor the account (the login page's per-address rate limit, which
+    counts unknown addresses the same way, says « Trop de tentatives »). A success resets the
+    count.
+    """
+    from app.services.accounts import aware
+
+    now = now or utcnow()
     address = (email or "").strip().lower()
     user = db.session.scalar(select(User).where(func.lower(User.email) == address, User.deleted_at.is_(None)))
     stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
-    try:
-        _hasher.verify(stored, password or "")
-    except (VerificationError, InvalidHashError):
-        return None
+    correct = _verify(stored, password)
     if user is None or not user.password_hash:
+        return None
+    if user.locked_until is not None and aware(user.locked_until) > now:
+        return None
+    if not correct:
+        user.failed_logins = (user.failed_logins or 0) + 1
+        if user.failed_logins >= int(current_app.config.get("LOGIN_MAX_FAILURES", 5)):
+            user.locked_until = now + timedelta(minutes=int(current_app.config.get("LOGIN_LOCK_MINUTES", 15)))
+            user.failed_logins = 0
+        db.session.commit()
         return None
     if _hasher.check_needs_rehash(stored):
         user.password_hash = _hasher.hash(password)
-    user.last_login_at = utcnow()
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
     db.session.commit()
     return user
 
