@@ -19,6 +19,7 @@ from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual, IntEqu
 from flask_login import current_user
 from sqlalchemy import select
 
+from app import policy
 from app.admin.addressbook import institution_options, subject_options
 from app.admin.base import InSubqueryFilter, LazyOptions
 from app.extensions import db
@@ -64,13 +65,15 @@ def departement_options() -> list[tuple[str, str]]:
 
 
 def antenne_options() -> list[tuple[str, str]]:
+    # Through the policy: a referent's filter offers their own antennes only.
+    query = (
+        select(Antenne.id, Antenne.name, Institution.name)
+        .join(Institution, Antenne.institution_id == Institution.id)
+        .order_by(Institution.name, Antenne.name)
+    )
     return [
         (str(ident), f"{name} — {institution}")
-        for ident, name, institution in db.session.execute(
-            select(Antenne.id, Antenne.name, Institution.name)
-            .join(Institution, Antenne.institution_id == Institution.id)
-            .order_by(Institution.name, Antenne.name)
-        )
+        for ident, name, institution in db.session.execute(policy.scope_query(current_user, Antenne, query))
     ]
 
 
