@@ -3,11 +3,14 @@
 The uploaded bytes are staged in the database between the two steps (``services.uploads``),
 under a random token bound to the uploader, so what is imported is the file that was
 checked, not a second upload, whichever web instance serves the confirmation.
+
+Partner referents use the same page for their own experts: the import is limited to their
+institution (or antenne), checked at the preview and again at the confirmation.
 """
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import abort, current_app, flash, redirect, request, url_for
 from flask_admin import Admin, expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -17,8 +20,10 @@ from wtforms import HiddenField
 from wtforms.validators import InputRequired
 
 from app.admin.base import SecureBaseView
-from app.services.addressbook import COLUMNS, ImportReport, import_addressbook
+from app.models import Antenne
+from app.services.addressbook import COLUMNS, ImportReport, import_addressbook, referent_scope, scope_label
 from app.services.audit import acting_as
+from app.services.errors import ServiceError
 from app.services.uploads import import_upload, stage_upload
 
 TEMPLATE = "admin/import.html"
@@ -47,7 +52,24 @@ def _summary(report: ImportReport) -> str:
     return " ; ".join(report.lines()[1:])
 
 
+def _scope():
+    """The current user's import scope (None for staff); a referent without one gets a 403."""
+    try:
+        return referent_scope(current_user)
+    except ServiceError:
+        abort(403)
+
+
 class AddressbookImportView(SecureBaseView):
+    referent_access = "write"
+
+    def render(self, template: str, **kwargs):
+        scope = _scope()
+        kwargs.setdefault("columns", COLUMNS)
+        kwargs["scope_label"] = scope_label(scope) if scope is not None else None
+        kwargs["scope_is_antenne"] = isinstance(scope, Antenne)
+        return super().render(template, **kwargs)
+
     def create_blueprint(self, admin: Admin):
         blueprint = super().create_blueprint(admin)
         # A body over MAX_CONTENT_LENGTH is refused while the form is parsed (even by the CSRF
@@ -84,7 +106,7 @@ class AddressbookImportView(SecureBaseView):
             form.file.errors = [problem]
             return self.render(TEMPLATE, form=form, columns=COLUMNS), 422
 
-        report = import_addressbook(raw, dry_run=True)
+        report = import_addressbook(raw, dry_run=True, scope=_scope())
         confirm = None
         if report.ok:
             token = stage_upload(raw, filename=form.file.data.filename or "annuaire.csv", user_id=current_user.id)
@@ -103,7 +125,7 @@ class AddressbookImportView(SecureBaseView):
         form = ConfirmForm()
         token = form.token.data if form.validate_on_submit() else None
         with acting_as(current_user.email, current_user.id):
-            report = import_upload(token, user_id=current_user.id)
+            report = import_upload(token, user_id=current_user.id, scope=_scope())
         if report is None:
             flash("Cet aperçu n'est plus valable : déposez à nouveau le fichier.", "error")
             return redirect(url_for(".index"))

@@ -548,11 +548,76 @@ def _apply(rows: list[_Row], book: _Book, report: ImportReport, *, write: bool) 
     )
 
 
-def import_addressbook(raw: bytes | str, *, dry_run: bool = False) -> ImportReport:
+# ---------------------------------------------------------------- scope (partner referents)
+
+Scope = Institution | Antenne | None
+
+
+def referent_scope(user: Any) -> Scope:
+    """What ``user`` may import and look after: None (everything) for staff, else the antenne
+    or the institution a referent belongs to (the antenne when both are set: it is the narrower)."""
+    if getattr(user, "is_admin", False):
+        return None
+    if getattr(user, "antenne", None) is not None:
+        return user.antenne
+    if getattr(user, "institution", None) is not None:
+        return user.institution
+    raise ServiceError("Votre compte n'est rattaché à aucune institution : contactez l'équipe support.")
+
+
+def scope_label(scope: Scope) -> str:
+    """« CMA Bretagne » or « l'antenne CMA Rennes (CMA Bretagne) », as the import page says it."""
+    if isinstance(scope, Antenne):
+        return f"l'antenne « {scope.name} » ({scope.institution.name})"
+    if isinstance(scope, Institution):
+        return f"« {scope.name} »"
+    return "toutes les institutions"
+
+
+def _check_scope(rows: list[_Row], book: _Book, scope: Scope, report: ImportReport) -> None:
+    """A referent imports only the experts of their institution (or antenne): any other row is
+    an error, so a file meant for someone else is refused whole rather than half applied. An
+    antenne referent creates neither antennes nor offers of new subjects for the institution
+    (the policy gives them neither right in the back office)."""
+    if scope is None:
+        return
+    institution = scope.institution if isinstance(scope, Antenne) else scope
+    for row in rows:
+        found = book.institution(row.institution)
+        if found is None or found.id != institution.id:
+            report.error(
+                row.line,
+                f"l'institution « {row.institution} » n'est pas la vôtre : vous ne pouvez importer que "
+                f"les experts de « {institution.name} »",
+            )
+            continue
+        if not isinstance(scope, Antenne):
+            continue
+        if row.antenne != scope.name:
+            if (institution.id, row.antenne) in book.antennes:
+                problem = f"l'antenne « {row.antenne} » n'est pas la vôtre"
+            else:
+                problem = f"l'antenne « {row.antenne} » n'existe pas et vous ne pouvez pas en créer"
+            report.error(row.line, f"{problem} : vous ne pouvez importer que les experts de l'antenne « {scope.name} »")
+        missing = [
+            slug
+            for slug in row.subjects
+            if slug in book.subjects and (institution.id, book.subjects[slug].id) not in book.offers
+        ]
+        if missing:
+            report.error(
+                row.line,
+                f"« {institution.name} » ne propose pas encore : {', '.join(missing)} ; seul un référent de "
+                "l'institution ou l'équipe support peut ajouter un sujet à son offre",
+            )
+
+
+def import_addressbook(raw: bytes | str, *, dry_run: bool = False, scope: Scope = None) -> ImportReport:
     """Check the whole file, then (unless ``dry_run`` or any error) apply it in one transaction.
 
     The report always carries every error found and, for a clean file, what happens to each
-    row; a dry run computes exactly what a real run would do, without writing.
+    row; a dry run computes exactly what a real run would do, without writing. ``scope`` (see
+    :func:`referent_scope`) limits the file to one institution or antenne; None for staff.
     """
     report = ImportReport(dry_run=dry_run)
     text = _decode(raw, report)
@@ -567,6 +632,7 @@ def import_addressbook(raw: bytes | str, *, dry_run: bool = False) -> ImportRepo
     rows = _parse_rows(header, records, subjects, report)
     _check_territories(rows, report)
     book = _load_book(rows, subjects)
+    _check_scope(rows, book, scope, report)
     _check_consistency(rows, book, report)
     if report.errors:
         report.errors.sort(key=lambda e: e.line or 0)

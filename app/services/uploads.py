@@ -1,6 +1,6 @@
 """Address book uploads waiting between the preview and the confirmation.
 
-The staff member confirms the very bytes that were previewed: they are kept in the database
+The uploader (staff or a partner referent) confirms the very bytes that were previewed: they are kept in the database
 under a random token bound to the uploader, and consumed by the import they lead to.
 """
 
@@ -47,19 +47,20 @@ def take_upload(token: str | None, *, user_id: int) -> AddressbookUpload | None:
     return upload
 
 
-def import_upload(token: str | None, *, user_id: int):
+def import_upload(token: str | None, *, user_id: int, scope=None):
     """Import the previewed upload of ``token`` (one preview, at most one import).
 
     Returns None when the preview is no longer valid, else the import's report. The upload is
     consumed either way: if the address book moved on since the preview and the file now has
-    errors, nothing is imported and the staff member uploads it again.
+    errors, nothing is imported and the uploader sends it again. ``scope`` is checked again
+    here (see ``addressbook.referent_scope``): a referent's scope may have changed since the preview.
     """
     from app.services.addressbook import import_addressbook
 
     upload = take_upload(token, user_id=user_id)
     if upload is None:
         return None
-    report = import_addressbook(upload.content)  # commits the deletion with a clean import
+    report = import_addressbook(upload.content, scope=scope)  # commits the deletion with a clean import
     if not report.ok:
         db.session.commit()
     return report
