@@ -32,11 +32,20 @@ theme, subject             read                the whole catalog, read      same
 need                       read                needs with a match for one   same, their antenne's
                                                of their experts             experts
 match                      read                matches of their experts     same
+addressbook_import         write               their institution's experts  their antenne's
+coverage, exports          read                their own (the pages scope   same
+                                               through the services)
 solicitation, user,        none                —                            —
 journal, outbox,
 inbound_messages,
-routing, import
+routing
 =========================  ==================  ===========================  =====================
+
+Endpoints: on a model view, Flask-Admin's reading endpoints (list, details, export,
+autocomplete) need access and its writing ones (create, edit, delete, actions, in-list edit)
+``"write"`` plus the right. An endpoint a view adds of its own (a desk button, a suggestion
+list) is staff's unless the view names it in ``referent_endpoints``. On a page of its own (no
+model), GET needs access and any other method ``"write"``, unless named the same way.
 
 "Delete" covers the views' soft-delete and restore actions: a referent may run a view's
 actions only where they may delete. Writes are checked twice: the view must allow the right
@@ -190,18 +199,35 @@ def can_run_action(user: Any, view: Any, name: str | None) -> bool:
     return can_delete(user, view)
 
 
-def can_call(user: Any, view: Any, endpoint: str, method: str) -> bool:
-    """The last word on any request to a view: reading needs access, writing needs ``"write"``.
+# Flask-Admin's own endpoints of a model view: those that read, and those that write (each
+# write then asks its right: create, edit, delete or an action).
+_READ_ENDPOINTS = frozenset({"index", "index_view", "details_view", "export", "ajax_lookup"})
+_WRITE_ENDPOINTS = frozenset({"create_view", "edit_view", "delete_view", "action_view", "ajax_update"})
 
-    A custom POST endpoint on a read-only view (a comment form, a desk button) is refused to
-    referents unless the view lists it in ``referent_post_endpoints``.
+
+def can_call(user: Any, view: Any, endpoint: str, method: str) -> bool:
+    """The last word on any request to a view, before the view runs.
+
+    For a referent: Flask-Admin's reading endpoints need access, its writing ones ``"write"``.
+    Any other endpoint (a desk button, a suggestion list added to a model view) is staff's
+    unless the view names it in ``referent_endpoints``; on a page of its own (no model), GET
+    needs access and other methods ``"write"``, again unless the page names the endpoint.
     """
     level = access_level(user, view)
     if level == NONE:
         return False
-    if method.upper() in _SAFE_METHODS or is_staff(user):
+    if is_staff(user):
         return True
-    return level == WRITE or endpoint in getattr(view, "referent_post_endpoints", ())
+    if endpoint in getattr(view, "referent_endpoints", ()):
+        return True
+    safe = method.upper() in _SAFE_METHODS
+    if getattr(view, "model", None) is None:
+        return safe or level == WRITE
+    if endpoint in _READ_ENDPOINTS:
+        return safe
+    if endpoint in _WRITE_ENDPOINTS:
+        return level == WRITE
+    return False
 
 
 # ---------------------------------------------------------------- rows

@@ -162,6 +162,162 @@ def referent_client(client, db):
     return client
 
 
+# ---------------------------------------------------------------- partner referents' scope
+
+
+class ScopeWorld:
+    """Two institutions for the scope tests, every name tagged so a leak is easy to spot.
+
+    Institution « Alpha Conseil » has antenne « Alpha Lyon » (expert Alice Alpha, need of
+    « Alpha Boulangerie ») and antenne « Quetzal Grenoble » (expert Quentin Quetzal, need of
+    « Quetzal Menuiserie »); institution « Zorglub Partenaires » has « Zorglub Paris » (expert
+    Zoé Zorglub, need of « Zorglub Garage »). ``ids[Model]`` maps ``"A1"`` (Alpha Lyon's side),
+    ``"A2"`` (Quetzal Grenoble's side) and ``"B"`` (Zorglub's) to record ids. The institution
+    referent sees A1 and A2 (never « zorglub »); the antenne referent, of Alpha Lyon, sees A1
+    only (never « zorglub » nor « quetzal »).
+    """
+
+    password = "motdepasse-tres-long"
+
+    def __init__(self) -> None:
+        self.ids: dict[type, dict[str, int]] = {}
+
+
+def _build_scope_world(db) -> ScopeWorld:
+    from app.models import (
+        Antenne,
+        Commune,
+        Company,
+        Contact,
+        Expert,
+        Facility,
+        Institution,
+        InstitutionSubject,
+        Match,
+        Need,
+    )
+    from app.services.users import create_user
+    from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
+
+    world = ScopeWorld()
+    alpha = InstitutionFactory(name="Alpha Conseil", slug="alpha-conseil")
+    zorglub = InstitutionFactory(name="Zorglub Partenaires", slug="zorglub-partenaires")
+    sides = {
+        "A1": (
+            alpha,
+            "Alpha Lyon",
+            "departement:69",
+            "Alice Alpha",
+            "alice@alpha.example",
+            "Alpha Boulangerie",
+            "69123",
+        ),
+        "A2": (
+            alpha,
+            "Quetzal Grenoble",
+            "departement:38",
+            "Quentin Quetzal",
+            "quentin@quetzal.example",
+            "Quetzal Menuiserie",
+            "38185",
+        ),
+        "B": (
+            zorglub,
+            "Zorglub Paris",
+            "departement:75",
+            "Zoé Zorglub",
+            "zoe@zorglub.example",
+            "Zorglub Garage",
+            "75056",
+        ),
+    }
+    for number, (side, (institution, antenne_name, area, expert_name, email, company_name, insee)) in enumerate(
+        sides.items(), start=1
+    ):
+        antenne = AntenneFactory(institution=institution, name=antenne_name)
+        zone(antenne, area)
+        expert = ExpertFactory(antenne=antenne, full_name=expert_name, email=email)
+        link = offer(expert, "recrutement")
+        company = Company(siren=f"{number}00000000"[:9], name=company_name)
+        need = Need(
+            subject=subject("recrutement"),
+            facility=Facility(
+                company=company, siret=f"{number}0000000000017"[:14], commune=db.session.get(Commune, insee)
+            ),
+            contact=Contact(
+                company=company,
+                full_name=f"Contact {company_name}",
+                email=f"contact@{company_name.split()[0].lower()}.example",
+                phone="06 12 34 56 78",
+            ),
+            description=f"Besoin de {company_name} : recruter un apprenti.",
+        )
+        match = Match(need=need, expert=expert, status="quo", zone=area, zone_owner="antenne")
+        db.session.add_all([need, match])
+        db.session.commit()
+        for model, record in (
+            (Institution, institution),
+            (Antenne, antenne),
+            (Expert, expert),
+            (InstitutionSubject, link.institution_subject),
+            (Need, need),
+            (Match, match),
+        ):
+            world.ids.setdefault(model, {})[side] = record.id
+    world.institution_referent = create_user(
+        "referente@alpha.example",
+        role="referent",
+        institution_slug="alpha-conseil",
+        password=world.password,
+        full_name="Rita Référente",
+    )
+    world.antenne_referent = create_user(
+        "referent@alpha-lyon.example",
+        role="referent",
+        antenne_id=world.ids[Antenne]["A1"],
+        password=world.password,
+        full_name="Rémi Référent",
+    )
+    world.alpha, world.zorglub = alpha, zorglub
+    return world
+
+
+@pytest.fixture
+def scope_world(db, admin_user) -> ScopeWorld:
+    """Institutions Alpha and Zorglub with their antennes, experts, needs and matches, a staff
+    member (``admin_user``), a referent of Alpha and a referent of its antenne Alpha Lyon."""
+    world = _build_scope_world(db)
+    world.staff = admin_user
+    return world
+
+
+@pytest.fixture
+def logged_in(app):
+    """``logged_in(user)``: a new test client with ``user`` logged in (``None``: anonymous), so
+    one test can compare what several roles get."""
+
+    def make(user=None, password: str = "motdepasse-tres-long"):
+        test_client = app.test_client()
+        if user is not None:
+            response = login(test_client, user.email, password)
+            assert response.status_code == 302, response.get_data(as_text=True)
+        return test_client
+
+    return make
+
+
+@pytest.fixture
+def institution_referent_client(scope_world, logged_in):
+    """A logged-in referent of institution « Alpha Conseil » (see ``scope_world``)."""
+    return logged_in(scope_world.institution_referent)
+
+
+@pytest.fixture
+def antenne_referent_client(scope_world, logged_in):
+    """A logged-in referent of antenne « Alpha Lyon » of « Alpha Conseil » (see ``scope_world``)."""
+    return logged_in(scope_world.antenne_referent)
+
+
 def csrf_token_from(html: str) -> str:
     import re
 

@@ -88,6 +88,8 @@ class ZoneEditingMixin:
     """A zone editor field named ``zone`` saved through ``addressbook.set_zone``."""
 
     zone_empty_label = "Aucun territoire"
+    # The territory autocomplete serves reference data: whoever may open the form may use it.
+    referent_endpoints = ("territories",)
 
     @property
     def extra_js(self) -> list[str]:

@@ -75,12 +75,12 @@ class SecureMixin:
 
     Each view states what a partner referent may do with it: ``"none"`` (the default: the
     view does not exist for them), ``"read"`` or ``"write"``; the policy decides, staff
-    may do everything. A custom POST endpoint of a ``"read"`` view is refused to referents
-    unless the view names it in ``referent_post_endpoints``.
+    may do everything. An endpoint a view adds to Flask-Admin's own is staff's unless the
+    view names it in ``referent_endpoints`` (see ``policy.can_call``).
     """
 
     referent_access: str = "none"
-    referent_post_endpoints: tuple[str, ...] = ()
+    referent_endpoints: tuple[str, ...] = ()
 
     def is_accessible(self) -> bool:
         return policy.can_access_view(current_user, self)
@@ -151,6 +151,7 @@ _ENDPOINT_RIGHTS = {
     "edit_view": "can_edit",
     "delete_view": "can_delete",
     "export": "can_export",
+    "ajax_update": "can_edit",
 }
 
 
