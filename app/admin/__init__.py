@@ -13,7 +13,7 @@ from flask_admin.theme import Bootstrap4Theme
 
 
 def init_app(app: Flask) -> None:
-    from app.admin import imports, inbound, outbox, requests, routing, views
+    from app.admin import coverage, imports, inbound, outbox, requests, routing, views
     from app.admin.base import SecureIndexView, paris_time
 
     app.add_template_filter(paris_time, "paris_time")
@@ -29,6 +29,7 @@ def init_app(app: Flask) -> None:
     views.register(admin)
     imports.register(admin)
     routing.register(admin)
+    coverage.register(admin)
     outbox.register(admin)
     inbound.register(admin)
     app.extensions["pde_admin"] = admin
