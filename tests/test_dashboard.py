@@ -42,9 +42,11 @@ def make_solicitation(db, created_at: datetime, status: str = "in_progress", ful
     return row
 
 
-def make_need(db, created_at: datetime, status: str = "quo", taken_care_at: datetime | None = None) -> Need:
+def make_need(
+    db, created_at: datetime, status: str = "quo", taken_care_at: datetime | None = None, name: str | None = None
+) -> Need:
     n = next(_numbers)
-    company = Company(siren=f"{n:09d}", name=f"Boulangerie n°{n}")
+    company = Company(siren=f"{n:09d}", name=name or f"Boulangerie n°{n}")
     need = Need(
         subject=subject("recrutement"),
         facility=Facility(company=company, siret=f"{n:09d}00017", commune=db.session.get(Commune, "69123")),
@@ -212,6 +214,47 @@ def test_the_weeks_solicitations_link_starts_on_monday(admin_client, db):
     assert "Il y a deux semaines" not in listed
 
 
+def test_the_no_taker_link_lists_exactly_the_needs_counted(admin_client, db):
+    now = datetime.now(UTC)
+    make_need(db, now - timedelta(days=6), name="Attend depuis six jours")
+    make_need(db, now - timedelta(days=4), name="Attend depuis quatre jours")
+    make_need(db, now - timedelta(days=9), "taking_care", taken_care_at=now - timedelta(days=8), name="Prise en charge")
+
+    html = body(admin_client.get("/admin/"))
+    listed = body(admin_client.get(home_links(html)["no-taker"]))
+
+    assert "Attend depuis six jours" in listed
+    assert "Attend depuis quatre jours" not in listed
+    assert "Prise en charge</td>" not in listed and "Prise en charge\n" not in listed
+    assert listed.count("Attend depuis") == 1
+
+
+def test_the_no_taker_link_follows_the_setting(app, admin_client, db, monkeypatch):
+    monkeypatch.setitem(app.config, "DASHBOARD_NO_TAKER_DAYS", 3)
+    make_need(db, datetime.now(UTC) - timedelta(days=4), name="Attend depuis quatre jours")
+
+    html = body(admin_client.get("/admin/"))
+
+    assert "Attend depuis quatre jours" in body(admin_client.get(home_links(html)["no-taker"]))
+
+
+def test_the_weeks_needs_and_taken_care_links_start_on_monday(admin_client, db):
+    now = datetime.now(UTC)
+    make_need(db, now - timedelta(days=15), name="Besoin ancien")
+    make_need(db, now, name="Besoin du jour")
+    make_need(db, now - timedelta(days=20), "taking_care", taken_care_at=now - timedelta(days=15), name="Pris avant")
+    make_need(db, now - timedelta(days=20), "taking_care", taken_care_at=now, name="Pris ce jour")
+
+    links = home_links(body(admin_client.get("/admin/")))
+    needs = body(admin_client.get(links["week-needs"]))
+    taken = body(admin_client.get(links["week-taken-care"]))
+
+    assert "Besoin du jour" in needs and "Besoin ancien" not in needs
+    assert "Pris ce jour" not in needs and "Pris avant" not in needs
+    assert "Pris ce jour" in taken and "Pris avant" not in taken
+    assert "Besoin du jour" not in taken
+
+
 def test_home_costs_the_same_queries_whatever_the_data(admin_client, db, count_queries):
     admin_client.get("/admin/")
     # Committing expires the logged-in user the test's session holds: measure both runs after one.
@@ -235,5 +278,13 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client, db):
     assert "/connexion" in response.headers["Location"]
 
 
-def test_a_referent_is_refused(referent_client):
-    assert referent_client.get("/admin/").status_code == 403
+def test_a_referent_does_not_see_the_global_figures(referent_client, desk):
+    # A referent lands on a page about their own part (admin/base.py): the dashboard counts
+    # every institution's requests, so neither its figures nor its links are theirs.
+    response = referent_client.get("/admin/")
+    html = body(response)
+
+    assert response.status_code == 200
+    assert "Demandes à qualifier" not in html
+    assert "Courriels en échec" not in html
+    assert not set(home_links(html)) & {"to-qualify", "no-taker", "failed-emails", "stale-emails", "week-needs"}

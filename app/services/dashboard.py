@@ -167,27 +167,37 @@ def list_url(
 
 
 def dashboard_links(figures: dict[str, Any]) -> dict[str, str]:
-    """Where each card leads: the list that shows the rows the figure counts, or the closest one.
+    """Where each card leads: the list filtered to exactly the rows the figure counts.
 
-    The needs and matches lists have no date filter (nor « sans preneur depuis N jours »):
-    their cards lead to the status list, oldest first, which starts with the rows counted.
+    The needs and matches lists read their dates as Paris time (``admin/requests/filters.py``);
+    the solicitations list reads them as UTC: each link speaks its list's language.
     """
     from flask_admin.contrib.sqla.filters import DateTimeGreaterFilter, FilterEqual
 
-    # The date filter compares the naive value with the stored UTC timestamps: give it UTC.
-    since_monday = figures["week_start"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    from app.admin.requests.filters import NoTakerSinceFilter, ParisDateTimeAfterFilter
+
+    monday = figures["week_start"]
+    monday_utc = monday.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    monday_paris = monday.astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S")
     return {
         "to_qualify": list_url(
             "solicitation", (("Statut", FilterEqual, "in_progress"),), sort="created_at", desc=False
         ),
-        "no_taker": list_url("need", (("Statut", FilterEqual, "quo"),), sort="created_at", desc=False),
+        "no_taker": list_url(
+            "need",
+            (("Sans preneur depuis", NoTakerSinceFilter, str(figures["no_taker_days"])),),
+            sort="created_at",
+            desc=False,
+        ),
         "failed_emails": list_url("outbox", (("État", FilterEqual, "failed"),)),
         "stale_emails": list_url("outbox", (("État", FilterEqual, "queued"),), sort="created_at", desc=False),
         "week_solicitations": list_url(
-            "solicitation", (("Date", DateTimeGreaterFilter, since_monday),), sort="created_at", desc=True
+            "solicitation", (("Date", DateTimeGreaterFilter, monday_utc),), sort="created_at", desc=True
         ),
-        "week_needs": list_url("need", sort="created_at", desc=True),
+        "week_needs": list_url(
+            "need", (("Date", ParisDateTimeAfterFilter, monday_paris),), sort="created_at", desc=True
+        ),
         "week_taken_care": list_url(
-            "match", (("Statut", FilterEqual, "taking_care"),), sort="taken_care_at", desc=True
+            "match", (("Prise en charge", ParisDateTimeAfterFilter, monday_paris),), sort="taken_care_at", desc=True
         ),
     }
