@@ -15,7 +15,8 @@ import dataclasses
 import logging
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import and_, func, or_, select
@@ -50,12 +51,22 @@ OPEN_NEED_STATUSES = ("quo", "taking_care")
 # Catch-all subjects ("autre demande") are never routed automatically (contract §4).
 CATCH_ALL_SUBJECT_SLUGS = frozenset({"autre", "autre-demande", "other"})
 SPAM_REASON = "spam"
+# Why staff drop a request: each of the first three tells the business why, with its own email
+# (emails/solicitation_canceled_<reason>.*); spam tells nobody and blocks the address.
+CANCEL_REASONS = {
+    "out_of_scope": "Hors du champ du service",
+    "not_a_company": "Pas une entreprise",
+    "incomplete": "Demande incomplète",
+    SPAM_REASON: "Spam",
+}
+EMAILED_REASONS = frozenset({"out_of_scope", "not_a_company", "incomplete"})
 CANCEL_NOTE_PREFIX = "Abandonnée : "
 REVIEW_MODE_NOTE = "Mode revue : toute demande attend l'équipe."
 # What the business is promised in its confirmation (public_emails §2.1 C1).
 CALLBACK_PROMISE = "sous 5 jours ouvrés"
 
 _SIRET = re.compile(r"^\d{14}$")
+PARIS = ZoneInfo("Europe/Paris")
 
 
 @dataclass
@@ -117,7 +128,7 @@ def submit_solicitation(data: SolicitationInput) -> Solicitation:
         db.session.add(solicitation)
         db.session.flush()
         issues, experts = _qualify(solicitation)
-        _queue_confirmation(solicitation, experts)
+        _queue_confirmation(solicitation, _institution_names(experts))
         if current_app.config.get("ROUTING_MODE", "auto") != "auto":
             solicitation.qualification_notes = [REVIEW_MODE_NOTE, *issues]
         elif issues:
@@ -258,8 +269,9 @@ def route_solicitation(solicitation: Solicitation, *, by_user_id: int | None = N
     try:
         if by_user_id is not None:
             user = db.session.get(User, by_user_id)
-            with acting_as(user.email if user and user.email else f"utilisateur #{by_user_id}", by_user_id):
+            with acting_as(actor_label(user, by_user_id), by_user_id):
                 need = _route(solicitation)
+                db.session.flush()  # the status change is the staff member's too
         else:
             need = _route(solicitation)
         db.session.commit()
@@ -269,16 +281,45 @@ def route_solicitation(solicitation: Solicitation, *, by_user_id: int | None = N
     return need
 
 
-def _route(solicitation: Solicitation, experts: list[RoutedExpert] | None = None) -> Need:
-    """Create the need and its matches and queue the expert emails, without committing, so
-    ``submit_solicitation`` routes within its own transaction."""
-    # Lock the row (PostgreSQL) so two staff members clicking together cannot route it twice;
-    # the UNIQUE need.solicitation_id is the last guard.
+def actor_label(user: User | None, user_id: int | None = None) -> str:
+    """How the audit trail names a staff member."""
+    if user is not None and user.email:
+        return user.email
+    return f"utilisateur #{user_id if user_id is not None else getattr(user, 'id', '?')}"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One expert who is to receive a need, and why: the zone entry of the routing rule, or
+    ``zone``/``zone_owner`` None when staff added the expert by hand (« ajouté par l'équipe »)."""
+
+    expert_id: int
+    zone: str | None = None
+    zone_owner: str | None = None
+
+    @classmethod
+    def routed(cls, found: RoutedExpert) -> Assignment:
+        return cls(found.expert_id, found.zone, found.zone_owner)
+
+
+def lock_for_sending(solicitation: Solicitation) -> None:
+    """Lock the request's row (PostgreSQL) and refuse one already sent or canceled.
+
+    Two staff members clicking together, or automatic routing racing a staff member, wait for
+    one another here; the second one reads the status the first one committed and is refused.
+    (A request may have several needs, so no UNIQUE constraint can be the last guard.)
+    """
     status = db.session.scalar(select(Solicitation.status).where(Solicitation.id == solicitation.id).with_for_update())
-    if status == "processed" or solicitation.need is not None:
+    if status == "processed" or solicitation.needs:
         raise ServiceError(f"La demande #{solicitation.id} a déjà été transmise aux experts.")
     if status == "canceled":
         raise ServiceError(f"La demande #{solicitation.id} a été abandonnée : elle ne peut plus être transmise.")
+
+
+def _route(solicitation: Solicitation, experts: list[RoutedExpert] | None = None) -> Need:
+    """Send the request to the experts of the rule, without committing, so
+    ``submit_solicitation`` routes within its own transaction."""
+    lock_for_sending(solicitation)
     subject = solicitation.subject
     if subject is None or subject.is_archived:
         raise ServiceError(
@@ -291,32 +332,50 @@ def _route(solicitation: Solicitation, experts: list[RoutedExpert] | None = None
             f"Aucun expert ne couvre le sujet « {subject.label} » sur la commune {solicitation.insee_code} : "
             "complétez l'annuaire ou abandonnez la demande."
         )
+    return dispatch(solicitation, [(subject, [Assignment.routed(found) for found in experts])])[0]
 
+
+def dispatch(solicitation: Solicitation, plan: list[tuple[Subject, list[Assignment]]]) -> list[Need]:
+    """Turn a request into its needs and matches and queue their emails, without committing.
+
+    The one path of every sending — automatic routing and staff sending (``services.qualification``)
+    alike: the company, facility and contact, one need per subject, one match per expert, one
+    email per match, the business's confirmation (already queued at submission; its key keeps it
+    single), and the request marked sent. The caller has checked the plan and locked the row
+    (``lock_for_sending``).
+    """
     info = _registry_info(solicitation)
     company = _company(solicitation, info)
     facility = _facility(company, solicitation, info)
     contact = _contact(company, solicitation)
-    need = Need(
-        solicitation=solicitation,
-        subject=subject,
-        facility=facility,
-        contact=contact,
-        description=solicitation.description,
-        status="quo",
-    )
-    db.session.add(need)
-    matches = [
-        Match(need=need, expert_id=found.expert_id, status="quo", zone=found.zone, zone_owner=found.zone_owner)
-        for found in experts
-    ]
-    db.session.add_all(matches)
+    created: list[tuple[Need, list[Match]]] = []
+    for subject, assignments in plan:
+        need = Need(
+            solicitation=solicitation,
+            subject=subject,
+            facility=facility,
+            contact=contact,
+            description=solicitation.description,
+            status="quo",
+        )
+        db.session.add(need)
+        matches = [
+            Match(need=need, expert_id=a.expert_id, status="quo", zone=a.zone, zone_owner=a.zone_owner)
+            for a in assignments
+        ]
+        db.session.add_all(matches)
+        created.append((need, matches))
     db.session.flush()
 
-    for match in matches:
-        queue_new_match_email(match, other_count=len(matches) - 1)
+    institutions: set[str] = set()
+    for _need, matches in created:
+        for match in matches:
+            queue_new_match_email(match, other_count=len(matches) - 1)
+            institutions.add(match.expert.antenne.institution.name)
+    _queue_confirmation(solicitation, sorted(institutions, key=str.casefold))
     solicitation.status = "processed"
     solicitation.processed_at = utcnow()
-    return need
+    return [need for need, _matches in created]
 
 
 def _registry_info(solicitation: Solicitation) -> CompanyInfo | None:
@@ -400,8 +459,12 @@ def _contact(company: Company, solicitation: Solicitation) -> Contact:
 # ---------------------------------------------------------------- confirm, cancel
 
 
-def _queue_confirmation(solicitation: Solicitation, experts: list[RoutedExpert]) -> None:
-    institutions = sorted({found.institution for found in experts}, key=str.casefold)
+def _institution_names(experts: list[RoutedExpert]) -> list[str]:
+    return sorted({found.institution for found in experts}, key=str.casefold)
+
+
+def _queue_confirmation(solicitation: Solicitation, institutions: list[str]) -> None:
+    """The business's « Confirmation de votre demande », once per request (its key)."""
     queue_email(
         f"solicitation:{solicitation.id}:confirmation",
         to=solicitation.email,
@@ -416,22 +479,84 @@ def _queue_confirmation(solicitation: Solicitation, experts: list[RoutedExpert])
     )
 
 
-def cancel_solicitation(solicitation: Solicitation, *, reason: str | None = None) -> None:
-    """Staff drop a request (spam, out of scope…); the reason is kept in its notes, and a
-    reason of « spam » blocks later requests from the same address. Commits."""
-    if solicitation.status == "canceled":
-        raise ServiceError(f"La demande #{solicitation.id} est déjà abandonnée.")
-    if solicitation.status == "processed":
-        raise ServiceError(
-            f"La demande #{solicitation.id} a déjà été transmise aux experts : elle ne peut être abandonnée."
-        )
-    reason = (reason or "").strip()
+def cancel_solicitation(
+    solicitation: Solicitation,
+    *,
+    reason: str | None = None,
+    notify: bool | None = None,
+    user: User | None = None,
+) -> None:
+    """Staff drop a request; commits.
+
+    ``reason`` is one of ``CANCEL_REASONS`` (« Hors du champ du service »…) or free text; it is
+    kept in the request's notes. A reason with its own email (``EMAILED_REASONS``) tells the
+    business why and what to do instead, unless ``notify=False``; ``notify`` defaults to that
+    choice made by the reason. A reason of « spam » sends nothing and blocks later requests
+    from the same address (``_blocked_reason`` reads the note).
+    """
+    raw = (reason or "").strip()
+    code = raw.casefold() if raw.casefold() in CANCEL_REASONS else None
+    if notify is None:
+        notify = code in EMAILED_REASONS
+    if notify and code not in EMAILED_REASONS:
+        raise ServiceError("Aucun email n'est prévu pour ce motif : choisissez un motif avec email ou n'envoyez rien.")
     try:
-        solicitation.status = "canceled"
-        solicitation.canceled_at = utcnow()
-        note = CANCEL_NOTE_PREFIX + (reason or "sans motif")
-        solicitation.qualification_notes = [*(solicitation.qualification_notes or []), note]
+        if user is not None:
+            with acting_as(actor_label(user), user.id):
+                _cancel(solicitation, raw, code, notify)
+                db.session.flush()
+        else:
+            _cancel(solicitation, raw, code, notify)
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
+
+
+def _cancel(solicitation: Solicitation, raw: str, code: str | None, notify: bool) -> None:
+    # The same lock as sending: a request is either sent or canceled, never both.
+    status = db.session.scalar(select(Solicitation.status).where(Solicitation.id == solicitation.id).with_for_update())
+    if status == "canceled":
+        raise ServiceError(f"La demande #{solicitation.id} est déjà abandonnée.")
+    if status == "processed":
+        raise ServiceError(
+            f"La demande #{solicitation.id} a déjà été transmise aux experts : elle ne peut être abandonnée."
+        )
+    if code == SPAM_REASON:
+        note = CANCEL_NOTE_PREFIX + SPAM_REASON
+    elif code is not None:
+        note = CANCEL_NOTE_PREFIX + CANCEL_REASONS[code]
+    else:
+        note = CANCEL_NOTE_PREFIX + (raw or "sans motif")
+    solicitation.status = "canceled"
+    solicitation.canceled_at = utcnow()
+    solicitation.qualification_notes = [*(solicitation.qualification_notes or []), note]
+    if notify and code is not None:
+        _queue_cancellation_email(solicitation, code)
+
+
+def _queue_cancellation_email(solicitation: Solicitation, code: str) -> None:
+    """The business learns why its request goes no further, and where to turn instead."""
+    subject = solicitation.subject
+    queue_email(
+        f"solicitation:{solicitation.id}:canceled",
+        to=solicitation.email,
+        template=f"solicitation_canceled_{code}",
+        context={
+            "full_name": solicitation.full_name,
+            "subject": subject.label if subject else "",
+            "subject_slug": subject.slug if subject and not subject.is_archived else None,
+            "description": solicitation.description,
+            "company_name": solicitation.company_name,
+            "submitted_on": _paris_date(solicitation.created_at),
+        },
+    )
+
+
+def _paris_date(value: datetime | None) -> str:
+    """A day as the business reads it (stored in UTC)."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(PARIS).strftime("%d/%m/%Y")

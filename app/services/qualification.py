@@ -1,0 +1,319 @@
+"""The request desk's qualification work (issue 5): what staff do with a request held for
+review (« À qualifier ») until it goes to experts or is dropped.
+
+- ``correct_subject``: the business picked the wrong subject (or « autre »); staff set the
+  right one, and the reasons it was held are worked out again for it.
+- ``suggestions``: for each subject staff consider, the experts the routing rule would choose
+  at the request's commune, with the zone entry that made each pass — the page shows them as
+  ticked boxes.
+- ``send_solicitation``: staff send the request, possibly split into several needs (one per
+  subject), to the experts they kept ticked plus any expert they added by hand. It shares the
+  one sending path with automatic routing (``solicitations.dispatch``): same needs, matches,
+  emails and confirmation, in one transaction, on a locked row.
+
+Cancelling (with a templated email to the business) is ``solicitations.cancel_solicitation``;
+internal notes are ``services.notes``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import selectinload
+
+from app.extensions import db
+from app.models import Antenne, Expert, Institution, Need, Solicitation, Subject, User
+from app.services import routing
+from app.services.absences import absence_text
+from app.services.audit import acting_as
+from app.services.errors import ServiceError
+from app.services.solicitations import (
+    REVIEW_MODE_NOTE,
+    Assignment,
+    actor_label,
+    dispatch,
+    lock_for_sending,
+    qualification_issues,
+)
+
+# How many experts the « ajouter un expert » autocomplete offers at once.
+EXPERT_CHOICES_LIMIT = 20
+# ``Camille Martin <camille@cci.example> — CCI Rhône — CCI Lyon (#12)``: the autocomplete's
+# label ends with the expert's id, so a picked label names exactly one expert.
+_ID_IN_LABEL = re.compile(r"\(#(\d+)\)\s*$")
+_EMAIL = re.compile(r"[^\s<>@,;]+@[^\s<>@,;]+\.[^\s<>@,;]+")
+
+Scope = Callable[[Select], Select]
+
+
+def _require_staff(user: User | None) -> None:
+    if user is None or not getattr(user, "is_admin", False):
+        raise ServiceError("Seule l'équipe peut qualifier une demande.")
+
+
+def _subject(value: Subject | int | str | None) -> Subject:
+    """A subject given as a row or an id (a form field), or a French refusal."""
+    if isinstance(value, Subject):
+        return value
+    try:
+        ident = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise ServiceError("Choisissez un sujet dans la liste.") from None
+    found = db.session.get(Subject, ident)
+    if found is None:
+        raise ServiceError(f"Sujet inconnu (#{ident}).")
+    return found
+
+
+def _still_to_qualify(solicitation: Solicitation) -> None:
+    if solicitation.status == "processed":
+        raise ServiceError(f"La demande #{solicitation.id} a déjà été transmise aux experts.")
+    if solicitation.status == "canceled":
+        raise ServiceError(f"La demande #{solicitation.id} a été abandonnée.")
+
+
+# ---------------------------------------------------------------- correct the subject
+
+
+def correct_subject(solicitation: Solicitation, subject: Subject | int | str, *, user: User) -> Solicitation:
+    """Staff set the subject the request is really about; commits.
+
+    The reasons it was held are worked out again for the new subject (a « sujet non
+    aiguillable » or « aucun expert trouvé » note about the old one would mislead); the review
+    mode note stays. The audit trail keeps the old subject and notes, under the staff member.
+    """
+    _require_staff(user)
+    _still_to_qualify(solicitation)
+    chosen = _subject(subject)
+    if chosen.is_archived:
+        raise ServiceError(f"Le sujet « {chosen.label} » est archivé : choisissez un sujet proposé.")
+    if chosen.id == solicitation.subject_id:
+        raise ServiceError(f"La demande porte déjà sur le sujet « {chosen.label} ».")
+    try:
+        with acting_as(actor_label(user), user.id):
+            # The row is locked so a correction cannot slip under a send in progress.
+            lock_for_sending(solicitation)
+            kept = [note for note in solicitation.qualification_notes or [] if note == REVIEW_MODE_NOTE]
+            solicitation.subject = chosen
+            solicitation.subject_id = chosen.id
+            with db.session.no_autoflush:  # one audit event for the subject and its notes
+                issues = qualification_issues(solicitation)
+            solicitation.qualification_notes = [*kept, *issues]
+            db.session.flush()
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return solicitation
+
+
+# ---------------------------------------------------------------- suggestions
+
+
+@dataclass
+class Suggestion:
+    """One subject under consideration and the experts the rule would choose for it."""
+
+    subject: Subject
+    experts: list[routing.RoutedExpert] = field(default_factory=list)
+    # « Absent jusqu'au … » by expert id, for those with a current or coming absence.
+    absences: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def expert_ids(self) -> list[int]:
+        return [found.expert_id for found in self.experts]
+
+
+def suggestions(solicitation: Solicitation, subject_ids: Iterable[int | str | Subject]) -> list[Suggestion]:
+    """For each chosen subject (duplicates dropped, order kept), the experts routing would
+    choose at the request's commune, each with the zone entry that made it pass (own zone or
+    antenne's, narrowest first), and their announced absences."""
+    chosen: list[Subject] = []
+    for value in subject_ids:
+        found = _subject(value)
+        if found.is_archived:
+            raise ServiceError(f"Le sujet « {found.label} » est archivé : aucune demande ne lui est aiguillée.")
+        if found not in chosen:
+            chosen.append(found)
+    result = [
+        Suggestion(subject=found, experts=routing.explain(found.slug, solicitation.insee_code).matches)
+        for found in chosen
+    ]
+    ids = {expert_id for suggestion in result for expert_id in suggestion.expert_ids}
+    if ids:
+        absent = {
+            expert.id: text
+            for expert in db.session.scalars(
+                select(Expert).where(
+                    Expert.id.in_(ids), or_(Expert.absent_from.is_not(None), Expert.absent_until.is_not(None))
+                )
+            )
+            if (text := absence_text(expert))
+        }
+        for suggestion in result:
+            suggestion.absences = {i: absent[i] for i in suggestion.expert_ids if i in absent}
+    return result
+
+
+# ---------------------------------------------------------------- experts staff add by hand
+
+
+def _active(stmt: Select) -> Select:
+    return (
+        stmt.join(Antenne, Antenne.id == Expert.antenne_id)
+        .join(Institution, Institution.id == Antenne.institution_id)
+        .where(Expert.deleted_at.is_(None), Antenne.deleted_at.is_(None), Institution.deleted_at.is_(None))
+    )
+
+
+def expert_label(expert: Expert) -> str:
+    """What the autocomplete shows and posts back: name, email, antenne, institution, id."""
+    return f"{expert.full_name} <{expert.email}> — {expert.antenne.name} — {expert.antenne.institution.name} (#{expert.id})"
+
+
+def _escape_like(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def expert_choices(query: str, *, scope: Scope | None = None, limit: int = EXPERT_CHOICES_LIMIT) -> list[dict]:
+    """Active experts whose name or email contains ``query`` (2 characters at least), for the
+    « ajouter un expert » autocomplete: ``[{"id", "text"}]``. ``scope`` restricts the SELECT
+    (the back office passes its policy scope)."""
+    words = (query or "").strip().casefold().split()
+    if len("".join(words)) < 2:
+        return []
+    stmt = _active(select(Expert))
+    for word in words[:5]:
+        pattern = f"%{_escape_like(word)}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(Expert.full_name).like(pattern, escape="\\"),
+                func.lower(Expert.email).like(pattern, escape="\\"),
+            )
+        )
+    if scope is not None:
+        stmt = scope(stmt)
+    stmt = stmt.options(selectinload(Expert.antenne).selectinload(Antenne.institution))
+    stmt = stmt.order_by(Expert.full_name, Expert.id).limit(limit)
+    return [{"id": expert.id, "text": expert_label(expert)} for expert in db.session.scalars(stmt)]
+
+
+def resolve_experts(text: str, *, scope: Scope | None = None) -> list[int]:
+    """The experts staff typed in « ajouter un expert »: entries separated by « ; », commas or
+    lines, each an email address (works without JavaScript) or a label the autocomplete
+    offered (ending with ``(#id)``). Raises a French ServiceError naming the entry that does
+    not designate exactly one active expert."""
+    entries = [entry.strip() for entry in re.split(r"[;\n]", text or "") if entry.strip()]
+    ids: list[int] = []
+    for entry in entries:
+        by_id = _ID_IN_LABEL.search(entry)
+        if by_id:
+            ids.append(_one_expert(Expert.id == int(by_id.group(1)), entry, scope))
+            continue
+        emails = _EMAIL.findall(entry)
+        if not emails:
+            raise ServiceError(f"« {entry} » : indiquez l'adresse email de l'expert, ou choisissez-le dans la liste.")
+        ids.extend(_one_expert(func.lower(Expert.email) == email.casefold(), email, scope) for email in emails)
+    return list(dict.fromkeys(ids))
+
+
+def _one_expert(condition: Any, entry: str, scope: Scope | None) -> int:
+    stmt = _active(select(Expert.id)).where(condition)
+    if scope is not None:
+        stmt = scope(stmt)
+    found = list(db.session.scalars(stmt.limit(2)))
+    if not found:
+        raise ServiceError(f"« {entry} » : aucun expert actif de l'annuaire ne correspond.")
+    if len(found) > 1:
+        raise ServiceError(
+            f"« {entry} » : plusieurs experts ont cette adresse (dans des antennes différentes) ; "
+            "choisissez le bon dans la liste proposée."
+        )
+    return found[0]
+
+
+# ---------------------------------------------------------------- send
+
+
+def send_solicitation(
+    solicitation: Solicitation, plan: Sequence[tuple[Subject | int | str, Iterable[int | str]]], *, user: User
+) -> list[Need]:
+    """Staff send the request to the experts they chose, one need per subject; commits.
+
+    ``plan`` lists ``(subject, expert ids)``: the ids are the suggested experts staff kept
+    ticked plus any they added, even outside the routing rule. A suggested expert's match keeps
+    the zone entry that chose it; an added one is recorded as « ajouté par l'équipe » (no zone).
+    Everything — needs, matches, expert emails, the business's confirmation, the status —
+    happens in one transaction on the locked row, so two clicks send once. Refused in French:
+    a request already sent or canceled, no subject, a subject twice or archived, a subject with
+    no expert ticked, an unknown or deleted expert.
+    """
+    _require_staff(user)
+    try:
+        with acting_as(actor_label(user), user.id):
+            lock_for_sending(solicitation)
+            checked = _checked_plan(solicitation, plan)
+            needs = dispatch(solicitation, checked)
+            db.session.flush()  # the request's new status is recorded under the staff member too
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return needs
+
+
+def _checked_plan(
+    solicitation: Solicitation, plan: Sequence[tuple[Subject | int | str, Iterable[int | str]]]
+) -> list[tuple[Subject, list[Assignment]]]:
+    if not plan:
+        raise ServiceError("Choisissez au moins un sujet avant d'envoyer la demande.")
+    subjects: list[Subject] = []
+    wanted: list[list[int]] = []
+    for subject_value, expert_values in plan:
+        subject = _subject(subject_value)
+        if subject.is_archived:
+            raise ServiceError(f"Le sujet « {subject.label} » est archivé : la demande ne peut lui être envoyée.")
+        if subject in subjects:
+            raise ServiceError(f"Le sujet « {subject.label} » est choisi deux fois : un besoin par sujet.")
+        try:
+            ids = list(dict.fromkeys(int(str(value).strip()) for value in expert_values))
+        except (TypeError, ValueError):
+            raise ServiceError(f"Sujet « {subject.label} » : un expert choisi n'est pas reconnu.") from None
+        if not ids:
+            raise ServiceError(
+                f"Aucun expert coché pour le sujet « {subject.label} » : cochez ou ajoutez au moins un expert, "
+                "ou retirez ce sujet."
+            )
+        subjects.append(subject)
+        wanted.append(ids)
+
+    all_ids = {i for ids in wanted for i in ids}
+    experts = {
+        expert.id: expert
+        for expert in db.session.scalars(
+            select(Expert)
+            .where(Expert.id.in_(all_ids))
+            .options(selectinload(Expert.antenne).selectinload(Antenne.institution))
+        )
+    }
+    for ident in sorted(all_ids):
+        expert = experts.get(ident)
+        if expert is None:
+            raise ServiceError(f"L'expert #{ident} n'existe pas.")
+        if expert.is_deleted or expert.antenne.is_deleted or expert.antenne.institution.is_deleted:
+            name = expert.full_name if not expert.is_deleted else f"#{expert.id}"
+            raise ServiceError(
+                f"L'expert « {name} » a été supprimé de l'annuaire : il ne peut pas recevoir la demande."
+            )
+
+    checked: list[tuple[Subject, list[Assignment]]] = []
+    for subject, ids in zip(subjects, wanted, strict=True):
+        routed = {found.expert_id: found for found in routing.find_experts(subject.id, solicitation.insee_code)}
+        checked.append(
+            (subject, [Assignment.routed(routed[i]) if i in routed else Assignment(expert_id=i) for i in ids])
+        )
+    return checked
