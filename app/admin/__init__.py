@@ -13,7 +13,7 @@ from flask_admin.theme import Bootstrap4Theme
 
 
 def init_app(app: Flask) -> None:
-    from app.admin import coverage, imports, inbound, outbox, requests, routing, views
+    from app.admin import coverage, exports, imports, inbound, outbox, requests, routing, views
     from app.admin.base import SecureIndexView, paris_time
 
     app.add_template_filter(paris_time, "paris_time")
@@ -26,6 +26,7 @@ def init_app(app: Flask) -> None:
         theme=Bootstrap4Theme(fluid=True),
     )
     requests.register(admin)
+    exports.register(admin)
     views.register(admin)
     imports.register(admin)
     routing.register(admin)

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 SWEEP_INTERVAL = 60
 # How often ``flask rq cron`` emails the finished bursts of comments (grouping: services.discussion).
 COMMENTS_INTERVAL = 30
+# How often ``flask rq cron`` deletes the exports past their seven days, in seconds.
+PURGE_EXPORTS_INTERVAL = 3600
+# An export of a few hundred thousand rows takes minutes; RQ's default (180 s) would kill it.
+EXPORT_JOB_TIMEOUT = 3600
 # A job in one of these states will still run: enqueueing it again would only double it.
 _PENDING_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
@@ -52,6 +56,33 @@ def notify_comments_job() -> int:
     from app.services.discussion import notify_pending_comments
 
     return notify_pending_comments()
+
+
+@rq.job(queue="default")
+def build_export_job(export_id: int) -> str:
+    """Build one export's file; the service leaves a finished one alone."""
+    from app.services.exports import build_export
+
+    return build_export(export_id)
+
+
+@rq.job(queue="default")
+def purge_exports_job() -> int:
+    """Delete the exports past their expiry, files included."""
+    from app.services.exports import purge_exports
+
+    return purge_exports()
+
+
+def enqueue_export_build(export_id: int) -> bool:
+    """Hand a committed export to its job (inline without Redis: built now); False when Redis
+    is unreachable, for the service to record why the file will not come."""
+    try:
+        build_export_job.enqueue(export_id, job_id=f"export-{export_id}", job_timeout=EXPORT_JOB_TIMEOUT, result_ttl=0)
+    except RedisError as error:
+        log.warning("Redis injoignable (%s) : l'export %s n'a pas pu être lancé.", error, export_id)
+        return False
+    return True
 
 
 def delivery_job_id(email_id: int) -> str:
@@ -122,5 +153,6 @@ def init_app(app: Flask) -> None:
     if not _cron_registered:
         sweep_outbox_job.cron_register(SWEEP_INTERVAL)
         notify_comments_job.cron_register(COMMENTS_INTERVAL)
+        purge_exports_job.cron_register(PURGE_EXPORTS_INTERVAL)
         _cron_registered = True
     app.cli.add_command(outbox_cli)
