@@ -371,7 +371,10 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
         },
         "phone": {"label": "Téléphone"},
         "job_title": {"label": "Fonction"},
-        "antenne": {"label": "Antenne", "validators": [DataRequired("Choisissez l'antenne.")]},
+        "antenne": {
+            "label": "Antenne",
+            "validators": [DataRequired("Choisissez l'antenne parmi celles proposées.")],
+        },
     }
     form_ajax_refs = {"antenne": antenne_lookup()}
     form_extra_fields = {

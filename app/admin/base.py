@@ -24,7 +24,7 @@ from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from flask_admin.contrib.sqla.typefmt import DEFAULT_FORMATTERS
 from flask_login import current_user
 from markupsafe import Markup, escape
-from sqlalchemy import false, select
+from sqlalchemy import BigInteger, false, select
 
 from app import policy
 from app.extensions import db
@@ -175,6 +175,27 @@ def _policy_right(name: str) -> property:
     return property(getter, setter)
 
 
+_FIELD_ERRORS = {"Not a valid choice": "Ce choix ne fait pas partie des valeurs proposées."}
+
+# PostgreSQL's INTEGER and BIGINTEGER: a larger id in a URL or a form names no record.
+_INT_BOUNDS = {False: 2**31 - 1, True: 2**63 - 1}
+
+
+def parse_pk(model: type, value: Any) -> Any:
+    """``value`` (from a URL or a form) as ``model``'s primary key, or ``None`` when it cannot
+    name a row: a forged id is a 404 or an invalid choice, never a database error."""
+    column = model.__mapper__.primary_key[0]
+    try:
+        ident = column.type.python_type(value)
+    except (TypeError, ValueError, NotImplementedError):
+        return None
+    if isinstance(ident, int):
+        limit = _INT_BOUNDS[isinstance(column.type, BigInteger)]
+        if not -limit <= ident <= limit:
+            return None
+    return ident
+
+
 def _query_model(query: Any) -> type | None:
     descriptions = getattr(query, "column_descriptions", None) or []
     entity = descriptions[0].get("entity") if descriptions else None
@@ -268,6 +289,16 @@ class SecureModelView(SecureMixin, ModelView):
                 field._object_list = None
         return form
 
+    def validate_form(self, form: Any) -> bool:
+        """Flask-Admin's relation fields refuse a value outside their choices (a forged or
+        out-of-scope id) in English, missing from its French catalog: say it in French."""
+        valid = super().validate_form(form)
+        if not valid:
+            for field in form:
+                if isinstance(field.errors, list):
+                    field.errors = [_FIELD_ERRORS.get(str(error), error) for error in field.errors]
+        return valid
+
     def _process_ajax_references(self) -> dict[str, Any]:
         from app.admin.fields import scoped_loader
 
@@ -285,11 +316,10 @@ class SecureModelView(SecureMixin, ModelView):
 
     def get_one(self, id: Any):
         """Fetch through the scoped query, so a record outside the user's scope is a 404."""
-        pk = self.model.__mapper__.primary_key[0]
-        try:
-            ident = pk.type.python_type(id)
-        except (TypeError, ValueError):
+        ident = parse_pk(self.model, id)
+        if ident is None:
             abort(404)
+        pk = self.model.__mapper__.primary_key[0]
         found = db.session.scalar(policy.scope_query(current_user, self.model, select(self.model).where(pk == ident)))
         if found is None:
             abort(404)
@@ -314,9 +344,8 @@ class SecureModelView(SecureMixin, ModelView):
     def scoped_rows(self, ids: Iterable[str]) -> list[Any]:
         """The records an action was asked for, through the policy's scope."""
         pk = self.model.__mapper__.primary_key[0]
-        try:
-            idents = [pk.type.python_type(i) for i in ids]
-        except (TypeError, ValueError):
+        idents = [parse_pk(self.model, i) for i in ids]
+        if any(ident is None for ident in idents):
             abort(404)
         return list(
             db.session.scalars(policy.scope_query(current_user, self.model, select(self.model).where(pk.in_(idents))))

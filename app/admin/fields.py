@@ -89,13 +89,13 @@ class ScopedQueryAjaxModelLoader(QueryAjaxModelLoader):
     def get_one(self, pk: Any) -> Any:
         from sqlalchemy import select
 
+        from app.admin.base import parse_pk
         from app.extensions import db
 
+        ident = parse_pk(self.model, pk)
+        if ident is None:
+            return None  # a forged id is simply not a valid choice
         column = self.model.__mapper__.primary_key[0]
-        try:
-            ident = column.type.python_type(pk)
-        except (TypeError, ValueError):
-            return None  # a forged, non-numeric id is simply not a valid choice
         with db.session.no_autoflush:
             return db.session.scalar(policy.scope_query(_user(), self.model, select(self.model).where(column == ident)))
 
