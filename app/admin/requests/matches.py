@@ -24,6 +24,7 @@ class MatchView(FullTextSearchMixin, ReadOnlyModelView):
     referent_access = "read"
     column_list = [
         "created_at",
+        "need",
         "subject",
         "company",
         "expert",
@@ -65,6 +66,8 @@ class MatchView(FullTextSearchMixin, ReadOnlyModelView):
         "taken_care_at": "Prise en charge le",
         "closed_at": "Clôturée le",
     }
+    # The row's link to its need is for the screen; the CSV keeps its columns.
+    column_export_exclude_list = ["need"]
     column_choices = {"status": list(MATCH_STATUS_LABELS.items())}
     column_sortable_list = ["created_at", "status", "taken_care_at", "closed_at"]
     column_searchable_list = ["expert.full_name", "expert.email"]
@@ -80,6 +83,7 @@ class MatchView(FullTextSearchMixin, ReadOnlyModelView):
         "antenne": lambda v, c, m, n: m.expert.antenne.name,
         "institution": lambda v, c, m, n: m.expert.antenne.institution.name,
         "zone": lambda v, c, m, n: zone_entry(m),
+        "need": lambda v, c, m, n: _link("need.details_view", m.need_id, f"Besoin #{m.need_id}"),
     }
     column_formatters_detail = {
         **column_formatters,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import flash, redirect, request, url_for
+from flask import flash, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.model.template import macro
 from flask_login import current_user
-from sqlalchemy import func, select
+from markupsafe import Markup
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
+from app import policy
 from app.admin.base import ReadOnlyModelView
 from app.admin.requests.common import POSITIVE_MATCH_STATUSES, _date, _link, zone_entry
 from app.admin.requests.filters import need_filters
@@ -22,10 +25,43 @@ from app.models import (
     Antenne,
     Expert,
     Facility,
+    Institution,
     Match,
     Need,
+    NeedStar,
 )
 from app.services.errors import ServiceError
+
+# How many experts the « Ajouter un expert » / « Réattribuer » suggestions show.
+SUGGESTION_LIMIT = 10
+# An expert chosen from the suggestions reads « Nom <email> #12 »: the number settles which one
+# when an address exists in two antennes; typed by hand, the address alone is enough.
+_EXPERT_NUMBER = re.compile(r"#\s*(\d{1,18})\s*$")
+_EMAIL = re.compile(r"[^\s<>()\[\],;]+@[^\s<>()\[\],;]+")
+
+
+def _star_cell(_view: Any, _context: Any, need: Need, _name: str) -> Markup:
+    """« ★ » when the current user follows the need; the words are there for screen readers."""
+    if getattr(need, "starred", False):
+        return Markup(
+            '<span aria-hidden="true" title="Vous suivez ce besoin">★</span><span class="sr-only">Suivi</span>'
+        )
+    return Markup('<span class="sr-only">Non suivi</span>')
+
+
+def _active_experts():
+    """Experts who may receive a need now (routing rule 1), through the policy's scope."""
+    query = (
+        select(Expert)
+        .join(Antenne, Antenne.id == Expert.antenne_id)
+        .join(Institution, Institution.id == Antenne.institution_id)
+        .where(Expert.deleted_at.is_(None), Antenne.deleted_at.is_(None), Institution.deleted_at.is_(None))
+    )
+    return policy.scope_query(current_user, Expert, query)
+
+
+def suggestion_value(expert: Expert) -> str:
+    return f"{expert.full_name} <{expert.email}> #{expert.id}"
 
 
 class NeedView(FullTextSearchMixin, ReadOnlyModelView):
@@ -33,7 +69,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     referent_access = "read"
     details_template = "admin/requests_need_details.html"
-    column_list = ["created_at", "subject", "company", "commune", "status", "match_count", "positive_count"]
+    column_list = ["starred", "created_at", "subject", "company", "commune", "status", "match_count", "positive_count"]
     column_details_list = [
         "created_at",
         "status",
@@ -60,6 +96,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "solicitation",
     ]
     column_labels = {
+        "starred": "Suivi",
         "created_at": "Date",
         "subject": "Sujet",
         "subject.label": "Sujet",
@@ -87,6 +124,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     export_kind = "needs"
     column_default_sort = ("created_at", True)
     column_formatters = {
+        "starred": _star_cell,
         "subject": lambda v, c, m, n: m.subject.label,
         "company": lambda v, c, m, n: m.facility.company.name,
         "siret": lambda v, c, m, n: m.facility.siret,
@@ -130,11 +168,26 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
                 .group_by(Match.need_id)
             )
         }
+        starred = set(
+            db.session.scalars(
+                select(NeedStar.need_id).where(
+                    NeedStar.user_id == current_user.id, NeedStar.need_id.in_([r.id for r in rows])
+                )
+            )
+        )
         for row in rows:
             row.match_count, row.positive_count = counts.get(row.id, (0, 0))
+            row.starred = row.id in starred
+
+    def history(self, model: Any) -> list:
+        """The generic trail is folded into the need's timeline (``timeline``): not read twice."""
+        return []
 
     def match_rows(self, need: Need) -> list[dict[str, Any]]:
         """The matches of the details page, each as the strings staff read (one query for all)."""
+        from app.services.absences import absence_text
+        from app.services.needs import REASSIGNABLE_STATUSES
+
         matches = db.session.scalars(
             select(Match)
             .where(Match.need_id == need.id)
@@ -146,12 +199,15 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
                 "id": match.id,
                 "expert": match.expert.full_name,
                 "email": match.expert.email,
+                "deleted": match.expert.deleted_at is not None,
+                "absence": absence_text(match.expert),
                 "antenne": match.expert.antenne.name,
                 "institution": match.expert.antenne.institution.name,
                 "status": MATCH_STATUS_LABELS.get(match.status, match.status),
                 "zone": zone_entry(match),
                 "taken_care_at": _date(match.taken_care_at),
                 "closed_at": _date(match.closed_at),
+                "reassignable": match.status in REASSIGNABLE_STATUSES,
             }
             for match in matches
         ]
@@ -161,6 +217,210 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         from app.services.discussion import thread
 
         return thread(need)
+
+    def timeline(self, need: Need) -> list:
+        from app.services.timeline import need_timeline
+
+        return need_timeline(need)
+
+    def notes(self, need: Need) -> list:
+        from app.services.notes import notes_for
+
+        return notes_for(need)
+
+    def staff(self) -> bool:
+        """Whether the page shows staff's tools (follow, add, reassign, notes, timeline): a
+        partner referent reads the need and its matches, nothing internal."""
+        return policy.is_staff(current_user)
+
+    def is_starred(self, need: Need) -> bool:
+        from app.services.needs import is_starred
+
+        return is_starred(need, current_user)
+
+    # ------------------------------------------------------------ staff actions on one need
+    # Each posts the need's ``id`` and the CSRF token, calls one service verb, flashes what
+    # happened in French and comes back to the page (303, so a reload does not post again).
+
+    def _back(self, need_id: int, anchor: str, **kept: Any):
+        """Back to the page; ``kept`` carries what was typed into a refused form, so the form
+        shows it again (nothing typed is lost)."""
+        kept = {key: value[:500] for key, value in kept.items() if value}
+        return redirect(url_for(".details_view", id=need_id, _anchor=anchor, **kept), 303)
+
+    def _run(self, need: Need, anchor: str, verb, done: str, failed: str):
+        try:
+            verb()
+        except ServiceError as error:
+            db.session.rollback()
+            flash(f"{failed} : {error}", "error")
+        else:
+            flash(done, "success")
+        return self._back(need.id, anchor)
+
+    def _expert_from_input(self, text: str) -> Expert:
+        """The expert staff typed or picked: « Nom <email> #12 » from the suggestions, or a bare
+        email typed without JavaScript. Refusals are French sentences for the flash."""
+        text = (text or "").strip()
+        if not text:
+            raise ServiceError("Indiquez l'expert : son adresse électronique, ou choisissez-le dans la liste.")
+        if len(text) > 500:
+            raise ServiceError("Ce texte est trop long pour désigner un expert.")
+        number = _EXPERT_NUMBER.search(text)
+        if number:
+            expert = db.session.scalar(_active_experts().where(Expert.id == int(number.group(1))))
+            if expert is None:
+                raise ServiceError("Cet expert n'existe pas ou n'est plus actif dans l'annuaire.")
+            return expert
+        found = _EMAIL.search(text)
+        if not found:
+            raise ServiceError(f"« {text} » n'est pas une adresse électronique : saisissez celle de l'expert.")
+        email = found.group(0).strip(".").casefold()
+        experts = list(db.session.scalars(_active_experts().where(func.lower(Expert.email) == email).limit(5)))
+        if not experts:
+            raise ServiceError(f"Aucun expert actif de l'annuaire n'a l'adresse « {email} ».")
+        if len(experts) > 1:
+            choices = ", ".join(f"#{e.id} ({e.antenne.name})" for e in experts)
+            raise ServiceError(
+                f"Plusieurs experts ont l'adresse « {email} » : {choices}. "
+                "Ajoutez le numéro de celui que vous voulez, par exemple « " + f"{email} #{experts[0].id} »."
+            )
+        return experts[0]
+
+    @expose("/experts/")
+    def expert_suggestions(self):
+        """Active experts matching what staff type (name or email), for the forms' suggestions."""
+        query = (request.args.get("q") or "").strip()[:100]
+        if len(query) < 2:
+            return jsonify([])
+        experts = db.session.scalars(
+            _active_experts()
+            .where(
+                or_(
+                    Expert.full_name.icontains(query, autoescape=True),
+                    Expert.email.icontains(query, autoescape=True),
+                )
+            )
+            .options(selectinload(Expert.antenne).selectinload(Antenne.institution))
+            .order_by(Expert.full_name, Expert.id)
+            .limit(SUGGESTION_LIMIT)
+        )
+        return jsonify(
+            [
+                {
+                    "value": suggestion_value(expert),
+                    "label": f"{expert.antenne.name} — {expert.antenne.institution.name}",
+                }
+                for expert in experts
+            ]
+        )
+
+    @expose("/ajouter-expert/", methods=("POST",))
+    def add_expert_view(self):
+        from app.services.needs import add_expert_to_need
+
+        need = self.get_one(request.form.get("id", ""))
+        user = current_user._get_current_object()
+        added: list[Expert] = []
+
+        def verb():
+            expert = self._expert_from_input(request.form.get("expert", ""))
+            add_expert_to_need(need, expert, user=user)
+            added.append(expert)
+
+        try:
+            verb()
+        except ServiceError as error:
+            db.session.rollback()
+            flash(f"Expert non ajouté : {error}", "error")
+            return self._back(need.id, "ajouter-expert", expert=request.form.get("expert", ""))
+        flash(f"{added[0].full_name} a reçu le besoin ; l'email lui est envoyé.", "success")
+        return self._back(need.id, "mises-en-relation")
+
+    @expose("/reattribuer/", methods=("POST",))
+    def reassign_view(self):
+        from app.services.needs import reassign_match
+
+        need = self.get_one(request.form.get("id", ""))
+        user = current_user._get_current_object()
+        moved: list[tuple[str, str]] = []
+
+        def verb():
+            try:
+                match_id = int(request.form.get("match_id", ""))
+            except ValueError:
+                raise ServiceError("Mise en relation introuvable.") from None
+            match = db.session.scalar(
+                policy.scope_query(
+                    current_user, Match, select(Match).where(Match.id == match_id, Match.need_id == need.id)
+                )
+            )
+            if match is None:
+                raise ServiceError(
+                    "Mise en relation introuvable sur ce besoin (elle a peut-être déjà été réattribuée)."
+                )
+            expert = self._expert_from_input(request.form.get("expert", ""))
+            old_name = match.expert.full_name
+            reassign_match(match, expert, user=user)
+            moved.append((old_name, expert.full_name))
+
+        try:
+            verb()
+        except ServiceError as error:
+            db.session.rollback()
+            flash(f"Mise en relation non réattribuée : {error}", "error")
+            return self._back(
+                need.id,
+                "mises-en-relation",
+                reassign=request.form.get("match_id", ""),
+                expert=request.form.get("expert", ""),
+            )
+        old_name, new_name = moved[0]
+        flash(f"Besoin réattribué de {old_name} à {new_name} ; tous deux sont prévenus par email.", "success")
+        return self._back(need.id, "mises-en-relation")
+
+    @expose("/suivre/", methods=("POST",))
+    def star_view(self):
+        from app.services.needs import star_need, unstar_need
+
+        need = self.get_one(request.form.get("id", ""))
+        user = current_user._get_current_object()
+        if request.form.get("follow") == "0":
+            return self._run(
+                need, "suivi", lambda: unstar_need(need, user), "Vous ne suivez plus ce besoin.", "Impossible"
+            )
+        return self._run(need, "suivi", lambda: star_need(need, user), "Vous suivez ce besoin.", "Impossible")
+
+    @expose("/renvoyer/", methods=("POST",))
+    def resend_view(self):
+        from app.services.needs import resend_need_email
+
+        need = self.get_one(request.form.get("id", ""))
+        user = current_user._get_current_object()
+
+        def verb():
+            try:
+                email_id = int(request.form.get("email_id", ""))
+            except ValueError:
+                raise ServiceError("Courriel introuvable.") from None
+            resend_need_email(need, email_id, user=user)
+
+        return self._run(need, "historique", verb, "Courriel remis en file d'envoi.", "Courriel non renvoyé")
+
+    @expose("/noter/", methods=("POST",))
+    def note_view(self):
+        from app.services.notes import add_note
+
+        need = self.get_one(request.form.get("id", ""))
+        user = current_user._get_current_object()
+        body = request.form.get("body", "")
+        return self._run(
+            need,
+            "notes",
+            lambda: add_note(need, user=user, body=body),
+            "Note interne enregistrée.",
+            "Note non enregistrée",
+        )
 
     @expose("/commenter/", methods=("POST",))
     def comment_view(self):
