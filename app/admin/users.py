@@ -204,9 +204,14 @@ class UserView(SecureModelView):
 
     @action("deverrouiller", "Déverrouiller", "Déverrouiller les comptes sélectionnés ?")
     def action_unlock(self, ids: list[str]) -> None:
+        from app.auth import forget_login_failures
         from app.services.accounts import unlock
 
-        self.run_action(ids, unlock, "{count} compte(s) déverrouillé(s).")
+        def unlock_everywhere(user: User) -> None:
+            unlock(user)
+            forget_login_failures(user.email)
+
+        self.run_action(ids, unlock_everywhere, "{count} compte(s) déverrouillé(s).")
 
     @action(
         "supprimer", "Supprimer", "Supprimer les comptes sélectionnés ? Leurs données personnelles seront effacées."

@@ -114,6 +114,18 @@ def _login_failures_limit() -> str:
     return f"{config['LOGIN_MAX_FAILURES']} per {config['LOGIN_LOCK_MINUTES']} minutes"
 
 
+def forget_login_failures(email: str | None) -> None:
+    """Staff's « Déverrouiller » also clears the login page's count for the address, or the
+    person would still read « Trop de tentatives » until the window ends."""
+    from limits import parse
+
+    if not email or not limiter.enabled or not limiter.initialized:
+        return
+    identifiers = [f"login:{email.strip().lower()}", LOGIN_ADDRESS_SCOPE]
+    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX") or ""
+    limiter.limiter.clear(parse(_login_failures_limit()), *([prefix] if prefix else []), *identifiers)
+
+
 def _too_many_login_attempts(_limit):
     form = LoginForm(formdata=None, email=request.form.get("email", "")[:254])
     return render_template("auth/login.html", form=form, alert=TOO_MANY_ATTEMPTS), 429
@@ -139,11 +151,15 @@ def _private(response):
 # ---------------------------------------------------------------- sessions
 
 
-def _start_session(user: User) -> None:
-    """A fresh session for ``user``: nothing carried over from before login (fixation)."""
+def _clear_session() -> None:
     session.clear()
     # Flask-WTF caches the request's CSRF token in ``g``; it belonged to the cleared session.
     g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
+
+
+def _start_session(user: User) -> None:
+    """A fresh session for ``user``: nothing carried over from before login (fixation)."""
+    _clear_session()
     login_user(user, remember=False)
     now = int(time.time())
     session[FINGERPRINT] = accounts.session_fingerprint(user)
@@ -162,11 +178,15 @@ def _session_expired(now: float) -> bool:
 
 @bp.before_app_request
 def _expire_sessions() -> None:
+    # What Flask-Login and Flask-WTF cache in ``g`` belongs to one request's session; an app
+    # context kept across requests (tests, scripts) must not hand it to the next one.
+    g.pop("_login_user", None)
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
     if "_user_id" not in session or request.endpoint == "static":
         return
     now = time.time()
     if _session_expired(now):
-        session.clear()
+        _clear_session()
         flash("Votre session a expiré : reconnectez-vous.", "info")
         return
     # Written back at most once a minute, not on every request.
@@ -214,7 +234,7 @@ def login():
 @bp.route("/deconnexion", methods=["POST"])
 def logout():
     logout_user()
-    session.clear()
+    _clear_session()
     flash("Vous êtes déconnecté.", "info")
     return redirect(url_for("auth.login"))
 

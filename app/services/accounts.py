@@ -148,7 +148,14 @@ def _pwned_count(password: str) -> int | None:
     return client.breach_count(password)
 
 
-BREACHED_MESSAGE = "Ce mot de passe figure dans les listes de mots de passe divulgués lors de fuites de données : choisissez-en un autre."
+BREACHED_MESSAGE = (
+    "Ce mot de passe figure dans les listes de mots de passe divulgués lors de fuites de données : "
+    "choisissez-en un autre."
+)
+BREACHED_VARIANT_MESSAGE = (
+    "Ce mot de passe reprend, à peine modifié, un mot de passe divulgué lors de fuites de données : "
+    "choisissez-en un autre."
+)
 
 
 def check_password(
@@ -180,6 +187,8 @@ def check_password(
     if password.lower() in _breached_set(FREQUENCY_LISTS):
         raise PasswordRejected(BREACHED_MESSAGE)
     estimate = zxcvbn(password, user_inputs=[*personal, *_name_pieces(email, full_name), *SERVICE_WORDS])
+    if _disguised_breach(estimate["sequence"]):
+        raise PasswordRejected(BREACHED_VARIANT_MESSAGE)
     if estimate["guesses_log10"] < MIN_GUESSES_LOG10:
         raise PasswordRejected(
             "Ce mot de passe est trop facile à deviner (mot de passe courant, suite de touches ou de chiffres, "
@@ -187,6 +196,16 @@ def check_password(
         )
     if (_pwned_count(password) or 0) > 0:
         raise PasswordRejected(BREACHED_MESSAGE)
+
+
+# « motdepasse2024 », « Marseille2024! »: one breached password and a few characters around it.
+MAX_CHARACTERS_AROUND_A_BREACH = 5
+
+
+def _disguised_breach(sequence: list[dict[str, Any]]) -> bool:
+    breached = [m for m in sequence if m["pattern"] == "dictionary" and m.get("dictionary_name") == "passwords"]
+    around = sum(len(m["token"]) for m in sequence if m not in breached)
+    return len(breached) == 1 and around <= MAX_CHARACTERS_AROUND_A_BREACH
 
 
 _BREACHED: set[str] | None = None
