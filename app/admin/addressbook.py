@@ -20,7 +20,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from wtforms import StringField
-from wtforms.validators import DataRequired, Email, Optional
+from wtforms.validators import DataRequired, Email, Optional, ValidationError
 
 from app import policy
 from app.admin.base import DeletedFilter, InSubqueryFilter, LazyOptions, SecureModelView
@@ -284,6 +284,17 @@ def _own_zone(expert: Expert) -> str:
     return zone_summary(expert) if expert.has_own_zone else "zone de l'antenne"
 
 
+def _absence_order(form: Any, field: Any) -> None:
+    """An absence ends on or after its first day (the database refuses the rest)."""
+    start = form.absent_from.data
+    if start and field.data and field.data < start:
+        raise ValidationError("La fin de l'absence doit être le jour de son début ou après.")
+
+
+def _day(value: Any) -> str:
+    return value.strftime("%d/%m/%Y") if value else ""
+
+
 class ExpertView(ZoneEditingMixin, SecureModelView):
     referent_access = "write"
     column_list = [
@@ -295,6 +306,8 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
         "institution",
         "subject_labels",
         "own_zone",
+        "absent_from",
+        "absent_until",
         "deleted_at",
     ]
     column_details_list = [
@@ -306,6 +319,8 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
         "institution",
         "subject_labels",
         "zone_labels",
+        "absent_from",
+        "absent_until",
         "created_at",
         "deleted_at",
     ]
@@ -323,6 +338,8 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
         "created_at": "Créé le",
         "deleted_at": "Supprimé le",
         "offered_subjects": "Sujets",
+        "absent_from": "Absent à partir du",
+        "absent_until": "Absent jusqu'au",
     }
     column_sortable_list = ["full_name", "email", ("antenne", "antenne.name"), "deleted_at"]
     column_searchable_list = ["full_name", "email", "antenne.name"]
@@ -351,6 +368,8 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
         "subject_labels": lambda v, c, m, n: _subject_labels(m),
         "own_zone": lambda v, c, m, n: _own_zone(m),
         "zone_labels": lambda v, c, m, n: zone_labels(m) if m.has_own_zone else "Zone de l'antenne",
+        "absent_from": lambda v, c, m, n: _day(m.absent_from),
+        "absent_until": lambda v, c, m, n: _day(m.absent_until),
     }
     list_loader_options = (
         lambda: selectinload(Expert.antenne).selectinload(Antenne.institution),
@@ -361,7 +380,17 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
         ),
         lambda: selectinload(Expert.zones),
     )
-    form_columns = ["antenne", "full_name", "email", "phone", "job_title", "offered_subjects", "zone"]
+    form_columns = [
+        "antenne",
+        "full_name",
+        "email",
+        "phone",
+        "job_title",
+        "offered_subjects",
+        "zone",
+        "absent_from",
+        "absent_until",
+    ]
     form_args = {
         "full_name": {"label": "Nom", "validators": [DataRequired("Indiquez le nom.")]},
         "email": {
@@ -374,6 +403,12 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
         "antenne": {
             "label": "Antenne",
             "validators": [DataRequired("Choisissez l'antenne parmi celles proposées.")],
+        },
+        "absent_from": {"label": "Absent à partir du", "validators": [Optional()]},
+        "absent_until": {
+            "label": "Absent jusqu'au",
+            "validators": [Optional(), _absence_order],
+            "description": "Indiqué aux autres experts des demandes reçues et à l'équipe support.",
         },
     }
     form_ajax_refs = {"antenne": antenne_lookup()}
