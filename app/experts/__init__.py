@@ -8,6 +8,9 @@ need. Status changes go through ``services.matches``; this module only turns the
 
 from __future__ import annotations
 
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
 import phonenumbers
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import format_datetime
@@ -17,11 +20,14 @@ from werkzeug.exceptions import TooManyRequests
 from app.extensions import db, limiter
 from app.models import Match
 from app.models.requests import MATCH_STATUS_LABELS, NEED_STATUS_LABELS
+from app.services.absences import absence_text
 from app.services.audit import acting_as
 from app.services.discussion import author_label, comment_date, linkify, post_comment, thread
 from app.services.errors import ServiceError
 from app.services.links import LinkError, match_for_token
 from app.services.matches import allowed_transitions, change_match_status
+
+PARIS = ZoneInfo("Europe/Paris")
 
 bp = Blueprint("experts", __name__, url_prefix="/expert")
 # Guessing tokens is hopeless (they are signed), but a link pasted in a script should not be
@@ -86,6 +92,11 @@ def _postal_code(match: Match) -> str:
     return codes[0].postal_code if codes else ""
 
 
+def _paris_today() -> date:
+    """Absences are in days as French experts read them, whatever the server's time zone."""
+    return datetime.now(PARIS).date()
+
+
 def _render(
     token: str,
     match: Match,
@@ -96,6 +107,8 @@ def _render(
 ):
     need = match.need
     buttons = [_button(match.status, target) for target in allowed_transitions(match)]
+    others = [other for other in need.matches if other.id != match.id]
+    today = _paris_today()
     return render_template(
         "experts/need.html",
         token=token,
@@ -108,7 +121,9 @@ def _render(
         contact=need.contact,
         tel_href=_tel_href(need.contact.phone),
         received_at=format_datetime(match.created_at, "d MMMM y 'à' HH'h'mm"),
-        others=[other for other in need.matches if other.id != match.id],
+        others=others,
+        # The other experts' announced absences, so nobody waits on someone who is away.
+        absences={other.id: absence_text(other.expert, today) for other in others},
         buttons=[b for b in buttons if b["kind"] != "undo"],
         undo_buttons=[b for b in buttons if b["kind"] == "undo"],
         status_labels=MATCH_STATUS_LABELS,
