@@ -1,10 +1,18 @@
-"""The request desk: what the public form received, qualified and sent by staff."""
+"""The request desk: what the public form received, qualified and sent by staff.
+
+A request held for review (« À qualifier ») is finished on its details page: correct its
+subject, choose the subject(s) and the experts it goes to (routing's suggestions ticked, any
+active expert added by hand), send it, or cancel it with a reason that emails the business;
+internal notes for the team. Each form POSTs (with its CSRF token) to an endpoint of the view
+that calls one service verb, flashes the French outcome and redirects (303) back to the page.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import has_request_context, request
+from flask import flash, has_request_context, jsonify, redirect, request, url_for
+from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import (
     DateTimeBetweenFilter,
@@ -13,6 +21,7 @@ from flask_admin.contrib.sqla.filters import (
     FilterEqual,
     IntEqualFilter,
 )
+from flask_admin.helpers import get_redirect_target
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy.orm import selectinload
@@ -22,11 +31,25 @@ from app.admin.addressbook import subject_options
 from app.admin.base import LazyOptions, ReadOnlyModelView
 from app.admin.requests.common import _link, notes_summary, notes_text
 from app.admin.requests.search import FullTextSearchMixin
+from app.extensions import db
 from app.models import (
     SOLICITATION_STATUS_LABELS,
+    Expert,
     Solicitation,
 )
-from app.services import desk
+from app.services import desk, qualification, routing
+from app.services.errors import ServiceError
+from app.services.solicitations import CANCEL_REASONS, EMAILED_REASONS, SPAM_REASON
+
+# The cancel form's choices, in the order staff meet them.
+CANCEL_CHOICES = [
+    ("out_of_scope", "Hors du champ du service — email à l'entreprise"),
+    ("not_a_company", "Pas une entreprise — email à l'entreprise"),
+    ("incomplete", "Demande incomplète — email invitant à redéposer"),
+    (SPAM_REASON, "Spam — aucun email, l'adresse est bloquée"),
+]
+# What a failed send carries back to the page so nothing typed is lost (URL arguments).
+MAX_CARRIED_TEXT = 2_000
 
 
 def _registry_text(solicitation: Solicitation) -> str:
@@ -36,6 +59,22 @@ def _registry_text(solicitation: Solicitation) -> str:
 
 def _flag_badges(flags: list[str]) -> Markup:
     return Markup(" ").join(Markup('<span class="badge badge-warning">{}</span>').format(flag) for flag in flags)
+
+
+def _needs_links(solicitation: Solicitation) -> Markup | str:
+    if not solicitation.needs:
+        return "Pas encore"
+    return Markup("<br>").join(_link("need.details_view", need.id, str(need)) for need in solicitation.needs)
+
+
+def _ints(values: list[str]) -> list[int]:
+    found = []
+    for value in values:
+        try:
+            found.append(int(value))
+        except (TypeError, ValueError):
+            continue
+    return found
 
 
 class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
@@ -116,7 +155,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         "status": "Statut",
         "qualification_notes": "Points à vérifier",
         "flags": "Signaux",
-        "need": "Besoin",
+        "need": "Besoin(s)",
         "description": "Description",
         "mtm_campaign": "Campagne",
         "mtm_kwd": "Mot-clé",
@@ -147,7 +186,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         "qualification_notes": lambda v, c, m, n: (
             Markup("<br>").join(m.qualification_notes) if m.qualification_notes else "Aucun"
         ),
-        "need": lambda v, c, m, n: _link("need.details_view", m.need.id, str(m.need)) if m.need else "Pas encore",
+        "need": lambda v, c, m, n: _needs_links(m),
         "registry_data": lambda v, c, m, n: _registry_text(m),
     }
     column_formatters_export = {
@@ -238,3 +277,207 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
             lambda solicitation: cancel_solicitation(solicitation, reason=SPAM_REASON),
             "{count} demande(s) abandonnée(s) comme spam.",
         )
+
+    @action(
+        "abandonner-hors-champ",
+        "Abandonner : hors du champ du service (email)",
+        "Abandonner les demandes sélectionnées comme hors du champ du service ? "
+        "Chaque entreprise reçoit un email qui l'oriente vers d'autres services publics.",
+    )
+    def action_set_canceled_out_of_scope(self, ids: list[str]) -> None:
+        self._cancel_all(ids, "out_of_scope")
+
+    @action(
+        "abandonner-pas-entreprise",
+        "Abandonner : pas une entreprise (email)",
+        "Abandonner les demandes sélectionnées : elles ne viennent pas d'une entreprise ? "
+        "Chaque demandeur reçoit un email qui l'oriente vers d'autres services publics.",
+    )
+    def action_set_canceled_not_a_company(self, ids: list[str]) -> None:
+        self._cancel_all(ids, "not_a_company")
+
+    @action(
+        "abandonner-incomplete",
+        "Abandonner : demande incomplète (email)",
+        "Abandonner les demandes sélectionnées comme incomplètes ? "
+        "Chaque entreprise reçoit un email l'invitant à redéposer sa demande avec plus de précisions.",
+    )
+    def action_set_canceled_incomplete(self, ids: list[str]) -> None:
+        self._cancel_all(ids, "incomplete")
+
+    def _cancel_all(self, ids: list[str], reason: str) -> None:
+        from app.services.solicitations import cancel_solicitation
+
+        user = current_user._get_current_object()
+        self.run_action(
+            ids,
+            lambda solicitation: cancel_solicitation(solicitation, reason=reason, user=user),
+            f"{{count}} demande(s) abandonnée(s) (« {CANCEL_REASONS[reason]} ») ; l'entreprise est prévenue par email.",
+        )
+
+    # ------------------------------------------------------------ the details page
+
+    def render(self, template: str, **kwargs: Any):
+        if template == self.details_template and "model" in kwargs:
+            kwargs["desk"] = self.desk_context(kwargs["model"])
+        return super().render(template, **kwargs)
+
+    def desk_context(self, solicitation: Solicitation) -> dict[str, Any]:
+        """What the qualification section shows: why it waits, the forms' choices and, for the
+        subjects chosen (``?sujets=``, the current one by default), the experts routing suggests."""
+        from app.services.notes import notes_for
+
+        context: dict[str, Any] = {
+            "flags": desk.flags_for([solicitation])[solicitation.id],
+            "notes": notes_for(solicitation),
+            "open": solicitation.status == "in_progress",
+            "return_url": get_redirect_target() or "",
+        }
+        if not context["open"]:
+            return context
+        carried = request.args.get("reprise") == "1"
+        chosen = _ints(request.args.getlist("sujets")) or [solicitation.subject_id]
+        error = None
+        try:
+            found = qualification.suggestions(solicitation, chosen)
+        except ServiceError as exc:
+            error = str(exc)
+            found = []
+            if not solicitation.subject.is_archived:
+                found = qualification.suggestions(solicitation, [solicitation.subject_id])
+        blocks = []
+        for suggestion in found:
+            sid = suggestion.subject.id
+            ticked = set(_ints(request.args.getlist(f"experts-{sid}"))) if carried else set(suggestion.expert_ids)
+            blocks.append(
+                {
+                    "subject": suggestion.subject,
+                    "rows": [
+                        {
+                            "id": found_expert.expert_id,
+                            "expert": found_expert.expert,
+                            "email": found_expert.email,
+                            "antenne": found_expert.antenne,
+                            "institution": found_expert.institution,
+                            "zone": found_expert.zone_text,
+                            "absence": suggestion.absences.get(found_expert.expert_id),
+                            "checked": found_expert.expert_id in ticked,
+                        }
+                        for found_expert in suggestion.experts
+                    ],
+                    "added": request.args.get(f"ajout-{sid}", "")[:MAX_CARRIED_TEXT] if carried else "",
+                }
+            )
+        context.update(
+            themes=routing.routable_subjects(),
+            chosen_ids=[block["subject"].id for block in blocks],
+            blocks=blocks,
+            routing_error=error,
+            cancel_choices=CANCEL_CHOICES,
+            emailed_reasons=EMAILED_REASONS,
+        )
+        return context
+
+    def _back(self, solicitation: Solicitation, anchor: str, **args: Any):
+        """Back to the details page (303: the browser GETs it), keeping the list to return to."""
+        target = get_redirect_target()
+        if target:
+            args["url"] = target
+        return redirect(url_for(".details_view", id=solicitation.id, _anchor=anchor, **args), 303)
+
+    def _expert_scope(self):
+        user = current_user._get_current_object()
+        return lambda stmt: policy.scope_query(user, Expert, stmt)
+
+    @expose("/qualifier/experts/")
+    def expert_choices_view(self):
+        """Autocomplete of « ajouter un expert »: active experts by name or email (JSON)."""
+        return jsonify(qualification.expert_choices(request.args.get("q", ""), scope=self._expert_scope()))
+
+    @expose("/qualifier/sujet/", methods=("POST",))
+    def correct_subject_view(self):
+        solicitation = self.get_one(request.form.get("id", ""))
+        try:
+            qualification.correct_subject(
+                solicitation, request.form.get("subject_id", ""), user=current_user._get_current_object()
+            )
+        except ServiceError as error:
+            db.session.rollback()
+            flash(f"Sujet non corrigé : {error}", "error")
+            return self._back(solicitation, "qualification")
+        flash(f"Sujet corrigé : « {solicitation.subject.label} ».", "success")
+        return self._back(solicitation, "qualification")
+
+    @expose("/qualifier/envoyer/", methods=("POST",))
+    def send_view(self):
+        """Send to the ticked and added experts; a refusal brings the page back as it was filled."""
+        solicitation = self.get_one(request.form.get("id", ""))
+        form = request.form
+        subject_ids = form.getlist("subjects")
+        try:
+            plan = []
+            for sid in subject_ids:
+                added = qualification.resolve_experts(form.get(f"ajout-{sid}", ""), scope=self._expert_scope())
+                plan.append((sid, [*form.getlist(f"experts-{sid}"), *added]))
+            needs = qualification.send_solicitation(solicitation, plan, user=current_user._get_current_object())
+        except ServiceError as error:
+            db.session.rollback()
+            flash(f"Demande non envoyée : {error}", "error")
+            carried: dict[str, Any] = {"reprise": "1", "sujets": [s[:20] for s in subject_ids[:20]]}
+            for sid in subject_ids[:20]:
+                carried[f"experts-{sid[:20]}"] = form.getlist(f"experts-{sid}")[:200]
+                text = form.get(f"ajout-{sid}", "")[:MAX_CARRIED_TEXT]
+                if text:
+                    carried[f"ajout-{sid[:20]}"] = text
+            return self._back(solicitation, "aiguillage", **carried)
+        experts = sum(len(need.matches) for need in needs)
+        flash(
+            f"Demande envoyée aux experts : {len(needs)} besoin(s), {experts} expert(s) prévenu(s) par email.",
+            "success",
+        )
+        return self._back(solicitation, "qualification")
+
+    @expose("/qualifier/abandonner/", methods=("POST",))
+    def cancel_view(self):
+        from app.services.solicitations import cancel_solicitation
+
+        solicitation = self.get_one(request.form.get("id", ""))
+        reason = request.form.get("reason", "")
+        if reason not in CANCEL_REASONS:
+            flash("Demande non abandonnée : choisissez un motif dans la liste.", "error")
+            return self._back(solicitation, "abandon")
+        if request.form.get("confirm") != "1":
+            flash("Demande non abandonnée : cochez la case qui confirme l'abandon.", "error")
+            return self._back(solicitation, "abandon")
+        try:
+            cancel_solicitation(solicitation, reason=reason, user=current_user._get_current_object())
+        except ServiceError as error:
+            db.session.rollback()
+            flash(f"Demande non abandonnée : {error}", "error")
+            return self._back(solicitation, "abandon")
+        if reason == SPAM_REASON:
+            flash(
+                "Demande abandonnée comme spam : aucun email envoyé ; "
+                "les prochaines demandes de cette adresse attendront l'équipe.",
+                "success",
+            )
+        else:
+            flash(
+                f"Demande abandonnée (« {CANCEL_REASONS[reason]} ») : un email l'explique à {solicitation.email}.",
+                "success",
+            )
+        return self._back(solicitation, "qualification")
+
+    @expose("/qualifier/note/", methods=("POST",))
+    def note_view(self):
+        from app.services.notes import add_note
+
+        solicitation = self.get_one(request.form.get("id", ""))
+        try:
+            add_note(solicitation, user=current_user._get_current_object(), body=request.form.get("body", ""))
+        except ServiceError as error:
+            db.session.rollback()
+            flash(f"Note non enregistrée : {error}", "error")
+            return self._back(solicitation, "notes")
+        flash("Note interne ajoutée.", "success")
+        return self._back(solicitation, "notes")
