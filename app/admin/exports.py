@@ -77,6 +77,10 @@ class ExportsView(SecureBaseView):
     def extra_js(self) -> list[str]:
         return [url_for("static", filename="admin/exports.js")]
 
+    @property
+    def extra_css(self) -> list[str]:
+        return [url_for("static", filename="admin/exports.css")]
+
     def _user(self):
         return current_user._get_current_object()
 

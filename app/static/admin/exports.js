@@ -30,7 +30,7 @@
       cell.textContent = "";
       if (data.download_url) {
         var link = document.createElement("a");
-        link.className = "btn btn-sm btn-primary";
+        link.className = "btn btn-sm btn-primary pde-btn";
         link.href = data.download_url;
         link.setAttribute("download", "");
         link.textContent = "Télécharger (" + data.filename + ")";

@@ -1,0 +1,100 @@
+"""Exports in a real Chromium: staff click « Exporter en XLSX » on the needs list, follow the
+progress on « Mes exports » and download the file, which opens in a spreadsheet library."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import openpyxl
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+
+from app.models import Export
+from app.services import exports as service
+from tests.test_exports import make_need, queued_export
+
+pytestmark = pytest.mark.browser
+
+
+def content_violations(page, selector: str) -> list[str]:
+    """axe-core on what this feature adds to the page. The back office's own layout (Flask-Admin's
+    navbar, its <html> without lang, no <main>) has violations of its own, reported apart."""
+    results = Axe().run(page, context=selector)
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+    ]
+
+
+def _log_in(page, live_server, email):
+    page.goto(live_server + "/connexion")
+    page.fill("#email", email)
+    page.fill("#password", "motdepasse-tres-long")
+    page.click("button[type=submit]")
+    page.wait_for_url(live_server + "/admin/")
+
+
+def test_export_the_needs_list_to_xlsx_and_download_it(page, live_server, admin_user, db):
+    make_need(db, "Boulangerie Durand", statuses=("taking_care",), created_at=datetime(2026, 1, 15, 23, 30, tzinfo=UTC))
+    make_need(db, "Garage Martin", statuses=("quo",), created_at=datetime(2026, 2, 1, 9, tzinfo=UTC))
+    _log_in(page, live_server, admin_user.email)
+    page.goto(live_server + "/admin/need/?search=boulangerie")
+    assert content_violations(page, "form[aria-label='Exporter cette liste']") == []
+    # With the keyboard: the export bar is a plain form with native buttons.
+    page.get_by_role("button", name="Exporter en XLSX").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/admin/exports/.*"))
+    row = page.locator("#exports-table tbody tr").first
+    # Without Redis the job ran with the request: the file is ready.
+    row.locator('[data-role="state"]', has_text="Prêt").wait_for()
+    assert "Recherche « boulangerie »" in row.inner_text()
+    assert row.locator("progress").get_attribute("value") == "1"
+    assert content_violations(page, "#exports-table") == []
+
+    with page.expect_download() as info:
+        row.get_by_role("link", name=re.compile("Télécharger")).focus()
+        page.keyboard.press("Enter")
+    download = info.value
+    assert re.fullmatch(r"besoins-\d{4}-\d{2}-\d{2}\.xlsx", download.suggested_filename)
+    # Playwright stores the download without its extension: openpyxl gets the bytes.
+    book = openpyxl.load_workbook(io.BytesIO(Path(download.path()).read_bytes()), read_only=True)
+    rows = [list(values) for values in book.worksheets[0].iter_rows(values_only=True)]
+    book.close()
+    header, *lines = rows
+    assert header[:3] == ["Date", "Sujet", "Entreprise"]
+    assert len(lines) == 1
+    line = dict(zip(header, lines[0], strict=True))
+    assert line["Entreprise"] == "Boulangerie Durand"
+    assert line["Date"] == datetime(2026, 1, 16, 0, 30)
+    assert line["Statut"] == "Prise en charge"
+
+
+def test_the_progress_updates_without_reloading(page, live_server, admin_user, db):
+    """An export still waiting for its worker: the page polls and shows « Prêt » and the link
+    when the file is built, with no reload (the marker set in the page survives)."""
+    for n in range(3):
+        make_need(db, f"Entreprise {n}", statuses=("quo",), created_at=datetime(2026, 2, n + 1, tzinfo=UTC))
+    export = queued_export(db, admin_user, fmt="xlsx")
+    _log_in(page, live_server, admin_user.email)
+    page.set_viewport_size({"width": 375, "height": 740})  # a phone
+    page.goto(live_server + "/admin/exports/")
+    row = page.locator(f"#export-{export.id}")
+    assert "En attente" in row.inner_text()
+    assert page.get_by_role("link", name="Actualiser la page").is_visible()
+    assert content_violations(page, "#exports-table") == []
+    page.evaluate("window.__stillTheSamePage = true")
+
+    assert service.build_export(export.id) == "done"  # what the worker does
+
+    row.locator('[data-role="state"]', has_text="Prêt").wait_for()
+    row.get_by_role("link", name=re.compile("Télécharger")).wait_for()
+    assert row.locator('[data-role="progress-text"]').inner_text() == "3 ligne(s)"
+    assert page.evaluate("window.__stillTheSamePage") is True
+    assert content_violations(page, "#exports-table") == []
+    # On a phone the table scrolls inside its frame; the page itself does not overflow.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    db.session.expire_all()
+    assert db.session.get(Export, export.id).rows_done == 3
