@@ -114,12 +114,13 @@ class CoverageReport:
     antenne: Antenne | None
     national: bool  # the territory is all of France
     territory_communes: int
+    territory_departements: int
     subjects: list[SubjectCoverage] = field(default_factory=list)
 
     @property
     def scope_name(self) -> str:
         if self.antenne is not None:
-            return f"antenne {self.antenne.name} ({self.institution.name})"
+            return f"Antenne {self.antenne.name} ({self.institution.name})"
         return self.institution.name
 
     def subject(self, slug: str | None) -> SubjectCoverage | None:
@@ -387,6 +388,7 @@ def coverage_report(institution: Institution, antenne: Antenne | None = None) ->
         antenne=antenne,
         national=scope.national,
         territory_communes=sum(per_departement.values()),
+        territory_departements=len(per_departement),
     )
     order = sorted(per_departement)
     for subject_id, slug, label in _offered_subjects(institution.id):
