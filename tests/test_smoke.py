@@ -31,7 +31,7 @@ def test_referent_refused_with_a_french_page(client, db):
     InstitutionFactory(slug="cci")
     create_user("ref@cci.example", role="referent", password="motdepasse-tres-long", institution_slug="cci")
     login(client, "ref@cci.example")
-    response = client.get("/admin/expert/")
+    response = client.get("/admin/user/")
     assert response.status_code == 403
     assert "Accès refusé" in response.get_data(as_text=True)
 
