@@ -170,3 +170,17 @@ def test_the_query_count_does_not_grow_with_the_story(db, admin_user, count_quer
     (few_queries, few_entries), (many_queries, many_entries) = counts
     assert many_entries > 3 * few_entries  # the long story is really longer
     assert few_queries == many_queries
+
+
+def test_the_need_page_costs_the_same_however_long_the_story(admin_client, db, admin_user, count_queries):
+    short = _lively_need(db, admin_user, 1)
+    long = _lively_need(db, admin_user, 6)
+    urls = [f"/admin/need/details/?id={need.id}" for need in (short, long)]
+    for url in urls:  # the test's session keeps what a first page loaded (user, subject…): warm both
+        assert admin_client.get(url).status_code == 200
+    counts = []
+    for url in urls:
+        with count_queries() as counter:
+            assert admin_client.get(url).status_code == 200
+        counts.append(counter.count)
+    assert counts[0] == counts[1]

@@ -96,7 +96,7 @@ def _check_active(expert: Expert | None) -> Expert:
 def _check_not_on_need(need: Need, expert: Expert) -> None:
     already = db.session.scalar(select(Match.id).where(Match.need_id == need.id, Match.expert_id == expert.id))
     if already is not None:
-        raise ServiceError(f"{expert.full_name} a déjà reçu ce besoin.")
+        raise _already(expert)
 
 
 def _other_count(need: Need, *, besides: int) -> int:
@@ -104,13 +104,18 @@ def _other_count(need: Need, *, besides: int) -> int:
     return db.session.scalar(select(func.count(Match.id)).where(Match.need_id == need.id, Match.id != besides)) or 0
 
 
+def _already(expert: Expert) -> ServiceError:
+    return ServiceError(f"{expert.full_name} a déjà reçu ce besoin.")
+
+
 def _commit_or_explain(expert: Expert) -> None:
+    """Commit; the UNIQUE (need, expert) is the last guard when another staff member added the
+    same expert at the same moment (the need's row lock normally serialises them first)."""
     try:
         db.session.commit()
     except IntegrityError:
-        # UNIQUE (need, expert): another staff member added the same expert a moment ago.
         db.session.rollback()
-        raise ServiceError(f"{expert.full_name} a déjà reçu ce besoin.") from None
+        raise _already(expert) from None
 
 
 # ---------------------------------------------------------------- add an expert
@@ -123,9 +128,9 @@ def add_expert_to_need(need: Need, expert: Expert, *, user: User) -> Match:
     l'équipe ». The expert gets the usual new-need email with their signed link, in the same
     transaction.
 
-    Refused (French, nothing written) for someone who is not staff, a deleted expert (or of a
-    deleted antenne or institution, or without address), an expert already on the need, or a
-    need whose request was abandoned.
+    Refused (French, nothing written) for someone who is not staff, a deleted expert (or one of
+    a deleted antenne or institution), an expert already on the need, or a need whose request
+    was abandoned.
     """
     _staff(user, "ajouter un expert à un besoin")
     try:
@@ -140,10 +145,14 @@ def add_expert_to_need(need: Need, expert: Expert, *, user: User) -> Match:
             queue_new_match_email(match, other_count=_other_count(need, besides=match.id))
             recompute_need_status(need)
             db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise _already(expert) from None
     except BaseException:
         db.session.rollback()
         raise
-    _commit_or_explain(expert)
+    with acting_as(staff_label(user), user.id):
+        _commit_or_explain(expert)
     return match
 
 
@@ -206,10 +215,14 @@ def reassign_match(match: Match, new_expert: Expert, *, user: User) -> Match:
             queue_new_match_email(new_match, other_count=_other_count(need, besides=new_match.id))
             recompute_need_status(need)
             db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise _already(new_expert) from None
     except BaseException:
         db.session.rollback()
         raise
-    _commit_or_explain(new_expert)
+    with acting_as(staff_label(user), user.id):
+        _commit_or_explain(new_expert)
     return new_match
 
 
