@@ -325,6 +325,7 @@ def test_add_an_expert_picked_from_the_suggestions(admin_client, db):
         ("personne@nulle-part.example", "Aucun expert actif"),
         ("pas une adresse", "n&#39;est pas une adresse électronique"),
         ("Quelqu'un #999999999", "n&#39;existe pas ou n&#39;est plus actif"),
+        ("Quelqu'un #99999999999999999999", "n&#39;est pas une adresse électronique"),
         ("x" * 600, "trop long"),
     ],
 )
@@ -361,7 +362,7 @@ def test_reassign_from_the_page(admin_client, db, admin_user):
     assert "Mise en relation réattribuée de" in page and admin_user.full_name in page
 
 
-@pytest.mark.parametrize("match_id", ["", "abc", "999999999", "-1", "1e9"])
+@pytest.mark.parametrize("match_id", ["", "abc", "999999999", "-1", "1e9", "99999999999999999999", "١٢"])
 def test_reassign_with_a_garbage_match_is_a_message(admin_client, db, match_id):
     need = make_need(1)
     target = ExpertFactory()
@@ -402,7 +403,7 @@ def test_resend_from_the_page(admin_client, db, admin_user):
     assert f"match:{match.id}:new:renvoi:1" in emails(db)
 
 
-@pytest.mark.parametrize("email_id", ["", "abc", "999999999"])
+@pytest.mark.parametrize("email_id", ["", "abc", "999999999", "99999999999999999999"])
 def test_resend_with_a_garbage_email_is_a_message(admin_client, db, email_id):
     need = make_need(1)
     before = len(emails(db))
@@ -467,7 +468,7 @@ def test_a_referent_reads_the_need_without_the_staff_tools(referent_client, db):
 
 
 @pytest.mark.parametrize(("endpoint", "data"), ACTIONS)
-@pytest.mark.parametrize("need_id", ["999999999", "abc", ""])
+@pytest.mark.parametrize("need_id", ["999999999", "abc", "", "99999999999999999999"])
 def test_an_unknown_need_is_404(admin_client, db, endpoint, data, need_id):
     token = csrf_token_from(body(admin_client.get("/admin/need/")))
     response = admin_client.post(f"/admin/need/{endpoint}/", data={"id": need_id, "csrf_token": token, **data})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import flash, jsonify, redirect, request, url_for
+from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.model.template import macro
 from flask_login import current_user
@@ -36,8 +36,18 @@ from app.services.errors import ServiceError
 SUGGESTION_LIMIT = 10
 # An expert chosen from the suggestions reads « Nom <email> #12 »: the number settles which one
 # when an address exists in two antennes; typed by hand, the address alone is enough.
-_EXPERT_NUMBER = re.compile(r"#\s*(\d{1,18})\s*$")
+_EXPERT_NUMBER = re.compile(r"#\s*(\d{1,10})\s*$")
 _EMAIL = re.compile(r"[^\s<>()\[\],;]+@[^\s<>()\[\],;]+")
+# Ids are PostgreSQL integers: a larger number typed in a form would be a database error.
+MAX_ID = 2**31 - 1
+
+
+def form_id(value: str | None) -> int | None:
+    """A record id posted by a form, or None when it cannot be one."""
+    text = (value or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 10 or int(text) > MAX_ID:
+        return None
+    return int(text)
 
 
 def _star_cell(_view: Any, _context: Any, need: Need, _name: str) -> Markup:
@@ -242,6 +252,13 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     # Each posts the need's ``id`` and the CSRF token, calls one service verb, flashes what
     # happened in French and comes back to the page (303, so a reload does not post again).
 
+    def _posted_need(self) -> Need:
+        """The need a form posted, through the policy's scope; 404 for anything else."""
+        ident = form_id(request.form.get("id"))
+        if ident is None:
+            abort(404)
+        return self.get_one(ident)
+
     def _back(self, need_id: int, anchor: str, **kept: Any):
         """Back to the page; ``kept`` carries what was typed into a refused form, so the form
         shows it again (nothing typed is lost)."""
@@ -268,7 +285,8 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
             raise ServiceError("Ce texte est trop long pour désigner un expert.")
         number = _EXPERT_NUMBER.search(text)
         if number:
-            expert = db.session.scalar(_active_experts().where(Expert.id == int(number.group(1))))
+            ident = form_id(number.group(1))
+            expert = db.session.scalar(_active_experts().where(Expert.id == ident)) if ident else None
             if expert is None:
                 raise ServiceError("Cet expert n'existe pas ou n'est plus actif dans l'annuaire.")
             return expert
@@ -319,7 +337,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     def add_expert_view(self):
         from app.services.needs import add_expert_to_need
 
-        need = self.get_one(request.form.get("id", ""))
+        need = self._posted_need()
         user = current_user._get_current_object()
         added: list[Expert] = []
 
@@ -341,15 +359,14 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     def reassign_view(self):
         from app.services.needs import reassign_match
 
-        need = self.get_one(request.form.get("id", ""))
+        need = self._posted_need()
         user = current_user._get_current_object()
         moved: list[tuple[str, str]] = []
 
         def verb():
-            try:
-                match_id = int(request.form.get("match_id", ""))
-            except ValueError:
-                raise ServiceError("Mise en relation introuvable.") from None
+            match_id = form_id(request.form.get("match_id"))
+            if match_id is None:
+                raise ServiceError("Mise en relation introuvable.")
             match = db.session.scalar(
                 policy.scope_query(
                     current_user, Match, select(Match).where(Match.id == match_id, Match.need_id == need.id)
@@ -383,7 +400,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     def star_view(self):
         from app.services.needs import star_need, unstar_need
 
-        need = self.get_one(request.form.get("id", ""))
+        need = self._posted_need()
         user = current_user._get_current_object()
         if request.form.get("follow") == "0":
             return self._run(
@@ -395,14 +412,13 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     def resend_view(self):
         from app.services.needs import resend_need_email
 
-        need = self.get_one(request.form.get("id", ""))
+        need = self._posted_need()
         user = current_user._get_current_object()
 
         def verb():
-            try:
-                email_id = int(request.form.get("email_id", ""))
-            except ValueError:
-                raise ServiceError("Courriel introuvable.") from None
+            email_id = form_id(request.form.get("email_id"))
+            if email_id is None:
+                raise ServiceError("Courriel introuvable.")
             resend_need_email(need, email_id, user=user)
 
         return self._run(need, "historique", verb, "Courriel remis en file d'envoi.", "Courriel non renvoyé")
@@ -411,7 +427,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     def note_view(self):
         from app.services.notes import add_note
 
-        need = self.get_one(request.form.get("id", ""))
+        need = self._posted_need()
         user = current_user._get_current_object()
         body = request.form.get("body", "")
         return self._run(
@@ -427,7 +443,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         """Staff write on the thread; the service checks they are staff (a referent is refused)."""
         from app.services.discussion import post_comment
 
-        need = self.get_one(request.form.get("id", ""))
+        need = self._posted_need()
         body = request.form.get("body", "")
         try:
             post_comment(need, body=body, user=current_user._get_current_object(), source="admin")
