@@ -231,7 +231,7 @@ def reset_max_age() -> timedelta:
 
 def _stamp(value: datetime | None) -> str:
     value = aware(value)
-    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%S") if value else ""
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f") if value else ""
 
 
 def link_fingerprint(user: User) -> str:
@@ -409,7 +409,7 @@ def resend_invitation(user: User, *, by: User | None, now: datetime | None = Non
 
 
 def _invite(user: User, *, by: User | None, now: datetime | None) -> User:
-    now = (now or utcnow()).replace(microsecond=0)
+    now = now or utcnow()
     user.invited_at = now
     user.invited_by = by
     db.session.flush()
@@ -424,11 +424,18 @@ def _set_password(user: User, password: str, now: datetime) -> None:
     set_password(user, password, now=now)
 
 
+def _logged_in(user: User, now: datetime) -> None:
+    """The pages log the person in right after a link sets the password."""
+    user.last_login_at = now
+    db.session.commit()
+
+
 def accept_invitation(token: str, password: str, *, now: datetime | None = None) -> User:
     """Set the first password through the invitation link; the link dies with it."""
     now = now or utcnow()
     user = user_for_invitation(token, now=now)
     _set_password(user, password, now)
+    _logged_in(user, now)
     return user
 
 
@@ -477,6 +484,7 @@ def reset_password(token: str, password: str, *, now: datetime | None = None) ->
     now = now or utcnow()
     user = user_for_reset(token, now=now)
     _set_password(user, password, now)
+    _logged_in(user, now)
     return user
 
 
