@@ -26,8 +26,8 @@ from app.services.errors import NotFound, ServiceError
 QUERY_FIELD = "query"
 
 
-def _describe_filter(view: Any, name: str, value: str) -> str | None:
-    """« Statut égal à « Prise en charge » » for a ``flt0_<arg>`` argument of ``view``."""
+def _describe_filter(view: Any, name: str, value: str, options: dict) -> str | None:
+    """« Statut est « Prise en charge » » for a ``flt0_<arg>`` argument of ``view``."""
     _position, _sep, arg = name[3:].partition("_")
     found = (getattr(view, "_filter_args", None) or {}).get(arg)
     if found is None:
@@ -35,14 +35,19 @@ def _describe_filter(view: Any, name: str, value: str) -> str | None:
     _index, flt = found
     label = value
     if flt.options:
-        label = next((str(text) for option, text in flt.options if str(option) == value), value)
+        # Some options are read from the database (LazyOptions): once per page, not per row.
+        key = (view.endpoint, arg)
+        if key not in options:
+            options[key] = {str(option): str(text) for option, text in flt.options}
+        label = options[key].get(value, value)
     return f"{flt.name} {flt.operation()} « {label} »"
 
 
-def describe_params(kind: str, params: dict[str, str]) -> list[str]:
+def describe_params(kind: str, params: dict[str, str], options: dict | None = None) -> list[str]:
     """The criteria of the list the file was made from, as staff read them."""
     from app.services import desk
 
+    options = {} if options is None else options
     try:
         view = service.list_view_for(kind)
     except ServiceError:
@@ -56,7 +61,7 @@ def describe_params(kind: str, params: dict[str, str]) -> list[str]:
             if tab:
                 parts.append(f"Onglet « {tab} »")
         elif name.startswith("flt") and view is not None:
-            text = _describe_filter(view, name, value)
+            text = _describe_filter(view, name, value, options)
             if text:
                 parts.append(text)
         elif name == "sort" and view is not None and value.isdigit():
@@ -84,14 +89,15 @@ class ExportsView(SecureBaseView):
     def _user(self):
         return current_user._get_current_object()
 
-    def row(self, export: Export) -> dict[str, Any]:
-        """An export as the page and the status endpoint show it."""
+    def row(self, export: Export, options: dict | None = None, *, details: bool = True) -> dict[str, Any]:
+        """An export as the page shows it; the status endpoint, polled every second or two,
+        leaves out the criteria (``details``)."""
         expired = service.is_expired(export)
         total = export.rows_total
         done = export.rows_done or 0
         percent = int(done * 100 / total) if total else (100 if export.state == "done" else 0)
         ready = export.state == "done" and not expired
-        return {
+        row = {
             "id": export.id,
             "kind": export.kind,
             "kind_label": EXPORT_KIND_LABELS.get(export.kind, export.kind),
@@ -109,9 +115,11 @@ class ExportsView(SecureBaseView):
             "filename": export.filename,
             "download_url": url_for(".download", export_id=export.id) if ready else None,
             "status_url": url_for(".status", export_id=export.id),
-            "criteria": describe_params(export.kind, export.params or {}),
-            "list_url": self.list_url(export.kind, export.params or {}),
         }
+        if details:
+            row["criteria"] = describe_params(export.kind, export.params or {}, options)
+            row["list_url"] = self.list_url(export.kind, export.params or {})
+        return row
 
     @staticmethod
     def progress_text(state: str, done: int, total: int | None) -> str:
@@ -133,7 +141,8 @@ class ExportsView(SecureBaseView):
 
     @expose("/")
     def index(self):
-        rows = [self.row(export) for export in service.exports_of(self._user())]
+        options: dict = {}
+        rows = [self.row(export, options) for export in service.exports_of(self._user())]
         return self.render(
             "admin/exports.html",
             rows=rows,
@@ -171,7 +180,7 @@ class ExportsView(SecureBaseView):
             export = service.export_of(export_id, self._user())
         except NotFound:
             abort(404)
-        response = jsonify(self.row(export))
+        response = jsonify(self.row(export, details=False))
         response.headers["Cache-Control"] = "no-store"
         return response
 

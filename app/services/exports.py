@@ -107,7 +107,8 @@ def clean_params(params: Mapping[str, Any]) -> dict[str, str]:
             continue
         if isinstance(value, (list, tuple)):
             value = value[0] if value else ""
-        text = "" if value is None else str(value)
+        # NUL reaches no database column and no list: dropped rather than refused.
+        text = "" if value is None else str(value).replace("\x00", "")
         if len(text) > MAX_PARAM_LENGTH:
             raise ServiceError(
                 f"Un critère de la liste dépasse {MAX_PARAM_LENGTH} caractères : raccourcissez la recherche."
@@ -280,8 +281,6 @@ def _build(job: _Job, batch_size: int) -> tuple[bytes, int]:
     without Redis the job runs inside the request that asked for it, whose session has just
     committed and whose logged-in user must not change.
     """
-    from flask_login import login_user
-
     app = current_app._get_current_object()
     view = list_view_for(job.kind)
     with (
@@ -289,8 +288,12 @@ def _build(job: _Job, batch_size: int) -> tuple[bytes, int]:
         app.test_request_context(view.url.rstrip("/") + "/", base_url=app.config["BASE_URL"], query_string=job.params),
     ):
         owner = db.session.get(User, job.user_id)
-        if owner is None or not login_user(owner):
+        if owner is None or not owner.is_active:
             raise ServiceError("Le compte qui a demandé cet export n'est plus actif.")
+        # The owner becomes ``current_user`` for this request context only, as Flask-Login's
+        # ``login_user`` does, but without its session cookie and its ``user_logged_in``
+        # signal: the person did not log in again.
+        app.login_manager._update_request_context_with_user(owner)
         if not policy.can_access_view(owner, view):
             raise ServiceError("Ce compte n'a plus accès à cette liste : l'export n'a pas été préparé.")
         ids = _ordered_ids(view)
@@ -399,10 +402,14 @@ class _XlsxWriter:
     def __init__(self, file: Any, headers: list[str], title: str) -> None:
         from openpyxl import Workbook
         from openpyxl.cell import WriteOnlyCell
+        from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
         from openpyxl.styles import Font
         from openpyxl.utils import get_column_letter
 
         self._cell_class = WriteOnlyCell
+        # Control characters a worksheet cannot hold (openpyxl would refuse the whole file).
+        self._illegal = ILLEGAL_CHARACTERS_RE
+        self._error_codes = frozenset(ERROR_CODES)
         self.book = Workbook(write_only=True)
         self.sheet = self.book.create_sheet(title=title[:31])
         self.sheet.freeze_panes = "A2"
@@ -411,7 +418,7 @@ class _XlsxWriter:
         bold = Font(bold=True)
         header_cells = []
         for header in headers:
-            cell = WriteOnlyCell(self.sheet, value=self._clean(header))
+            cell = WriteOnlyCell(self.sheet, value=ILLEGAL_CHARACTERS_RE.sub("", header))
             cell.font = bold
             header_cells.append(cell)
         self.sheet.append(header_cells)
@@ -421,12 +428,6 @@ class _XlsxWriter:
     def type_formatters(view_formatters: dict) -> dict:
         # Dates stay dates (in Paris time) for the spreadsheet to sort and compute with.
         return {**view_formatters, datetime: _paris_naive}
-
-    @staticmethod
-    def _clean(text: str) -> str:
-        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
-        return ILLEGAL_CHARACTERS_RE.sub("", text)
 
     def cell(self, value: Any) -> Any:
         if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
@@ -439,7 +440,9 @@ class _XlsxWriter:
             cell = self._cell_class(self.sheet, value=value)
             cell.number_format = self.DATE_FORMAT
             return cell
-        text = self._clean(_text(value))
+        text = self._illegal.sub("", _text(value))
+        if not (text.startswith("=") or text in self._error_codes):
+            return text
         cell = self._cell_class(self.sheet, value=text)
         # Text typed as « =… » or « #N/A » stays text: never a formula or an error value.
         cell.data_type = "s"

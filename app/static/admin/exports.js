@@ -54,7 +54,13 @@
     }
     Promise.all(rows.map(function (row) {
       return fetch(row.getAttribute("data-export-status"), {credentials: "same-origin", cache: "no-store"})
-        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (response) {
+          if (response.status === 404) {
+            // Purged meanwhile: nothing left to wait for.
+            return {state: "expired", state_label: "Supprimé", progress_text: "", pending: false, percent: 0, rows_total: null};
+          }
+          return response.ok ? response.json() : null;
+        })
         .then(function (data) {
           if (!data) { return; }
           update(row, data);
