@@ -130,8 +130,32 @@ class SecureIndexView(SecureMixin, AdminIndexView):
             "waiting_matches": policy.count_visible(user, Match, Match.status == "quo"),
         }
         return self.render(
-            "admin/referent_home.html", figures=figures, antenne=user.antenne, institution=user.institution
+            "admin/referent_home.html",
+            figures=figures,
+            antenne=user.antenne,
+            institution=user.institution,
+            links=self.referent_links(),
         )
+
+    # The referent's shortcuts, each shown only when the view exists and lets them in.
+    REFERENT_LINKS = (
+        ("institution", "Votre institution"),
+        ("institution_subject", "L'offre de l'institution (sujets proposés)"),
+        ("addressbook_import", "Importer des experts (fichier CSV)"),
+        ("coverage", "La couverture de votre territoire"),
+        ("subject", "Le catalogue des sujets"),
+    )
+
+    def referent_links(self) -> list[tuple[str, str]]:
+        views = {view.endpoint: view for view in self.admin._views}
+        links = []
+        for endpoint, label in self.REFERENT_LINKS:
+            view = views.get(endpoint)
+            if view is None or not view.is_accessible():
+                continue
+            target = f"{endpoint}.index_view" if getattr(view, "model", None) is not None else f"{endpoint}.index"
+            links.append((url_for(target), label))
+        return links
 
 
 class SecureBaseView(SecureMixin, BaseView):
