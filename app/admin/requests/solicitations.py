@@ -192,7 +192,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
     column_formatters_export = {
         **column_formatters,
         "qualification_notes": lambda v, c, m, n: notes_text(m.qualification_notes),
-        "need": lambda v, c, m, n: f"#{m.need.id}" if m.need else "",
+        "need": lambda v, c, m, n: " ".join(f"#{need.id}" for need in m.needs),
         "flags": lambda v, c, m, n: ", ".join(getattr(m, "desk_flags", [])),
     }
     # The need is loaded with the page too: the export names it on every row.
