@@ -42,7 +42,7 @@ def filter_arg(endpoint: str, name: str) -> str:
     return next(key for key, (_i, flt) in view._filter_args.items() if flt.name == name)
 
 
-def make_need(db, company: str, *, statuses: tuple[str, ...], created_at: datetime) -> Need:
+def make_need(db, company: str, *, statuses: tuple[str, ...], created_at: datetime, experts=None) -> Need:
     n = next(_numbers)
     firm = Company(siren=f"{n:09d}", name=company)
     facility = Facility(company=firm, siret=f"{n:09d}00017", commune_code="69123")
@@ -54,8 +54,9 @@ def make_need(db, company: str, *, statuses: tuple[str, ...], created_at: dateti
         description="Nous cherchons un apprenti.",
         created_at=created_at,
     )
-    for status in statuses:
-        need.matches.append(Match(expert=ExpertFactory(), status=status, zone="departement:69", zone_owner="antenne"))
+    for index, status in enumerate(statuses):
+        expert = experts[index] if experts and index < len(experts) else ExpertFactory()
+        need.matches.append(Match(expert=expert, status=status, zone="departement:69", zone_owner="antenne"))
     db.session.add(need)
     db.session.commit()
     recompute_need_status(need)
@@ -459,6 +460,36 @@ def test_only_the_owner_downloads(make_app, admin_client, db, admin_user, needs)
             response = anonymous.get(url)
             assert response.status_code == 302
             assert response.headers["Location"].startswith("/connexion")
+
+
+def test_a_referent_exports_their_own_scope_only(referent_client, db, needs):
+    """The file is built as its owner: a referent's needs list holds the needs sent to their
+    institution's experts, and so does their file."""
+    from app.models import Institution
+    from tests.factories import AntenneFactory
+
+    bpi = db.session.scalar(select(Institution).where(Institution.slug == "bpi"))
+    expert = ExpertFactory(antenne=AntenneFactory(institution=bpi))
+    make_need(
+        db, "Boulangerie de la BPI", statuses=("quo",), created_at=datetime(2026, 4, 1, tzinfo=UTC), experts=[expert]
+    )
+    response = ask_export(referent_client, "needs", "csv", "/admin/need/")
+    assert response.status_code == 303
+    export = only_export(db)
+    assert export.state == "done", export.error
+    rows, _header = read_csv(download(referent_client, export).data)
+    assert [row["Entreprise"] for row in rows] == ["Boulangerie de la BPI"]
+
+
+def test_a_referent_cannot_export_a_list_they_do_not_see(referent_client, db):
+    token = csrf_token_from(page_with_form(referent_client, "/admin/need/"))
+    response = referent_client.post(
+        "/admin/exports/demander",
+        data={"csrf_token": token, "kind": "solicitations", "format": "csv", "query": ""},
+        follow_redirects=True,
+    )
+    assert "Vous n&#39;avez pas accès à cette liste." in body(response)
+    assert db.session.scalars(select(Export)).all() == []
 
 
 def test_a_referent_never_gets_a_staff_export(admin_user, referent_client, db):

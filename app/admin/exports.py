@@ -75,8 +75,11 @@ def describe_params(kind: str, params: dict[str, str], options: dict | None = No
 class ExportsView(SecureBaseView):
     """The person's own exports only: the service refuses anyone else's."""
 
-    # Referents will export their own scope; the policy decides what they may see.
+    # Referents export their own scope: the page reads, and asking for a file is the one POST
+    # they may make here (the service asks the policy whether they may export that list, and
+    # the file is built through the list's scoped query as them).
     referent_access = "read"
+    referent_endpoints = ("request_view",)
 
     @property
     def extra_js(self) -> list[str]:

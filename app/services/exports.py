@@ -130,7 +130,7 @@ def request_export(user: User, kind: str, fmt: str, params: Mapping[str, Any]) -
     if fmt not in EXPORT_FORMATS:
         raise ServiceError("Format d'export inconnu : choisissez CSV ou XLSX.")
     view = list_view_for(kind)
-    if user is None or not policy.can_access_view(user, view):
+    if user is None or not policy.can_export(user, view):
         raise ServiceError("Vous n'avez pas accès à cette liste.")
     cleaned = clean_params(params)
     now = utcnow()
@@ -294,7 +294,7 @@ def _build(job: _Job, batch_size: int) -> tuple[bytes, int]:
         # ``login_user`` does, but without its session cookie and its ``user_logged_in``
         # signal: the person did not log in again.
         app.login_manager._update_request_context_with_user(owner)
-        if not policy.can_access_view(owner, view):
+        if not policy.can_export(owner, view):
             raise ServiceError("Ce compte n'a plus accès à cette liste : l'export n'a pas été préparé.")
         ids = _ordered_ids(view)
         db.session.rollback()
