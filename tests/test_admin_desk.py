@@ -276,6 +276,19 @@ def test_a_refused_send_changes_nothing_and_loses_nothing(admin_client, db, book
     assert "Choisissez au moins un sujet" in page
     page = follow(admin_client, post(admin_client, solicitation, "envoyer", {"subjects": "x", "experts-x": "y"}))
     assert "Choisissez un sujet dans la liste" in page
+    # Numbers too large for the database are explained, never a 500.
+    huge = "99999999999999999999"
+    page = follow(admin_client, post(admin_client, solicitation, "envoyer", {"subjects": huge}))
+    assert "Choisissez un sujet dans la liste" in page
+    page = follow(admin_client, post(admin_client, solicitation, "envoyer", {"subjects": sid, f"experts-{sid}": huge}))
+    assert "un expert choisi n&#39;est pas reconnu" in page
+    page = follow(
+        admin_client, post(admin_client, solicitation, "envoyer", {"subjects": sid, f"ajout-{sid}": f"X (#{huge})"})
+    )
+    assert "aucun expert actif" in page
+    assert "Alice CCI" in page_of(admin_client, solicitation, sujets=huge)
+    page = follow(admin_client, post(admin_client, solicitation, "sujet", {"subject_id": huge}))
+    assert "Sujet non corrigé : Choisissez un sujet dans la liste." in page
     assert count(db, Need) == 0
 
 
@@ -453,7 +466,7 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client, db, book):
 def test_unknown_or_malformed_ids_are_404(admin_client, db, book):
     solicitation = held(db)
     token = csrf_token_from(page_of(admin_client, solicitation))
-    for ident in ("999999", "abc", ""):
+    for ident in ("999999", "abc", "", "99999999999999999999", "-1"):
         response = admin_client.post(
             "/admin/solicitation/qualifier/note/", data={"csrf_token": token, "id": ident, "body": "x"}
         )

@@ -48,6 +48,17 @@ _ID_IN_LABEL = re.compile(r"\(#(\d+)\)\s*$")
 _EMAIL = re.compile(r"[^\s<>@,;]+@[^\s<>@,;]+\.[^\s<>@,;]+")
 
 Scope = Callable[[Select], Select]
+# Ids are 32-bit integers in the database: a larger number typed in a form names nothing.
+MAX_ID = 2**31 - 1
+
+
+def parse_id(value: object) -> int | None:
+    """A row id from a form or URL field, or None when it cannot be one."""
+    try:
+        ident = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return ident if 0 < ident <= MAX_ID else None
 
 
 def _require_staff(user: User | None) -> None:
@@ -59,10 +70,11 @@ def _subject(value: Subject | int | str | None) -> Subject:
     """A subject given as a row or an id (a form field), or a French refusal."""
     if isinstance(value, Subject):
         return value
-    try:
-        ident = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise ServiceError("Choisissez un sujet dans la liste.") from None
+    if value is None or str(value).strip() == "":
+        raise ServiceError("Choisissez un sujet dans la liste.")
+    ident = parse_id(value)
+    if ident is None:
+        raise ServiceError("Choisissez un sujet dans la liste.")
     found = db.session.get(Subject, ident)
     if found is None:
         raise ServiceError(f"Sujet inconnu (#{ident}).")
@@ -212,7 +224,10 @@ def resolve_experts(text: str, *, scope: Scope | None = None) -> list[int]:
     for entry in entries:
         by_id = _ID_IN_LABEL.search(entry)
         if by_id:
-            ids.append(_one_expert(Expert.id == int(by_id.group(1)), entry, scope))
+            ident = parse_id(by_id.group(1))
+            if ident is None:
+                raise ServiceError(f"« {entry} » : aucun expert actif de l'annuaire ne correspond.")
+            ids.append(_one_expert(Expert.id == ident, entry, scope))
             continue
         emails = _EMAIL.findall(entry)
         if not emails:
@@ -279,10 +294,10 @@ def _checked_plan(
             raise ServiceError(f"Le sujet « {subject.label} » est archivé : la demande ne peut lui être envoyée.")
         if subject in subjects:
             raise ServiceError(f"Le sujet « {subject.label} » est choisi deux fois : un besoin par sujet.")
-        try:
-            ids = list(dict.fromkeys(int(str(value).strip()) for value in expert_values))
-        except (TypeError, ValueError):
-            raise ServiceError(f"Sujet « {subject.label} » : un expert choisi n'est pas reconnu.") from None
+        parsed = [parse_id(value) for value in expert_values]
+        if None in parsed:
+            raise ServiceError(f"Sujet « {subject.label} » : un expert choisi n'est pas reconnu.")
+        ids = list(dict.fromkeys(parsed))
         if not ids:
             raise ServiceError(
                 f"Aucun expert coché pour le sujet « {subject.label} » : cochez ou ajoutez au moins un expert, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, has_request_context, jsonify, redirect, request, url_for
+from flask import abort, flash, has_request_context, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import (
@@ -68,13 +68,9 @@ def _needs_links(solicitation: Solicitation) -> Markup | str:
 
 
 def _ints(values: list[str]) -> list[int]:
-    found = []
-    for value in values:
-        try:
-            found.append(int(value))
-        except (TypeError, ValueError):
-            continue
-    return found
+    """The ids among URL arguments; anything else is dropped (the page explains nothing: it
+    only preselects)."""
+    return [ident for ident in map(qualification.parse_id, values) if ident is not None]
 
 
 class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
@@ -385,6 +381,13 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
             args["url"] = target
         return redirect(url_for(".details_view", id=solicitation.id, _anchor=anchor, **args), 303)
 
+    def _posted(self) -> Solicitation:
+        """The request a form names (its ``id`` field), through the scoped query; 404 otherwise."""
+        ident = qualification.parse_id(request.form.get("id"))
+        if ident is None:
+            abort(404)
+        return self.get_one(ident)
+
     def _expert_scope(self):
         user = current_user._get_current_object()
         return lambda stmt: policy.scope_query(user, Expert, stmt)
@@ -396,7 +399,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/qualifier/sujet/", methods=("POST",))
     def correct_subject_view(self):
-        solicitation = self.get_one(request.form.get("id", ""))
+        solicitation = self._posted()
         try:
             qualification.correct_subject(
                 solicitation, request.form.get("subject_id", ""), user=current_user._get_current_object()
@@ -411,7 +414,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
     @expose("/qualifier/envoyer/", methods=("POST",))
     def send_view(self):
         """Send to the ticked and added experts; a refusal brings the page back as it was filled."""
-        solicitation = self.get_one(request.form.get("id", ""))
+        solicitation = self._posted()
         form = request.form
         subject_ids = form.getlist("subjects")
         try:
@@ -441,7 +444,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
     def cancel_view(self):
         from app.services.solicitations import cancel_solicitation
 
-        solicitation = self.get_one(request.form.get("id", ""))
+        solicitation = self._posted()
         reason = request.form.get("reason", "")
         if reason not in CANCEL_REASONS:
             flash("Demande non abandonnée : choisissez un motif dans la liste.", "error")
@@ -472,7 +475,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
     def note_view(self):
         from app.services.notes import add_note
 
-        solicitation = self.get_one(request.form.get("id", ""))
+        solicitation = self._posted()
         try:
             add_note(solicitation, user=current_user._get_current_object(), body=request.form.get("body", ""))
         except ServiceError as error:
