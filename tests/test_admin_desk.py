@@ -157,6 +157,20 @@ def test_choosing_two_subjects_shows_the_experts_of_each(admin_client, db, book)
     assert "Sujet inconnu (#999999)" in page and "Alice CCI" in page
 
 
+def test_an_archived_subject_asks_for_another(admin_client, db, book):
+    from app.models.base import utcnow
+
+    solicitation = held(db, subject_slug="export")
+    archived = subject("export")
+    archived.archived_at = utcnow()
+    db.session.commit()
+    page = page_of(admin_client, solicitation)
+    assert '<option value="">« Vendre à l&#39;international » (archivé) — choisir un sujet</option>' in page
+    assert "Envoyer aux experts" in page and 'id="send-form"' not in page  # choose a subject first
+    page = page_of(admin_client, solicitation, sujets=subject("recrutement").id)
+    assert 'id="send-form"' in page and "Alice CCI" in page
+
+
 def test_a_sent_request_shows_its_needs_and_no_forms(admin_client, db, book, admin_user):
     from app.services.qualification import send_solicitation
 
