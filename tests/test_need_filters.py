@@ -376,3 +376,25 @@ def test_a_page_costs_the_same_queries_for_5_rows_as_for_40(admin_client, db, de
     assert page.count("Entreprise en série") >= 40
 
     assert five.count == forty.count, (five.statements, forty.statements)
+
+
+# ---------------------------------------------------------------- capped count
+
+
+def test_the_count_stops_at_the_cap_and_says_so(admin_client, db, desk, monkeypatch):
+    from app.admin.requests import search
+
+    monkeypatch.setattr(search, "COUNT_CAP", 2)
+    page = body(admin_client.get("/admin/need/"))
+    assert "plus de 2" in page
+    # Every row of the page is still listed; the cap only stops the counting.
+    assert {c for c in COMPANIES if c in page} == set(COMPANIES)
+
+    # Under the cap the count is exact, filters and search included.
+    page = body(admin_client.get(f"/admin/need/?flt0_{filter_arg('need', 'Statut')}=taking_care"))
+    assert re.search(r"Liste\s*\(1\)", page)
+    assert "plus de 2" not in page
+    page = body(admin_client.get("/admin/match/?search=camille"))
+    assert re.search(r"Liste\s*\(2\)", page)
+    # The solicitations list, with its tabs, is counted the same way.
+    assert admin_client.get("/admin/solicitation/?onglet=toutes").status_code == 200

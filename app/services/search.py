@@ -29,7 +29,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import reduce
+from functools import cache, reduce
 from typing import Any
 
 from flask import Flask
@@ -56,12 +56,26 @@ _DIGITS = re.compile(r"^\d+$")
 _NON_DIGITS = re.compile(r"\D")
 
 
+@cache
+def _marks() -> re.Pattern:
+    """The combining marks NFKD splits accents into, as one character class (the Basic
+    Multilingual Plane holds every mark a name or an address uses)."""
+    codes = [code for code in range(0x300, 0x10000) if unicodedata.combining(chr(code))]
+    ranges = []
+    for code in codes:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return re.compile("[" + "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges) + "]")
+
+
 def normalize(text: str | None) -> str:
     """Lower-case, accent-free, single-spaced text: how documents and queries compare."""
     if not text:
         return ""
     decomposed = unicodedata.normalize("NFKD", _CONTROL.sub(" ", text))
-    stripped = "".join(char for char in decomposed if not unicodedata.combining(char))
+    stripped = decomposed if decomposed.isascii() else _marks().sub("", decomposed)
     return _SPACES.sub(" ", stripped.casefold().translate(_LIGATURES)).strip()
 
 
