@@ -407,3 +407,32 @@ def test_a_malformed_id_in_a_url_is_a_404(scope_world, institution_referent_clie
     client = institution_referent_client
     assert client.get(f"/admin/expert/details/?id={forged}").status_code == 404
     assert client.get(f"/admin/expert/edit/?id={forged}").status_code == 404
+
+
+# ---------------------------------------------------------------- cost
+
+
+def _queries_for(client, count_queries, url: str) -> int:
+    with count_queries() as counter:
+        response = client.get(url)
+        assert response.status_code == 200
+    return counter.count
+
+
+def _more_experts(db, scope_world, count: int) -> None:
+    from tests.factories import ExpertFactory, offer
+
+    lyon = db.session.get(Antenne, scope_world.ids[Antenne]["A1"])
+    for _ in range(count):
+        offer(ExpertFactory(antenne=lyon), "recrutement")
+
+
+@pytest.mark.parametrize("url", ["/admin/", "/admin/expert/", "/admin/antenne/", "/admin/expert/export/csv/"])
+def test_a_referents_pages_cost_the_same_whatever_the_number_of_rows(
+    db, scope_world, antenne_referent_client, count_queries, url
+):
+    _more_experts(db, scope_world, 3)
+    few = _queries_for(antenne_referent_client, count_queries, url)
+    _more_experts(db, scope_world, 20)
+    many = _queries_for(antenne_referent_client, count_queries, url)
+    assert few == many
