@@ -64,6 +64,7 @@ format: setup
 bench: setup
 	$(PY) -m bench.routing
 	$(PY) -m bench.form
+	$(PY) -m bench.lists
 
 clean:
 	rm -rf $(VENV) node_modules app/static/vendor instance
