@@ -381,6 +381,19 @@ def _expert_matches(terms: SearchTerms) -> ColumnElement[bool]:
     return and_(*conditions)
 
 
+def _found_first(pk: Any, found: Any, name: str) -> ColumnElement[bool]:
+    """``pk IN (the ids the search finds)``, found before anything else on PostgreSQL.
+
+    A list is sorted by date and cut to a page. Asked for both at once, the planner may walk
+    the date index and test the full-text condition row by row, recomputing ``to_tsvector``
+    for each (15 s for a SIRET among 400,000 needs), because it cannot tell how rare a typed
+    word is (a prepared statement's generic plan never can). A MATERIALIZED CTE makes it read
+    the GIN index first, then fetch and sort only the rows found.
+    """
+    hits = found.cte(name).prefix_with("MATERIALIZED")
+    return pk.in_(select(next(iter(hits.c))))
+
+
 def search_condition(model: type, text: str | None) -> ColumnElement[bool] | None:
     """The WHERE condition of a list search on ``model``, or ``None`` when nothing was typed.
 
@@ -393,14 +406,18 @@ def search_condition(model: type, text: str | None) -> ColumnElement[bool] | Non
     terms = parse_query(text)
     if terms is None:
         return None
-    if model is Need:
-        return document_matches(Need.search_document, terms)
-    if model is Solicitation:
-        return document_matches(Solicitation.search_document, terms)
+    postgresql = _dialect() == "postgresql"
+    if model in (Need, Solicitation):
+        condition = document_matches(model.search_document, terms)
+        if not postgresql:
+            return condition
+        return _found_first(model.id, select(model.id).where(condition), f"{model.__tablename__}_found")
     if model is Match:
         by_need = select(Match.id).where(
             Match.need_id.in_(select(Need.id).where(document_matches(Need.search_document, terms)))
         )
         by_expert = select(Match.id).where(Match.expert_id.in_(select(Expert.id).where(_expert_matches(terms))))
-        return Match.id.in_(by_need.union(by_expert))
+        if not postgresql:
+            return Match.id.in_(by_need.union(by_expert))
+        return _found_first(Match.id, by_need.union(by_expert), "matches_found")
     raise ValueError(f"no search for {model!r}")
