@@ -93,6 +93,9 @@ REFERENT_RIGHTS: dict[type, dict[str, frozenset[str]]] = {
     Zone: {"institution": _ALL, "antenne": _ALL},
 }
 
+# The models whose rows carry a scope: every one a referent's request writes is checked.
+SCOPED_MODELS = (Institution, Antenne, Expert, InstitutionSubject, ExpertSubject, Zone)
+
 # Reference data every referent reads whole: they pick subjects for their experts.
 _SHARED_READ_ONLY = (Theme, Subject)
 
@@ -374,7 +377,13 @@ def check_record(user: Any, record: Any, right: str = EDIT) -> None:
                 raise _refusal(right, model)
             _check_antenne(user, expert)
         elif isinstance(record, Zone):
-            owner = record.antenne or record.expert
+            # A zone taken out of its owner's list has lost the relationship, not the column.
+            owner = (
+                record.antenne
+                or record.expert
+                or (db.session.get(Antenne, record.antenne_id) if record.antenne_id else None)
+                or (db.session.get(Expert, record.expert_id) if record.expert_id else None)
+            )
             if owner is None:
                 raise _refusal(right, model)
             check_record(user, owner, EDIT)

@@ -144,14 +144,14 @@ EXPECTED: dict[str, Rule] = {
             "departement": (Custom("GET", "departement", True, True, missing=True),),
         },
     ),
-    # « Mes exports » (declared "read"): referents open their own exports; asking for a new one
-    # is a POST, which a "read" page does not offer them unless it names it in referent_endpoints.
+    # « Mes exports » (declared "read", app/admin/exports.py): referents open their own exports
+    # and ask for new ones (the page names request_view in referent_endpoints).
     "exports": Rule(
         "read",
         "read",
         custom={
             "index": (Custom("GET", "", True, True),),
-            "request_view": (Custom("POST", "demander", data={"kind": "", "format": ""}),),
+            "request_view": (Custom("POST", "demander", True, True, data={"kind": "", "format": ""}),),
             "status": (Custom("GET", "987654321/etat", True, True, missing=True),),
             "download": (Custom("GET", "987654321/fichier", True, True, missing=True),),
         },

@@ -436,3 +436,53 @@ def test_a_referents_pages_cost_the_same_whatever_the_number_of_rows(
     _more_experts(db, scope_world, 20)
     many = _queries_for(antenne_referent_client, count_queries, url)
     assert few == many
+
+
+# ---------------------------------------------------------------- rows written on the side
+
+
+def test_an_antenne_referent_picks_among_the_subjects_its_institution_offers(db, scope_world, antenne_referent_client):
+    client = antenne_referent_client
+    alice = db.session.get(Expert, scope_world.ids[Expert]["A1"])
+    url = f"/admin/expert/edit/?id={alice.id}"
+    form = body(client.get(url))
+    assert f'value="{subject("recrutement").id}"' in form
+    assert f'value="{subject("formation").id}"' not in form
+
+    response = post_form(client, url, expert_form(alice, offered_subjects=[str(subject("formation").id)]))
+
+    assert response.status_code == 200
+    assert "Ce choix ne fait pas partie des valeurs proposées." in body(response)
+    offers = db.session.scalars(
+        select(InstitutionSubject.subject_id).where(InstitutionSubject.institution_id == scope_world.alpha.id)
+    )
+    assert set(offers) == {subject("recrutement").id}
+
+
+def test_every_row_a_referents_save_writes_is_checked(app, db, scope_world):
+    """Whatever a hook or a service adds on the side (an offer, a zone) passes the policy too."""
+    from flask_login import login_user
+
+    from app.admin.base import guarded_writes
+
+    referent = db.session.get(User, scope_world.antenne_referent.id)
+    quentin = db.session.get(Expert, scope_world.ids[Expert]["A2"])
+    alice = db.session.get(Expert, scope_world.ids[Expert]["A1"])
+    with app.test_request_context():
+        login_user(referent)
+        with guarded_writes():
+            db.session.add(InstitutionSubject(institution=scope_world.alpha, subject=subject("formation")))
+            with pytest.raises(ServiceError, match="pas le droit de créer l'offre"):
+                db.session.flush()
+            db.session.rollback()
+
+            quentin = db.session.get(Expert, quentin.id)
+            quentin.zones.append(Zone(kind="departement", code="38"))
+            with pytest.raises(ServiceError, match="périmètre"):
+                db.session.flush()
+            db.session.rollback()
+
+            alice = db.session.get(Expert, alice.id)
+            alice.zones.append(Zone(kind="departement", code="69"))
+            db.session.commit()
+    assert [z.reference for z in fresh(db, Expert, alice.id).zones] == ["departement:69"]

@@ -426,6 +426,20 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
         ),
     }
 
+    def scope_form(self, form: Any) -> Any:
+        """Who may not open a new offer for the institution (an antenne referent) picks among
+        the subjects it already offers."""
+        form = super().scope_form(form)
+        field = getattr(form, "offered_subjects", None)
+        if field is not None and not policy.can_create(current_user, InstitutionSubject):
+            offered = select(InstitutionSubject.subject_id).where(
+                InstitutionSubject.institution_id == current_user.institution_id
+            )
+            field.query = field.query.filter(Subject.id.in_(offered))
+            field._object_list = None
+            field.description = "Les sujets que votre institution propose déjà."
+        return form
+
     def on_form_prefill(self, form: Any, id: Any) -> None:
         super().on_form_prefill(form, id)
         if request.method == "GET":

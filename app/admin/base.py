@@ -11,7 +11,9 @@ policy grants the current user.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,15 +21,16 @@ from zoneinfo import ZoneInfo
 from flask import abort, flash, has_request_context, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView
-from flask_admin.contrib.sqla.fields import QuerySelectField
+from flask_admin.contrib.sqla.fields import QuerySelectField, QuerySelectMultipleField
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from flask_admin.contrib.sqla.typefmt import DEFAULT_FORMATTERS
 from flask_login import current_user
 from markupsafe import Markup, escape
-from sqlalchemy import BigInteger, false, select
+from sqlalchemy import BigInteger, event, false, select
 
 from app import policy
 from app.extensions import db
+from app.models import ExpertSubject, Zone
 from app.services.errors import ServiceError
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -68,6 +71,46 @@ def _format_bool(_view: Any, value: bool, *_args: Any) -> str:
 
 # French dates everywhere; booleans as words (readable in lists and in CSV exports alike).
 FORMATTERS = {**DEFAULT_FORMATTERS, datetime: _format_datetime, bool: _format_bool}
+
+
+# ---------------------------------------------------------------- every row a write touches
+
+# The user whose back-office request is writing, while a view saves or runs an action.
+_writer: ContextVar[Any] = ContextVar("backoffice_writer", default=None)
+
+
+def _check_flush(session: Any, _flush_context: Any, _instances: Any) -> None:
+    """Each address-book row a referent's save is about to write (the record, and what the
+    view's hook or service verb adds: subjects, zones, an institution's offer) must be one the
+    policy lets them write, inside their scope."""
+    user = _writer.get()
+    if user is None:
+        return
+    for obj in list(session.new):
+        if isinstance(obj, policy.SCOPED_MODELS):
+            policy.check_record(user, obj, policy.CREATE)
+    for obj in list(session.dirty):
+        if isinstance(obj, policy.SCOPED_MODELS) and session.is_modified(obj, include_collections=False):
+            policy.check_record(user, obj, policy.EDIT)
+    for obj in list(session.deleted):
+        if isinstance(obj, policy.SCOPED_MODELS):
+            policy.check_record(user, obj, policy.DELETE if not isinstance(obj, (Zone, ExpertSubject)) else policy.EDIT)
+
+
+@contextmanager
+def guarded_writes() -> Iterator[None]:
+    """Check every flush inside the block against the current user's rights (staff: nothing to check)."""
+    if policy.is_staff(current_user):
+        yield
+        return
+    session_cls = db.session.session_factory.class_
+    if not event.contains(session_cls, "before_flush", _check_flush):
+        event.listen(session_cls, "before_flush", _check_flush)
+    token = _writer.set(current_user._get_current_object())
+    try:
+        yield
+    finally:
+        _writer.reset(token)
 
 
 class SecureMixin:
@@ -292,6 +335,18 @@ class SecureModelView(SecureMixin, ModelView):
         super()._on_model_change(form, model, is_created)
         policy.check_record(current_user, model, right)
 
+    def create_model(self, form: Any):
+        with guarded_writes():
+            return super().create_model(form)
+
+    def update_model(self, form: Any, model: Any):
+        with guarded_writes():
+            return super().update_model(form, model)
+
+    def delete_model(self, model: Any):
+        with guarded_writes():
+            return super().delete_model(model)
+
     # Select lists and autocompletes offer only what the user may see.
 
     def create_form(self, obj: Any = None):
@@ -315,7 +370,13 @@ class SecureModelView(SecureMixin, ModelView):
 
     def validate_form(self, form: Any) -> bool:
         """Flask-Admin's relation fields refuse a value outside their choices (a forged or
-        out-of-scope id) in English, missing from its French catalog: say it in French."""
+        out-of-scope id) in English, missing from its French catalog: say it in French.
+
+        A multiple select notices an unknown value only once its data is read, which its own
+        check does not do first: read it here, so an unknown value is refused, not dropped."""
+        for field in form:
+            if isinstance(field, QuerySelectMultipleField):
+                field.data  # noqa: B018 - resolving the posted ids sets the field's error flag
         valid = super().validate_form(form)
         if not valid:
             for field in form:
@@ -380,7 +441,8 @@ class SecureModelView(SecureMixin, ModelView):
         succeeded = 0
         for row in self.scoped_rows(ids):
             try:
-                verb(row)
+                with guarded_writes():
+                    verb(row)
                 succeeded += 1
             except ServiceError as error:
                 db.session.rollback()
