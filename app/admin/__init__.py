@@ -1,13 +1,14 @@
 """The back office (Flask-Admin), the main surface for staff.
 
-Views are grouped by area: ``addressbook`` and ``catalog`` (model views), ``imports``
-(the address book upload) and ``routing`` (the "who would receive it" simulator). Each
-module exposes ``register(admin)``.
+Views are grouped by area: ``requests`` (the desk: solicitations, needs, matches),
+``exports``, ``addressbook`` and ``catalog`` (model views), ``imports`` (the address book
+upload), ``routing`` (the "who would receive it" simulator), ``coverage`` (zones blanches),
+``outbox`` and ``inbound``. Each module exposes ``register(admin)``.
 """
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response, request
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
@@ -34,3 +35,13 @@ def init_app(app: Flask) -> None:
     outbox.register(admin)
     inbound.register(admin)
     app.extensions["pde_admin"] = admin
+
+    @app.after_request
+    def _french_document(response: Response) -> Response:
+        """Flask-Admin's layout writes a bare ``<html>``: screen readers need the page's
+        language, and no template block reaches that tag."""
+        if request.path.startswith("/admin") and response.mimetype == "text/html" and not response.direct_passthrough:
+            body = response.get_data()
+            if b"<html>" in body[:200]:
+                response.set_data(body.replace(b"<html>", b'<html lang="fr">', 1))
+        return response
