@@ -102,6 +102,9 @@ class Config:
     # dashboard's « sans preneur » card.
     INBOX_EXPIRY_DAYS = int(os.environ.get("INBOX_EXPIRY_DAYS", "45"))
     DASHBOARD_NO_TAKER_DAYS = int(os.environ.get("DASHBOARD_NO_TAKER_DAYS", "5"))
+    # The request lists' immediate CSV export stops here; larger lists go through the
+    # prepared export (a job with a progress bar).
+    EXPORT_IMMEDIATE_MAX_ROWS = int(os.environ.get("EXPORT_IMMEDIATE_MAX_ROWS", "10000"))
     REGISTRY_TIMEOUT_SECONDS = float(os.environ.get("REGISTRY_TIMEOUT_SECONDS", "3"))
     ADDRESSBOOK_IMPORT_MAX_BYTES = int(os.environ.get("ADDRESSBOOK_IMPORT_MAX_BYTES", str(5 * 1024 * 1024)))
 

@@ -568,3 +568,18 @@ def test_status_json_for_the_progress_bar(admin_client, db, admin_user):
     page = body(admin_client.get("/admin/exports/"))
     assert re.search(r'<progress[^>]*max="5000" value="1200"', page)
     assert "1200 / 5000 ligne(s)" in page
+
+
+def test_a_list_too_long_for_an_immediate_export_is_sent_to_the_prepared_one(admin_client, app, db, monkeypatch):
+    from tests.test_matches import make_need
+
+    make_need(1)  # one row: over a limit of 0, within a limit of 1
+    monkeypatch.setitem(app.config, "EXPORT_IMMEDIATE_MAX_ROWS", 0)
+    response = admin_client.get("/admin/need/export/csv/", query_string={"search": ""})
+    assert response.status_code == 302
+    followed = admin_client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "au-delà des 0 d&#39;un export immédiat" in followed or "au-delà des 0 d'un export immédiat" in followed
+    monkeypatch.setitem(app.config, "EXPORT_IMMEDIATE_MAX_ROWS", 1)
+    response = admin_client.get("/admin/need/export/csv/")
+    assert response.status_code == 200
+    assert "Boulangerie Durand" in response.get_data(as_text=True)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import abort, flash, has_request_context, redirect, request, url_for
+from flask import abort, current_app, flash, has_request_context, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.fields import QuerySelectField, QuerySelectMultipleField
@@ -388,6 +388,34 @@ class SecureModelView(SecureMixin, ModelView):
         from app.admin.fields import scoped_loader
 
         return {name: scoped_loader(loader) for name, loader in super()._process_ajax_references().items()}
+
+    # Immediate CSV export: fine for a few thousand rows; a list that also has the prepared
+    # export (``export_kind``, built by a job) sends larger ones there rather than holding a
+    # web worker for minutes.
+    export_kind: str | None = None
+
+    @expose("/export/<export_type>/")
+    def export(self, export_type: str):
+        limit = current_app.config.get("EXPORT_IMMEDIATE_MAX_ROWS", 10_000)
+        if self.export_kind and export_type == "csv" and self.can_export:
+            args = self._get_list_extra_args()
+            sort_column = self._get_column_by_idx(args.sort)
+            count, _ = self.get_list(
+                0,
+                sort_column[0] if sort_column is not None else None,
+                args.sort_desc,
+                args.search,
+                args.filters,
+                page_size=1,
+            )
+            if count > limit:
+                flash(
+                    f"Cette liste compte {count} lignes, au-delà des {limit} d'un export immédiat : "
+                    "utilisez « Exporter en CSV » ou « Exporter en XLSX », préparés en arrière-plan.",
+                    "warning",
+                )
+                return redirect(self.get_url(".index_view", **request.args))
+        return super().export(export_type)
 
     # The SQLAlchemy ModelView builds its own queries; these two add the policy's scope.
 
