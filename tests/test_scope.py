@@ -486,3 +486,23 @@ def test_every_row_a_referents_save_writes_is_checked(app, db, scope_world):
             alice.zones.append(Zone(kind="departement", code="69"))
             db.session.commit()
     assert [z.reference for z in fresh(db, Expert, alice.id).zones] == ["departement:69"]
+
+
+def test_a_shared_need_shows_a_referent_only_their_own_experts(scope_world, logged_in, db):
+    """A need sent to Alpha's and Zorglub's experts: Alpha's referent sees their match only,
+    counts only it, and not the experts' thread (which names everyone); staff see both."""
+    need_id = scope_world.ids[Need]["A1"]
+    db.session.add(Match(need_id=need_id, expert_id=scope_world.ids[Expert]["B"], status="taking_care"))
+    db.session.commit()
+
+    referent = logged_in(scope_world.institution_referent)
+    page = referent.get(f"/admin/need/details/?id={need_id}").get_data(as_text=True)
+    assert "Alice Alpha" in page
+    assert "zorglub" not in page.lower()
+    assert 'id="discussion"' not in page
+    listing = referent.get("/admin/need/").get_data(as_text=True)
+    assert "zorglub" not in listing.lower()
+
+    staff = logged_in(scope_world.staff).get(f"/admin/need/details/?id={need_id}").get_data(as_text=True)
+    assert "Alice Alpha" in staff and "Zoé Zorglub" in staff
+    assert 'id="discussion"' in staff

@@ -166,16 +166,21 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     )
 
     def annotate(self, rows: list[Need]) -> None:
+        # A referent counts only their experts' matches: other institutions' do not exist for them.
         counts = {
             need_id: (total, positive)
             for need_id, total, positive in db.session.execute(
-                select(
-                    Match.need_id,
-                    func.count(Match.id),
-                    func.count(Match.id).filter(Match.status.in_(POSITIVE_MATCH_STATUSES)),
+                policy.scope_query(
+                    current_user,
+                    Match,
+                    select(
+                        Match.need_id,
+                        func.count(Match.id),
+                        func.count(Match.id).filter(Match.status.in_(POSITIVE_MATCH_STATUSES)),
+                    )
+                    .where(Match.need_id.in_([r.id for r in rows]))
+                    .group_by(Match.need_id),
                 )
-                .where(Match.need_id.in_([r.id for r in rows]))
-                .group_by(Match.need_id)
             )
         }
         starred = set(
@@ -199,10 +204,14 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         from app.services.needs import REASSIGNABLE_STATUSES
 
         matches = db.session.scalars(
-            select(Match)
-            .where(Match.need_id == need.id)
-            .options(selectinload(Match.expert).selectinload(Expert.antenne).selectinload(Antenne.institution))
-            .order_by(Match.id)
+            policy.scope_query(
+                current_user,
+                Match,
+                select(Match)
+                .where(Match.need_id == need.id)
+                .options(selectinload(Match.expert).selectinload(Expert.antenne).selectinload(Antenne.institution))
+                .order_by(Match.id),
+            )
         )
         return [
             {
@@ -223,10 +232,11 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         ]
 
     def comments(self, need: Need) -> list:
-        """The need's thread, authors loaded (the details page shows it under the matches)."""
+        """The need's thread, authors loaded (the details page shows it under the matches).
+        Staff only: the thread names experts of every institution on the need."""
         from app.services.discussion import thread
 
-        return thread(need)
+        return thread(need) if self.staff() else []
 
     def timeline(self, need: Need) -> list:
         from app.services.timeline import need_timeline
