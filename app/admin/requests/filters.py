@@ -15,7 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual, IntEqualFilter
+from flask_admin.contrib.sqla.filters import (
+    BaseSQLAFilter,
+    DateTimeBetweenFilter,
+    DateTimeGreaterFilter,
+    DateTimeSmallerFilter,
+    FilterEqual,
+    IntEqualFilter,
+)
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -143,11 +150,9 @@ def _paris_datetime(value: str) -> datetime:
     raise ValueError(value)
 
 
-class ParisDateTimeAfterFilter(BaseSQLAFilter):
-    """« Date après le »: the typed time is Paris time, compared with the UTC timestamps."""
-
-    def __init__(self, column: Any, name: str) -> None:
-        super().__init__(column, name, data_type="datetimepicker")
+class ParisDateTimeAfterFilter(DateTimeGreaterFilter):
+    """Flask-Admin's « after » date filter, the typed time read as Paris time (Flask-Admin reads
+    it as the naive UTC the database stores, an hour or two off for staff)."""
 
     def clean(self, value: str) -> datetime:
         return _paris_datetime(value)
@@ -159,19 +164,16 @@ class ParisDateTimeAfterFilter(BaseSQLAFilter):
         return "après le"
 
 
-class ParisDateTimeBeforeFilter(ParisDateTimeAfterFilter):
-    def apply(self, query: Any, value: datetime, alias: Any = None) -> Any:
-        return query.filter(self.get_column(alias) < value)
+class ParisDateTimeBeforeFilter(DateTimeSmallerFilter):
+    def clean(self, value: str) -> datetime:
+        return _paris_datetime(value)
 
     def operation(self) -> str:
         return "avant le"
 
 
-class ParisDateTimeBetweenFilter(BaseSQLAFilter):
-    """« Date entre A et B » (the picker sends « A to B »), both ends included."""
-
-    def __init__(self, column: Any, name: str) -> None:
-        super().__init__(column, name, data_type="datetimerangepicker")
+class ParisDateTimeBetweenFilter(DateTimeBetweenFilter):
+    """« Date entre A et B » (the picker sends « A to B »), both ends included, Paris time."""
 
     def clean(self, value: str) -> tuple[datetime, datetime]:
         parts = (value or "").split(" to ")
@@ -182,8 +184,12 @@ class ParisDateTimeBetweenFilter(BaseSQLAFilter):
             raise ValueError(value)
         return start, end
 
-    def apply(self, query: Any, value: tuple[datetime, datetime], alias: Any = None) -> Any:
-        return query.filter(self.get_column(alias).between(*value))
+    def validate(self, value: str) -> bool:
+        try:
+            self.clean(value)
+        except ValueError:
+            return False
+        return True
 
     def operation(self) -> str:
         return "entre"
