@@ -34,6 +34,8 @@ from app.models import ExpertSubject, Zone
 from app.services.errors import ServiceError
 
 PARIS = ZoneInfo("Europe/Paris")
+# Ids are INTEGER columns: a larger number in a URL must not reach the database.
+MAX_DATABASE_ID = 2**31 - 1
 
 
 def paris_time(value: datetime | None) -> str:
@@ -535,6 +537,8 @@ class InSubqueryFilter(BaseSQLAFilter):
         try:
             ident = int(value)
         except (TypeError, ValueError):
+            return query.filter(false())
+        if not 0 < ident <= MAX_DATABASE_ID:  # beyond an INTEGER column: matches nothing, no error
             return query.filter(false())
         return query.filter(self.get_column(alias).in_(self.subquery(ident)))
 

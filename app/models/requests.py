@@ -73,6 +73,8 @@ class Solicitation(TimestampMixin, db.Model):
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(SOLICITATION_STATUSES)})", name="status"),
+        # The desk's flags look up other requests by address, compared without case.
+        Index("ix_solicitations_email_lower", text("lower(email::text)")).ddl_if(dialect="postgresql"),
         Index(
             "ix_solicitations_fulltext",
             text("to_tsvector('french'::regconfig, search_document)"),
@@ -112,11 +114,14 @@ class Facility(TimestampMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"), index=True)
     siret: Mapped[str] = mapped_column(String(14), unique=True)
-    commune_code: Mapped[str] = mapped_column(ForeignKey("communes.code"), index=True)
+    commune_code: Mapped[str] = mapped_column(ForeignKey("communes.code"))
     naf_code: Mapped[str | None] = mapped_column(String(10))
 
     company: Mapped[Company] = relationship(back_populates="facilities")
     commune: Mapped[Commune] = relationship()
+
+    # Territory filters of the needs list read the facilities of a commune set from the index alone.
+    __table_args__ = (Index("ix_facilities_commune_code_id", "commune_code", "id"),)
 
     def __str__(self) -> str:
         return f"{self.company.name} — {self.siret}" if self.company else self.siret
@@ -145,7 +150,7 @@ class Need(TimestampMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     solicitation_id: Mapped[int | None] = mapped_column(ForeignKey("solicitations.id"), index=True)
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"), index=True)
-    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     description: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="quo", index=True)
@@ -162,6 +167,8 @@ class Need(TimestampMixin, db.Model):
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(NEED_STATUSES)})", name="status"),
         Index("ix_needs_created_at", "created_at"),
+        # Territory + status filters: the needs of a set of facilities with a status, index only.
+        Index("ix_needs_facility_id_status", "facility_id", "status"),
         Index(
             "ix_needs_fulltext",
             text("to_tsvector('french'::regconfig, search_document)"),

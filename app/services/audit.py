@@ -21,8 +21,9 @@ from app.models.base import utcnow
 
 _actor: contextvars.ContextVar[tuple[int | None, str] | None] = contextvars.ContextVar("audit_actor", default=None)
 
-# Columns never copied into the trail: secrets, and bookkeeping that changes on every write.
-_SKIPPED = {"password_hash", "updated_at", "created_at"}
+# Columns never copied into the trail: secrets, and bookkeeping that changes on every write
+# (the search document is derived from the columns that are recorded).
+_SKIPPED = {"password_hash", "updated_at", "created_at", "search_document"}
 
 
 def tracked_models() -> tuple[type, ...]:

@@ -172,12 +172,11 @@ def dashboard_links(figures: dict[str, Any]) -> dict[str, str]:
     The needs and matches lists read their dates as Paris time (``admin/requests/filters.py``);
     the solicitations list reads them as UTC: each link speaks its list's language.
     """
-    from flask_admin.contrib.sqla.filters import DateTimeGreaterFilter, FilterEqual
+    from flask_admin.contrib.sqla.filters import FilterEqual
 
     from app.admin.requests.filters import NoTakerSinceFilter, ParisDateTimeAfterFilter
 
     monday = figures["week_start"]
-    monday_utc = monday.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     monday_paris = monday.astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S")
     return {
         "to_qualify": list_url(
@@ -192,7 +191,7 @@ def dashboard_links(figures: dict[str, Any]) -> dict[str, str]:
         "failed_emails": list_url("outbox", (("État", FilterEqual, "failed"),)),
         "stale_emails": list_url("outbox", (("État", FilterEqual, "queued"),), sort="created_at", desc=False),
         "week_solicitations": list_url(
-            "solicitation", (("Date", DateTimeGreaterFilter, monday_utc),), sort="created_at", desc=True
+            "solicitation", (("Date", ParisDateTimeAfterFilter, monday_paris),), sort="created_at", desc=True
         ),
         "week_needs": list_url(
             "need", (("Date", ParisDateTimeAfterFilter, monday_paris),), sort="created_at", desc=True

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, literal, or_, select
+from sqlalchemy import and_, exists, func, literal, or_, select
 
 from app.extensions import db
 from app.models import Need, Solicitation
@@ -93,24 +93,24 @@ def tab_condition(slug: str) -> Any | None:
 
 
 def tab_counts(scope: Any = None) -> dict[str, int]:
-    """How many solicitations each tab holds, in one grouped query.
+    """How many solicitations each tab holds.
 
-    ``scope`` restricts the SELECT (the back office passes its policy scope)."""
-    bucket = case(
-        (Solicitation.status == "in_progress", literal("a-qualifier")),
-        (Solicitation.status == "processed", literal("transmises")),
-        (is_spam(), literal("spam")),
-        (Solicitation.status == "canceled", literal("abandonnees")),
-        else_=literal("autre"),
-    ).label("tab")
-    query = select(bucket, func.count(Solicitation.id)).group_by(bucket)
-    if scope is not None:
-        query = scope(query)
+    Two queries: a count per status (the status index alone answers it), then the spam among
+    the canceled only — reading every row's notes to sort 400,000 requests took half a
+    second. ``scope`` restricts each SELECT (the back office passes its policy scope)."""
+    scope = scope or (lambda query: query)
     counts = {tab.slug: 0 for tab in TABS}
-    for slug, count in db.session.execute(query):
-        if slug in counts:
-            counts[slug] = count
-        counts["toutes"] += count
+    by_status = dict(
+        db.session.execute(
+            scope(select(Solicitation.status, func.count(Solicitation.id)).group_by(Solicitation.status))
+        ).all()
+    )
+    spam = db.session.scalar(scope(select(func.count(Solicitation.id)).where(is_spam()))) or 0
+    counts["a-qualifier"] = by_status.get("in_progress", 0)
+    counts["transmises"] = by_status.get("processed", 0)
+    counts["spam"] = spam
+    counts["abandonnees"] = by_status.get("canceled", 0) - spam
+    counts["toutes"] = sum(by_status.values())
     return counts
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from app import policy
 from app.admin.addressbook import institution_options, subject_options
-from app.admin.base import InSubqueryFilter, LazyOptions
+from app.admin.base import MAX_DATABASE_ID, InSubqueryFilter, LazyOptions
 from app.extensions import db
 from app.models import (
     MATCH_STATUS_LABELS,
@@ -52,7 +52,7 @@ PARIS = ZoneInfo("Europe/Paris")
 # « Sans preneur depuis N jours »: beyond ten years the question has no meaning (and a huge
 # number would overflow the date arithmetic).
 MAX_NO_TAKER_DAYS = 3650
-MAX_ID = 2**31 - 1
+MAX_ID = MAX_DATABASE_ID
 _CODE = re.compile(r"^[0-9A-Za-z]{1,3}$")
 DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
 from app import policy
-from app.admin.base import ReadOnlyModelView
+from app.admin.base import MAX_DATABASE_ID, ReadOnlyModelView
 from app.admin.requests.common import POSITIVE_MATCH_STATUSES, _date, _link, zone_entry
 from app.admin.requests.filters import need_filters
 from app.admin.requests.search import FullTextSearchMixin
@@ -39,7 +39,7 @@ SUGGESTION_LIMIT = 10
 _EXPERT_NUMBER = re.compile(r"#\s*(\d{1,10})\s*$")
 _EMAIL = re.compile(r"[^\s<>()\[\],;]+@[^\s<>()\[\],;]+")
 # Ids are PostgreSQL integers: a larger number typed in a form would be a database error.
-MAX_ID = 2**31 - 1
+MAX_ID = MAX_DATABASE_ID
 
 
 def form_id(value: str | None) -> int | None:

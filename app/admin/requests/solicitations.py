@@ -15,9 +15,6 @@ from flask import abort, flash, has_request_context, jsonify, redirect, request,
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import (
-    DateTimeBetweenFilter,
-    DateTimeGreaterFilter,
-    DateTimeSmallerFilter,
     FilterEqual,
     IntEqualFilter,
 )
@@ -30,6 +27,11 @@ from app import policy
 from app.admin.addressbook import subject_options
 from app.admin.base import LazyOptions, ReadOnlyModelView
 from app.admin.requests.common import _link, notes_summary, notes_text
+from app.admin.requests.filters import (
+    ParisDateTimeAfterFilter,
+    ParisDateTimeBeforeFilter,
+    ParisDateTimeBetweenFilter,
+)
 from app.admin.requests.search import FullTextSearchMixin
 from app.extensions import db
 from app.models import (
@@ -166,9 +168,9 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
     column_filters = [
         FilterEqual(Solicitation.status, "Statut", options=list(SOLICITATION_STATUS_LABELS.items())),
         IntEqualFilter(Solicitation.subject_id, "Sujet", options=LazyOptions(subject_options)),
-        DateTimeGreaterFilter(Solicitation.created_at, "Date"),
-        DateTimeSmallerFilter(Solicitation.created_at, "Date"),
-        DateTimeBetweenFilter(Solicitation.created_at, "Date"),
+        ParisDateTimeAfterFilter(Solicitation.created_at, "Date"),
+        ParisDateTimeBeforeFilter(Solicitation.created_at, "Date"),
+        ParisDateTimeBetweenFilter(Solicitation.created_at, "Date"),
     ]
     column_default_sort = ("created_at", True)
     column_formatters = {
