@@ -23,10 +23,7 @@ page ``--requests`` times (after ``--warmup`` requests), varying the value each 
 (département, company name, institution), and reports p50/p95 latency, the SQL statements
 per page and the time spent in them. Target: p95 under 200 ms for every page.
 
-``--proposed-indexes`` adds the indexes the schema lacks for these pages (``PROPOSED_INDEXES``,
-for the lead to turn into a migration) and measures again; without it they are dropped.
-
-Usage: ``python -m bench.lists [--requests 40] [--warmup 5] [--keep] [--proposed-indexes]
+Usage: ``python -m bench.lists [--requests 40] [--warmup 5] [--keep]
 [--scale 1.0] [--addressbook 0.1]``. Results go to ``bench/results/lists.json``. A missed
 target is reported, not an error: the run fails only when a page does not answer.
 """
@@ -431,28 +428,7 @@ def existing_shape(url: str) -> str | None:
         return None
 
 
-# Indexes the lists would need and the schema lacks (migrations are the lead's): measured with
-# ``--proposed-indexes``, dropped again without it, so one kept database shows both.
-PROPOSED_INDEXES = {
-    # Département and région filters: the facilities of a territory's communes, from the index alone.
-    "ix_facilities_commune_code_id": "facilities (commune_code, id)",
-    # ...then those facilities' needs in one status, without reading the needs themselves.
-    "ix_needs_facility_id_status": "needs (facility_id, status)",
-    # The desk's flags compare emails without case: without it, a scan of every solicitation.
-    "ix_solicitations_email_lower": "solicitations (lower(email))",
-}
-
-
-def apply_proposed_indexes(url: str, wanted: bool) -> None:
-    with psycopg.connect(_libpq_url(url), autocommit=True) as conn:
-        for name, definition in PROPOSED_INDEXES.items():
-            if wanted:
-                conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {definition}")
-            else:
-                conn.execute(f"DROP INDEX IF EXISTS {name}")
-
-
-def prepare(app, url: str, scale: float, book: float, *, reuse: bool, proposed: bool) -> dict[str, int]:
+def prepare(app, url: str, scale: float, book: float, *, reuse: bool) -> dict[str, int]:
     from app.extensions import db
     from app.services.catalog import load_catalog
     from app.services.geo import load_territories
@@ -484,7 +460,6 @@ def prepare(app, url: str, scale: float, book: float, *, reuse: bool, proposed: 
             conn.execute(f"COMMENT ON TABLE needs IS '{data_shape(scale, book)}'")
             conn.commit()
         print(f"base prête en {time.perf_counter() - started:.1f} s")
-    apply_proposed_indexes(url, proposed)
     with psycopg.connect(_libpq_url(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")  # index-only counts need the visibility map
         return {
@@ -639,11 +614,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="garde la base (et la réutilise au prochain --keep)")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction du volume (1.0 : 400 000 besoins)")
     parser.add_argument(
-        "--proposed-indexes",
-        action="store_true",
-        help="ajoute les index proposés (PROPOSED_INDEXES) avant la mesure",
-    )
-    parser.add_argument(
         "--addressbook",
         type=float,
         default=NATIONAL_ADDRESSBOOK,
@@ -661,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
 
     app = create_app("development", SQLALCHEMY_DATABASE_URI=url, RATELIMIT_ENABLED=False, WTF_CSRF_ENABLED=True)
     try:
-        counts = prepare(app, url, args.scale, args.addressbook, reuse=reuse, proposed=args.proposed_indexes)
+        counts = prepare(app, url, args.scale, args.addressbook, reuse=reuse)
         print(f"volumes : {counts}\n")
         urls = pages(app, random.Random(SEED + 1), args.requests, counts)
         with app.app_context():
@@ -699,7 +669,6 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup": args.warmup,
                 "scale": args.scale,
                 "addressbook": args.addressbook,
-                "proposed_indexes": sorted(PROPOSED_INDEXES) if args.proposed_indexes else [],
                 "dataset": counts,
                 "pages": results,
                 "target_p95_ms": TARGET_P95_MS,

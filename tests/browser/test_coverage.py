@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.services.users import create_user
+from tests.browser import log_in
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, zone
 
 pytestmark = pytest.mark.browser
@@ -24,14 +25,6 @@ def referent(db):
     return create_user("ref@cma.example", role="referent", institution_slug="cma-rhone-ain", password=PASSWORD)
 
 
-def _log_in(page, live_server, email):
-    page.goto(live_server + "/connexion")
-    page.fill("#email", email)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(live_server + "/admin/")
-
-
 def _serious(page, context=None) -> list[str]:
     from axe_playwright_python.sync_playwright import Axe
 
@@ -44,7 +37,7 @@ def _serious(page, context=None) -> list[str]:
 
 
 def test_the_map_is_drawn_and_reachable_with_the_keyboard(page, live_server, referent):
-    _log_in(page, live_server, referent.email)
+    log_in(page, live_server, referent.email, PASSWORD)
     page.goto(live_server + "/admin/couverture/?sujet=tresorerie")
 
     svg = page.locator("svg[data-map=departements]")

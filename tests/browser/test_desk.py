@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from app.models import Solicitation
 from app.services.solicitations import submit_solicitation
+from tests.browser import log_in as _log_in
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, zone
 from tests.test_solicitations import request
 
@@ -29,14 +30,6 @@ def desk_violations(page, context=DESK_SECTIONS) -> list[str]:
         f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
         for v in results.response["violations"]
     ]
-
-
-def _log_in(page, live_server, email):
-    page.goto(live_server + "/connexion")
-    page.fill("#email", email)
-    page.fill("#password", "motdepasse-tres-long")
-    page.click("button[type=submit]")
-    page.wait_for_url(live_server + "/admin/")
 
 
 @pytest.fixture
@@ -77,8 +70,8 @@ def test_staff_qualify_and_send_a_held_request(page, live_server, admin_user, db
 
     # The business chose recruitment; it is about training.
     page.select_option("#correct-subject", label="Former mes salariés ou me former")
-    page.get_by_role("button", name="Corriger le sujet").click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Corriger le sujet").click()
     assert "Sujet corrigé : « Former mes salariés ou me former »." in page.content()
     section = page.locator("#send-form")
     assert "Besoin 1 : « Former mes salariés ou me former »" in section.inner_text()
@@ -96,8 +89,8 @@ def test_staff_qualify_and_send_a_held_request(page, live_server, admin_user, db
     picked = option.get_attribute("value")
     assert picked.startswith("Denis Marseille <denis@cci.example>")
     added.fill(picked)
-    page.get_by_role("button", name="Envoyer aux experts").click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Envoyer aux experts").click()
     assert "Demande envoyée aux experts : 1 besoin(s), 2 expert(s) prévenu(s) par email." in page.content()
     assert "Transmise aux experts" in page.locator("#qualification").inner_text()
 

@@ -14,6 +14,7 @@ from axe_playwright_python.sync_playwright import Axe
 
 from app.models import Export
 from app.services import exports as service
+from tests.browser import log_in as _log_in
 from tests.test_exports import make_need, queued_export
 
 pytestmark = pytest.mark.browser
@@ -27,14 +28,6 @@ def content_violations(page, selector: str) -> list[str]:
         f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
         for v in results.response["violations"]
     ]
-
-
-def _log_in(page, live_server, email):
-    page.goto(live_server + "/connexion")
-    page.fill("#email", email)
-    page.fill("#password", "motdepasse-tres-long")
-    page.click("button[type=submit]")
-    page.wait_for_url(live_server + "/admin/")
 
 
 def test_export_the_needs_list_to_xlsx_and_download_it(page, live_server, admin_user, db):

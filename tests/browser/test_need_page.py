@@ -11,6 +11,7 @@ from axe_playwright_python.sync_playwright import Axe
 from sqlalchemy import select
 
 from app.models import Match, NeedStar, OutboundEmail
+from tests.browser import log_in as _log_in
 from tests.factories import ExpertFactory
 from tests.test_need_actions import make_need
 
@@ -27,14 +28,6 @@ def content_violations(page) -> list[str]:
         f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
         for v in results.response["violations"]
     ]
-
-
-def _log_in(page, live_server, email):
-    page.goto(live_server + "/connexion")
-    page.fill("#email", email)
-    page.fill("#password", "motdepasse-tres-long")
-    page.click("button[type=submit]")
-    page.wait_for_url(live_server + "/admin/")
 
 
 def _focus_path(page, stop: str, limit: int = 250) -> list[str]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser import log_in
+
 pytestmark = pytest.mark.browser
 
 PAGE = {"include": [["#espace-partenaire"]]}
@@ -22,16 +24,8 @@ def page_violations(page) -> list[str]:
     ]
 
 
-def _log_in(page, live_server, user, password):
-    page.goto(live_server + "/connexion")
-    page.fill("#email", user.email)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(live_server + "/admin/")
-
-
 def test_an_antenne_referent_reaches_its_experts_with_the_keyboard(page, live_server, scope_world):
-    _log_in(page, live_server, scope_world.antenne_referent, scope_world.password)
+    log_in(page, live_server, scope_world.antenne_referent.email, scope_world.password)
     assert page.locator("h1").inner_text() == "Espace partenaire"
     assert page.locator("[data-figure=experts]").inner_text() == "1"
     assert page_violations(page) == []
@@ -50,7 +44,7 @@ def test_an_antenne_referent_reaches_its_experts_with_the_keyboard(page, live_se
 
 def test_the_referent_page_fits_a_phone(page, live_server, scope_world):
     page.set_viewport_size({"width": 375, "height": 740})
-    _log_in(page, live_server, scope_world.institution_referent, scope_world.password)
+    log_in(page, live_server, scope_world.institution_referent.email, scope_world.password)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, f"the page scrolls sideways on a phone ({width}px)"
     assert page.locator("[data-figure=antennes]").is_visible()

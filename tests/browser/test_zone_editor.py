@@ -7,17 +7,10 @@ import pytest
 from sqlalchemy import select
 
 from app.models import Antenne
+from tests.browser import log_in as _log_in
 from tests.factories import InstitutionFactory
 
 pytestmark = pytest.mark.browser
-
-
-def _log_in(page, live_server, email):
-    page.goto(live_server + "/connexion")
-    page.fill("#email", email)
-    page.fill("#password", "motdepasse-tres-long")
-    page.click("button[type=submit]")
-    page.wait_for_url(live_server + "/admin/")
 
 
 def _pick(page, text: str, choice: str) -> None:
