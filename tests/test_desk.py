@@ -77,10 +77,28 @@ def desk_rows(db, experts):
 
 
 def test_the_tabs_show_their_counts(admin_client, db, desk_rows):
-    page = body(admin_client.get(LIST))
+    page = body(admin_client.get(f"{LIST}?onglet=spam"))
     for text in ("À qualifier (2)", "Transmises (1)", "Abandonnées (1)", "Spam (1)", "Toutes (5)"):
         assert text in page, text
     assert desk.tab_counts() == {"a-qualifier": 2, "transmises": 1, "abandonnees": 1, "spam": 1, "toutes": 5}
+
+
+def test_spam_and_cancellations_are_counted_when_one_of_them_is_open(admin_client, db, desk_rows):
+    page = body(admin_client.get(LIST))
+    for text in ("À qualifier (2)", "Transmises (1)", "Toutes (5)"):
+        assert text in page, text
+    assert "Abandonnées</a>" in page and "Spam</a>" in page
+    assert desk.tab_counts(with_spam=False)["spam"] is None
+
+
+def test_tab_counts_stop_at_the_cap(admin_client, db, desk_rows, monkeypatch):
+    assert desk.tab_counts(cap=1) == {"a-qualifier": 2, "transmises": 1, "abandonnees": 1, "spam": 1, "toutes": 2}
+    from app.admin.requests import search
+
+    monkeypatch.setattr(search, "COUNT_CAP", 1)
+    monkeypatch.setattr("app.admin.requests.solicitations.COUNT_CAP", 1)
+    page = body(admin_client.get(f"{LIST}?onglet=spam"))
+    assert "À qualifier (plus de 1)" in page and "Transmises (1)" in page
 
 
 @pytest.mark.parametrize(

@@ -92,25 +92,37 @@ def tab_condition(slug: str) -> Any | None:
     return None
 
 
-def tab_counts(scope: Any = None) -> dict[str, int]:
+def tab_counts(scope: Any = None, *, cap: int | None = None, with_spam: bool = True) -> dict[str, int | None]:
     """How many solicitations each tab holds.
 
-    Two queries: a count per status (the status index alone answers it), then the spam among
-    the canceled only — reading every row's notes to sort 400,000 requests took half a
-    second. ``scope`` restricts each SELECT (the back office passes its policy scope)."""
+    ``scope`` restricts each SELECT (the back office passes its policy scope). With ``cap``,
+    each status is counted up to ``cap + 1`` rows through its index (a value over ``cap``
+    means « more than cap »): at national volume an exact count of every processed request
+    costs more than the page. Telling spam from other cancellations reads each canceled
+    request's notes; without ``with_spam`` those two tabs are not counted (None) — the list
+    counts them when one of them is open.
+    """
     scope = scope or (lambda query: query)
-    counts = {tab.slug: 0 for tab in TABS}
-    by_status = dict(
-        db.session.execute(
-            scope(select(Solicitation.status, func.count(Solicitation.id)).group_by(Solicitation.status))
-        ).all()
-    )
-    spam = db.session.scalar(scope(select(func.count(Solicitation.id)).where(is_spam()))) or 0
-    counts["a-qualifier"] = by_status.get("in_progress", 0)
-    counts["transmises"] = by_status.get("processed", 0)
-    counts["spam"] = spam
-    counts["abandonnees"] = by_status.get("canceled", 0) - spam
-    counts["toutes"] = sum(by_status.values())
+
+    def count(condition: Any) -> int:
+        rows = scope(select(Solicitation.id).where(condition))
+        if cap is not None:
+            rows = rows.limit(cap + 1)
+        return db.session.scalar(select(func.count()).select_from(rows.subquery())) or 0
+
+    counts: dict[str, int | None] = {
+        "a-qualifier": count(Solicitation.status == "in_progress"),
+        "transmises": count(Solicitation.status == "processed"),
+    }
+    canceled = count(Solicitation.status == "canceled")
+    if with_spam:
+        spam = count(is_spam())
+        counts["spam"], counts["abandonnees"] = spam, canceled - spam
+    else:
+        counts["spam"] = counts["abandonnees"] = None
+    counts["toutes"] = counts["a-qualifier"] + counts["transmises"] + canceled
+    if cap is not None:
+        counts = {slug: None if value is None else min(value, cap + 1) for slug, value in counts.items()}
     return counts
 
 

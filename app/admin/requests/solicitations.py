@@ -32,7 +32,7 @@ from app.admin.requests.filters import (
     ParisDateTimeBeforeFilter,
     ParisDateTimeBetweenFilter,
 )
-from app.admin.requests.search import FullTextSearchMixin
+from app.admin.requests.search import COUNT_CAP, CappedCount, FullTextSearchMixin
 from app.extensions import db
 from app.models import (
     SOLICITATION_STATUS_LABELS,
@@ -225,10 +225,16 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
             row.desk_flags = flags.get(row.id, [])
 
     def desk_tabs(self) -> list[dict[str, Any]]:
-        """The tabs above the list, with their counts (one query) and links keeping the
-        current search and filters."""
-        counts = desk.tab_counts(lambda query: policy.scope_query(current_user, Solicitation, query))
+        """The tabs above the list, with their counts and links keeping the current search
+        and filters. Counts stop at « plus de 10 000 »; « Abandonnées » and « Spam » are
+        counted when one of them is open (telling them apart reads every cancellation's notes)."""
         current = self.current_tab()
+        counts = desk.tab_counts(
+            lambda query: policy.scope_query(current_user, Solicitation, query),
+            cap=COUNT_CAP,
+            with_spam=current in ("spam", "abandonnees"),
+        )
+        counts = {slug: None if n is None else (CappedCount(n) if n > COUNT_CAP else n) for slug, n in counts.items()}
         args = {key: value for key, value in request.args.items() if key not in ("page", "onglet")}
         return [
             {
