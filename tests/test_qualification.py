@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 
 from app.models import AuditEvent, Match, Need, OutboundEmail, Solicitation
 from app.models.base import utcnow
-from app.services import qualification
+from app.services import expert_lookup, qualification
 from app.services.errors import ServiceError
 from app.services.qualification import correct_subject, send_solicitation, suggestions
 from app.services.solicitations import (
@@ -411,26 +411,26 @@ def test_expert_choices_find_active_experts_by_name_or_email(db, book):
 
 def test_resolve_experts_from_emails_or_picked_labels(db, book):
     label = qualification.expert_choices("bruno")[0]["text"]
-    assert qualification.resolve_experts(f"DENIS@cci.example ; {label}\nalice@cci.example") == [
+    assert expert_lookup.resolve_experts(f"DENIS@cci.example ; {label}\nalice@cci.example") == [
         book["denis"].id,
         book["bruno"].id,
         book["alice"].id,
     ]
-    assert qualification.resolve_experts("  ") == []
-    assert qualification.resolve_experts("denis@cci.example; denis@cci.example") == [book["denis"].id]
+    assert expert_lookup.resolve_experts("  ") == []
+    assert expert_lookup.resolve_experts("denis@cci.example; denis@cci.example") == [book["denis"].id]
     for typed, message in (
         ("Denis", "indiquez l'adresse email"),
         ("inconnu@nulle-part.example", "aucun expert actif"),
         (f"Eve (#{book['eve'].id})", "aucun expert actif"),
     ):
         with pytest.raises(ServiceError, match=message):
-            qualification.resolve_experts(typed)
+            expert_lookup.resolve_experts(typed)
 
 
 def test_an_email_shared_by_two_antennes_asks_to_pick_one(db, book):
     ExpertFactory(antenne=AntenneFactory(name="Autre antenne"), full_name="Denis bis", email="denis@cci.example")
     with pytest.raises(ServiceError, match="plusieurs experts ont cette adresse"):
-        qualification.resolve_experts("denis@cci.example")
+        expert_lookup.resolve_experts("denis@cci.example")
 
 
 # ---------------------------------------------------------------- cancel with a reason

@@ -17,20 +17,19 @@ internal notes are ``services.notes``.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
 from app.extensions import db
-from app.models import Antenne, Expert, Institution, Need, Solicitation, Subject, User
+from app.models import Antenne, Expert, Need, Solicitation, Subject, User
 from app.services import routing
 from app.services.absences import absence_text
 from app.services.audit import acting_as
 from app.services.errors import ServiceError
+from app.services.expert_lookup import Scope, parse_id, search_experts
 from app.services.solicitations import (
     REVIEW_MODE_NOTE,
     Assignment,
@@ -42,23 +41,6 @@ from app.services.solicitations import (
 
 # How many experts the « ajouter un expert » autocomplete offers at once.
 EXPERT_CHOICES_LIMIT = 20
-# ``Camille Martin <camille@cci.example> — CCI Rhône — CCI Lyon (#12)``: the autocomplete's
-# label ends with the expert's id, so a picked label names exactly one expert.
-_ID_IN_LABEL = re.compile(r"\(#(\d+)\)\s*$")
-_EMAIL = re.compile(r"[^\s<>@,;]+@[^\s<>@,;]+\.[^\s<>@,;]+")
-
-Scope = Callable[[Select], Select]
-# Ids are 32-bit integers in the database: a larger number typed in a form names nothing.
-MAX_ID = 2**31 - 1
-
-
-def parse_id(value: object) -> int | None:
-    """A row id from a form or URL field, or None when it cannot be one."""
-    try:
-        ident = int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return ident if 0 < ident <= MAX_ID else None
 
 
 def _require_staff(user: User | None) -> None:
@@ -174,81 +156,17 @@ def suggestions(solicitation: Solicitation, subject_ids: Iterable[int | str | Su
 # ---------------------------------------------------------------- experts staff add by hand
 
 
-def _active(stmt: Select) -> Select:
-    return (
-        stmt.join(Antenne, Antenne.id == Expert.antenne_id)
-        .join(Institution, Institution.id == Antenne.institution_id)
-        .where(Expert.deleted_at.is_(None), Antenne.deleted_at.is_(None), Institution.deleted_at.is_(None))
-    )
-
-
 def expert_label(expert: Expert) -> str:
     """What the autocomplete shows and posts back: name, email, antenne, institution, id."""
     return f"{expert.full_name} <{expert.email}> — {expert.antenne.name} — {expert.antenne.institution.name} (#{expert.id})"
 
 
-def _escape_like(word: str) -> str:
-    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def expert_choices(query: str, *, scope: Scope | None = None, limit: int = EXPERT_CHOICES_LIMIT) -> list[dict]:
-    """Active experts whose name or email contains ``query`` (2 characters at least), for the
-    « ajouter un expert » autocomplete: ``[{"id", "text"}]``. ``scope`` restricts the SELECT
-    (the back office passes its policy scope)."""
-    words = (query or "").strip().casefold().split()
-    if len("".join(words)) < 2:
-        return []
-    stmt = _active(select(Expert))
-    for word in words[:5]:
-        pattern = f"%{_escape_like(word)}%"
-        stmt = stmt.where(
-            or_(
-                func.lower(Expert.full_name).like(pattern, escape="\\"),
-                func.lower(Expert.email).like(pattern, escape="\\"),
-            )
-        )
-    if scope is not None:
-        stmt = scope(stmt)
-    stmt = stmt.options(selectinload(Expert.antenne).selectinload(Antenne.institution))
-    stmt = stmt.order_by(Expert.full_name, Expert.id).limit(limit)
-    return [{"id": expert.id, "text": expert_label(expert)} for expert in db.session.scalars(stmt)]
-
-
-def resolve_experts(text: str, *, scope: Scope | None = None) -> list[int]:
-    """The experts staff typed in « ajouter un expert »: entries separated by « ; », commas or
-    lines, each an email address (works without JavaScript) or a label the autocomplete
-    offered (ending with ``(#id)``). Raises a French ServiceError naming the entry that does
-    not designate exactly one active expert."""
-    entries = [entry.strip() for entry in re.split(r"[;\n]", text or "") if entry.strip()]
-    ids: list[int] = []
-    for entry in entries:
-        by_id = _ID_IN_LABEL.search(entry)
-        if by_id:
-            ident = parse_id(by_id.group(1))
-            if ident is None:
-                raise ServiceError(f"« {entry} » : aucun expert actif de l'annuaire ne correspond.")
-            ids.append(_one_expert(Expert.id == ident, entry, scope))
-            continue
-        emails = _EMAIL.findall(entry)
-        if not emails:
-            raise ServiceError(f"« {entry} » : indiquez l'adresse email de l'expert, ou choisissez-le dans la liste.")
-        ids.extend(_one_expert(func.lower(Expert.email) == email.casefold(), email, scope) for email in emails)
-    return list(dict.fromkeys(ids))
-
-
-def _one_expert(condition: Any, entry: str, scope: Scope | None) -> int:
-    stmt = _active(select(Expert.id)).where(condition)
-    if scope is not None:
-        stmt = scope(stmt)
-    found = list(db.session.scalars(stmt.limit(2)))
-    if not found:
-        raise ServiceError(f"« {entry} » : aucun expert actif de l'annuaire ne correspond.")
-    if len(found) > 1:
-        raise ServiceError(
-            f"« {entry} » : plusieurs experts ont cette adresse (dans des antennes différentes) ; "
-            "choisissez le bon dans la liste proposée."
-        )
-    return found[0]
+    """The « ajouter un expert » autocomplete: ``[{"id", "text"}]`` (see ``expert_lookup``);
+    a picked label ends with ``(#id)``, so it names exactly one expert."""
+    return [
+        {"id": expert.id, "text": expert_label(expert)} for expert in search_experts(query, scope=scope, limit=limit)
+    ]
 
 
 # ---------------------------------------------------------------- send

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import abort, flash, jsonify, redirect, request, url_for
@@ -10,11 +9,11 @@ from flask_admin import expose
 from flask_admin.model.template import macro
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from app import policy
-from app.admin.base import MAX_DATABASE_ID, ReadOnlyModelView
+from app.admin.base import ReadOnlyModelView
 from app.admin.requests.common import POSITIVE_MATCH_STATUSES, _date, _link, zone_entry
 from app.admin.requests.filters import need_filters
 from app.admin.requests.search import FullTextSearchMixin
@@ -25,29 +24,20 @@ from app.models import (
     Antenne,
     Expert,
     Facility,
-    Institution,
     Match,
     Need,
     NeedStar,
 )
 from app.services.errors import ServiceError
+from app.services.expert_lookup import parse_id, resolve_expert, search_experts
 
 # How many experts the « Ajouter un expert » / « Réattribuer » suggestions show.
 SUGGESTION_LIMIT = 10
-# An expert chosen from the suggestions reads « Nom <email> #12 »: the number settles which one
-# when an address exists in two antennes; typed by hand, the address alone is enough.
-_EXPERT_NUMBER = re.compile(r"#\s*(\d{1,10})\s*$")
-_EMAIL = re.compile(r"[^\s<>()\[\],;]+@[^\s<>()\[\],;]+")
-# Ids are PostgreSQL integers: a larger number typed in a form would be a database error.
-MAX_ID = MAX_DATABASE_ID
 
 
 def form_id(value: str | None) -> int | None:
     """A record id posted by a form, or None when it cannot be one."""
-    text = (value or "").strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 10 or int(text) > MAX_ID:
-        return None
-    return int(text)
+    return parse_id(value)
 
 
 def _star_cell(_view: Any, _context: Any, need: Need, _name: str) -> Markup:
@@ -59,15 +49,9 @@ def _star_cell(_view: Any, _context: Any, need: Need, _name: str) -> Markup:
     return Markup('<span class="sr-only">Non suivi</span>')
 
 
-def _active_experts():
-    """Experts who may receive a need now (routing rule 1), through the policy's scope."""
-    query = (
-        select(Expert)
-        .join(Antenne, Antenne.id == Expert.antenne_id)
-        .join(Institution, Institution.id == Antenne.institution_id)
-        .where(Expert.deleted_at.is_(None), Antenne.deleted_at.is_(None), Institution.deleted_at.is_(None))
-    )
-    return policy.scope_query(current_user, Expert, query)
+def _expert_scope(stmt):
+    """What the need page's expert fields may name: the policy's scope of experts."""
+    return policy.scope_query(current_user, Expert, stmt)
 
 
 def suggestion_value(expert: Expert) -> str:
@@ -286,34 +270,8 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         return self._back(need.id, anchor)
 
     def _expert_from_input(self, text: str) -> Expert:
-        """The expert staff typed or picked: « Nom <email> #12 » from the suggestions, or a bare
-        email typed without JavaScript. Refusals are French sentences for the flash."""
-        text = (text or "").strip()
-        if not text:
-            raise ServiceError("Indiquez l'expert : son adresse électronique, ou choisissez-le dans la liste.")
-        if len(text) > 500:
-            raise ServiceError("Ce texte est trop long pour désigner un expert.")
-        number = _EXPERT_NUMBER.search(text)
-        if number:
-            ident = form_id(number.group(1))
-            expert = db.session.scalar(_active_experts().where(Expert.id == ident)) if ident else None
-            if expert is None:
-                raise ServiceError("Cet expert n'existe pas ou n'est plus actif dans l'annuaire.")
-            return expert
-        found = _EMAIL.search(text)
-        if not found:
-            raise ServiceError(f"« {text} » n'est pas une adresse électronique : saisissez celle de l'expert.")
-        email = found.group(0).strip(".").casefold()
-        experts = list(db.session.scalars(_active_experts().where(func.lower(Expert.email) == email).limit(5)))
-        if not experts:
-            raise ServiceError(f"Aucun expert actif de l'annuaire n'a l'adresse « {email} ».")
-        if len(experts) > 1:
-            choices = ", ".join(f"#{e.id} ({e.antenne.name})" for e in experts)
-            raise ServiceError(
-                f"Plusieurs experts ont l'adresse « {email} » : {choices}. "
-                "Ajoutez le numéro de celui que vous voulez, par exemple « " + f"{email} #{experts[0].id} »."
-            )
-        return experts[0]
+        """The expert staff typed or picked (« Nom <email> #12 » or a bare email)."""
+        return resolve_expert(text, scope=_expert_scope)
 
     @expose("/experts/")
     def expert_suggestions(self):
@@ -321,18 +279,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         query = (request.args.get("q") or "").strip()[:100]
         if len(query) < 2:
             return jsonify([])
-        experts = db.session.scalars(
-            _active_experts()
-            .where(
-                or_(
-                    Expert.full_name.icontains(query, autoescape=True),
-                    Expert.email.icontains(query, autoescape=True),
-                )
-            )
-            .options(selectinload(Expert.antenne).selectinload(Antenne.institution))
-            .order_by(Expert.full_name, Expert.id)
-            .limit(SUGGESTION_LIMIT)
-        )
+        experts = search_experts(query, scope=_expert_scope, limit=SUGGESTION_LIMIT)
         return jsonify(
             [
                 {

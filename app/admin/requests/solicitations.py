@@ -39,7 +39,7 @@ from app.models import (
     Expert,
     Solicitation,
 )
-from app.services import desk, qualification, routing
+from app.services import desk, expert_lookup, qualification, routing
 from app.services.errors import ServiceError
 from app.services.solicitations import CANCEL_REASONS, EMAILED_REASONS, SPAM_REASON
 
@@ -72,7 +72,7 @@ def _needs_links(solicitation: Solicitation) -> Markup | str:
 def _ints(values: list[str]) -> list[int]:
     """The ids among URL arguments; anything else is dropped (the page explains nothing: it
     only preselects)."""
-    return [ident for ident in map(qualification.parse_id, values) if ident is not None]
+    return [ident for ident in map(expert_lookup.parse_id, values) if ident is not None]
 
 
 class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
@@ -391,7 +391,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
 
     def _posted(self) -> Solicitation:
         """The request a form names (its ``id`` field), through the scoped query; 404 otherwise."""
-        ident = qualification.parse_id(request.form.get("id"))
+        ident = expert_lookup.parse_id(request.form.get("id"))
         if ident is None:
             abort(404)
         return self.get_one(ident)
@@ -428,7 +428,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         try:
             plan = []
             for sid in subject_ids:
-                added = qualification.resolve_experts(form.get(f"ajout-{sid}", ""), scope=self._expert_scope())
+                added = expert_lookup.resolve_experts(form.get(f"ajout-{sid}", ""), scope=self._expert_scope())
                 plan.append((sid, [*form.getlist(f"experts-{sid}"), *added]))
             needs = qualification.send_solicitation(solicitation, plan, user=current_user._get_current_object())
         except ServiceError as error:
