@@ -70,6 +70,13 @@ def acting_as(label: str, user_id: int | None = None) -> Iterator[None]:
         _actor.reset(token)
 
 
+def actor_label(user: Any | None, user_id: int | None = None) -> str:
+    """How the audit trail names a person who logged in: their address, else their number."""
+    if user is not None and getattr(user, "email", None):
+        return user.email
+    return f"utilisateur #{user_id if user_id is not None else getattr(user, 'id', '?')}"
+
+
 def current_actor() -> tuple[int | None, str]:
     explicit = _actor.get()
     if explicit is not None:
@@ -78,7 +85,7 @@ def current_actor() -> tuple[int | None, str]:
         from flask_login import current_user
 
         if current_user and current_user.is_authenticated:
-            return current_user.id, current_user.email or f"utilisateur #{current_user.id}"
+            return current_user.id, actor_label(current_user)
         return None, "anonyme"
     return None, "système"
 

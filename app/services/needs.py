@@ -38,11 +38,12 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.models import MATCH_STATUS_LABELS, AuditEvent, Expert, Match, Need, NeedStar, OutboundEmail, User
 from app.models.base import utcnow
-from app.services.audit import acting_as
+from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
 from app.services.expert_emails import need_context, queue_new_match_email
 from app.services.matches import recompute_need_status
 from app.services.outbox import queue_email, resend_email
+from app.services.users import require_staff
 
 # A match still waiting for, or being handled by, its expert: the only ones worth handing over
 # (a closed one is history; a refused one is already out of the need's status).
@@ -50,17 +51,6 @@ REASSIGNABLE_STATUSES = ("quo", "taking_care")
 # The fields of the need's own audit event for a reassignment (read by services.timeline).
 REASSIGNED_MATCH = "reassigned_match"
 REASSIGNED_EXPERT = "reassigned_expert"
-
-
-def _staff(user: User | None, what: str) -> User:
-    if user is None or not getattr(user, "is_admin", False):
-        raise ServiceError(f"Seule l'équipe Place des Entreprises peut {what}.")
-    return user
-
-
-def staff_label(user: User) -> str:
-    """How the audit trail names a staff member (the same label as a logged-in request)."""
-    return user.email or f"utilisateur #{user.id}"
 
 
 def _lock_need(need: Need) -> Need:
@@ -132,9 +122,9 @@ def add_expert_to_need(need: Need, expert: Expert, *, user: User) -> Match:
     a deleted antenne or institution), an expert already on the need, or a need whose request
     was abandoned.
     """
-    _staff(user, "ajouter un expert à un besoin")
+    require_staff(user, "ajouter un expert à un besoin")
     try:
-        with acting_as(staff_label(user), user.id):
+        with acting_as(actor_label(user), user.id):
             need = _lock_need(need)
             _check_need_open(need)
             _check_active(expert)
@@ -151,7 +141,7 @@ def add_expert_to_need(need: Need, expert: Expert, *, user: User) -> Match:
     except BaseException:
         db.session.rollback()
         raise
-    with acting_as(staff_label(user), user.id):
+    with acting_as(actor_label(user), user.id):
         _commit_or_explain(expert)
     return match
 
@@ -168,9 +158,9 @@ def reassign_match(match: Match, new_expert: Expert, *, user: User) -> Match:
     waiting (``quo``) or taken in charge (``taking_care``) may be handed over, to an active
     expert who is not already on the need; otherwise a French refusal and nothing changes.
     """
-    _staff(user, "réattribuer une mise en relation")
+    require_staff(user, "réattribuer une mise en relation")
     try:
-        with acting_as(staff_label(user), user.id):
+        with acting_as(actor_label(user), user.id):
             need = _lock_need(match.need)
             current = db.session.scalars(
                 select(Match).where(Match.id == match.id).with_for_update().execution_options(populate_existing=True)
@@ -201,7 +191,7 @@ def reassign_match(match: Match, new_expert: Expert, *, user: User) -> Match:
                 AuditEvent(
                     created_at=utcnow(),
                     user_id=user.id,
-                    actor=staff_label(user)[:200],
+                    actor=actor_label(user)[:200],
                     action="update",
                     object_type="Need",
                     object_id=need.id,
@@ -221,7 +211,7 @@ def reassign_match(match: Match, new_expert: Expert, *, user: User) -> Match:
     except BaseException:
         db.session.rollback()
         raise
-    with acting_as(staff_label(user), user.id):
+    with acting_as(actor_label(user), user.id):
         _commit_or_explain(new_expert)
     return new_match
 
@@ -252,7 +242,7 @@ def _notify_reassigned(match: Match, old_expert: Expert, new_expert: Expert) -> 
 
 def star_need(need: Need, user: User) -> None:
     """Follow the need (« Suivre ce besoin »); following it twice is not an error. Commits."""
-    _staff(user, "suivre un besoin")
+    require_staff(user, "suivre un besoin")
     exists = db.session.scalar(select(NeedStar.id).where(NeedStar.need_id == need.id, NeedStar.user_id == user.id))
     if exists is not None:
         return
@@ -265,7 +255,7 @@ def star_need(need: Need, user: User) -> None:
 
 def unstar_need(need: Need, user: User) -> None:
     """Stop following the need; not following it already is not an error. Commits."""
-    _staff(user, "suivre un besoin")
+    require_staff(user, "suivre un besoin")
     db.session.execute(delete(NeedStar).where(NeedStar.need_id == need.id, NeedStar.user_id == user.id))
     db.session.commit()
 
@@ -286,12 +276,12 @@ def resend_need_email(need: Need, email_id: int, *, user: User) -> OutboundEmail
     another record's email. Commits (``outbox.resend_email``)."""
     from app.services.timeline import need_email_ids
 
-    _staff(user, "renvoyer un courriel")
+    require_staff(user, "renvoyer un courriel")
     if email_id not in need_email_ids(need):
         raise ServiceError("Ce courriel ne concerne pas ce besoin.")
     email = db.session.get(OutboundEmail, email_id)
     try:
-        with acting_as(staff_label(user), user.id):
+        with acting_as(actor_label(user), user.id):
             return resend_email(email)
     except BaseException:
         db.session.rollback()

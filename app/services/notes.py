@@ -11,14 +11,14 @@ from sqlalchemy.orm import selectinload
 from app.extensions import db
 from app.models import Need, Solicitation, StaffNote, User
 from app.services.errors import ServiceError
+from app.services.users import require_staff
 
 MAX_NOTE_LENGTH = 5_000
 
 
 def add_note(target: Solicitation | Need, *, user: User, body: str) -> StaffNote:
     """Write a note by a staff member on a request or a need; commits."""
-    if user is None or not getattr(user, "is_admin", False):
-        raise ServiceError("Seule l'équipe peut écrire une note interne.")
+    require_staff(user, "écrire une note interne")
     text = (body or "").replace("\r\n", "\n").strip()
     if not text:
         raise ServiceError("La note est vide.")

@@ -27,25 +27,24 @@ from app.extensions import db
 from app.models import Antenne, Expert, Need, Solicitation, Subject, User
 from app.services import routing
 from app.services.absences import absence_text
-from app.services.audit import acting_as
+from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
 from app.services.expert_lookup import Scope, parse_id, search_experts
 from app.services.solicitations import (
     REVIEW_MODE_NOTE,
     Assignment,
-    actor_label,
     dispatch,
     lock_for_sending,
     qualification_issues,
 )
+from app.services.users import require_staff
 
 # How many experts the « ajouter un expert » autocomplete offers at once.
 EXPERT_CHOICES_LIMIT = 20
 
 
 def _require_staff(user: User | None) -> None:
-    if user is None or not getattr(user, "is_admin", False):
-        raise ServiceError("Seule l'équipe peut qualifier une demande.")
+    require_staff(user, "qualifier une demande")
 
 
 def _subject(value: Subject | int | str | None) -> Subject:

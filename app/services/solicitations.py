@@ -35,7 +35,7 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.services.audit import acting_as
+from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
 from app.services.expert_emails import queue_new_match_email
 from app.services.outbox import queue_email
@@ -279,13 +279,6 @@ def route_solicitation(solicitation: Solicitation, *, by_user_id: int | None = N
         db.session.rollback()
         raise
     return need
-
-
-def actor_label(user: User | None, user_id: int | None = None) -> str:
-    """How the audit trail names a staff member."""
-    if user is not None and user.email:
-        return user.email
-    return f"utilisateur #{user_id if user_id is not None else getattr(user, 'id', '?')}"
 
 
 @dataclass(frozen=True)

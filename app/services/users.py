@@ -23,6 +23,13 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("placeholder-password-for-timing")
 
 
+def require_staff(user: User | None, what: str) -> User:
+    """Refuse, in French, a verb reserved to the support team when ``user`` is not staff."""
+    if user is None or not getattr(user, "is_admin", False):
+        raise ServiceError(f"Seule l'équipe Place des Entreprises peut {what}.")
+    return user
+
+
 def normalize_email(raw: str) -> str:
     try:
         return validate_email((raw or "").strip(), check_deliverability=False).normalized.lower()
