@@ -64,6 +64,7 @@ format: setup
 bench: setup
 	$(PY) -m bench.routing
 	$(PY) -m bench.form
+	$(PY) -m bench.delivery
 	$(PY) -m bench.lists
 
 clean:

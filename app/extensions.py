@@ -8,11 +8,12 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_mail import Mail
 from flask_migrate import Migrate
-from flask_rq import RQ
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+from app.workers import RQ
 
 # Named constraints, so Alembic migrations are identical on SQLite and PostgreSQL
 # and a constraint can be dropped by name later.

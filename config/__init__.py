@@ -56,6 +56,9 @@ class Config:
     REDIS_URL = _redis_url()
     # Queues are declared once here (decision 3): the worker listens to them in this order.
     RQ_QUEUES = ["default", "emails"]
+    # Queues whose jobs ``flask rq worker`` runs in its own process (short, frequent jobs); the
+    # others each get Flask-RQ's fresh work-horse process (long exports). See app/workers.py.
+    RQ_IN_PROCESS_QUEUES = ["emails"]
     RQ_CONNECTION: str | dict = REDIS_URL or {}
     RQ_ASYNC = bool(REDIS_URL)
     RQ_CONNECTION_CLASS = "redis.Redis" if REDIS_URL else "fakeredis.FakeRedis"
@@ -74,6 +77,15 @@ class Config:
     MAIL_MAX_ATTEMPTS = int(os.environ.get("MAIL_MAX_ATTEMPTS", "8"))
     MAIL_RETRY_DELAYS = _ints("MAIL_RETRY_DELAYS", "60,300,1800,7200,21600")
     OUTBOX_SWEEP_GRACE_SECONDS = int(os.environ.get("OUTBOX_SWEEP_GRACE_SECONDS", "60"))
+    # How often ``flask rq cron`` sweeps the outbox, and how many rows one delivery job sends
+    # over one SMTP connection.
+    OUTBOX_SWEEP_INTERVAL_SECONDS = int(os.environ.get("OUTBOX_SWEEP_INTERVAL_SECONDS", "60"))
+    OUTBOX_BATCH_SIZE = int(os.environ.get("OUTBOX_BATCH_SIZE", "200"))
+    # A delivery run's claim on its rows: a worker killed mid-batch leaves them to the sweep
+    # once this has passed.
+    OUTBOX_CLAIM_SECONDS = int(os.environ.get("OUTBOX_CLAIM_SECONDS", "300"))
+    # An SMTP relay that stops answering fails the attempt after this long (retried later).
+    MAIL_TIMEOUT_SECONDS = float(os.environ.get("MAIL_TIMEOUT_SECONDS", "30"))
 
     ROUTING_MODE = os.environ.get("ROUTING_MODE", "auto")
     # Requests from these domains (or full addresses) wait for staff instead of being routed.

@@ -68,13 +68,14 @@ def make_need(
     return need
 
 
-def make_email(db, state: str, created_at: datetime, recipient: str) -> OutboundEmail:
+def make_email(db, state: str, created_at: datetime, recipient: str, cause: str | None = None) -> OutboundEmail:
     row = OutboundEmail(
         key=f"test:{next(_numbers)}",
         recipient=recipient,
         subject="Votre demande",
         body_text="Bonjour",
         state=state,
+        failure_cause=cause,
         created_at=created_at,
     )
     db.session.add(row)
@@ -96,7 +97,8 @@ def desk(db):
     make_need(db, NOW - timedelta(days=10), "taking_care", taken_care_at=NOW - timedelta(days=5))  # taken last week
     make_need(db, NOW - timedelta(days=1), "taking_care", taken_care_at=NOW - timedelta(hours=2))  # this week
 
-    make_email(db, "failed", NOW - timedelta(days=2), "echec@example.fr")
+    make_email(db, "failed", NOW - timedelta(days=2), "echec@example.fr", cause="recipient")
+    make_email(db, "failed", NOW - timedelta(days=3), "ligne-trop-longue@example.fr", cause="message")
     make_email(db, "queued", NOW - timedelta(hours=2), "bloque@example.fr")
     make_email(db, "queued", NOW - timedelta(minutes=10), "recent@example.fr")
     make_email(db, "sent", NOW - timedelta(days=1), "parti@example.fr")
@@ -118,7 +120,8 @@ def test_figures_count_what_waits_and_the_weeks_volume(desk):
     assert figures["oldest_age"] == timedelta(days=3)
     assert figures["no_taker_days"] == 5
     assert figures["no_taker"] == 1
-    assert figures["failed_emails"] == 1
+    assert figures["failed_emails"] == 2
+    assert figures["defective_emails"] == 1
     assert figures["stale_emails"] == 1
     assert figures["week"] == {"solicitations": 2, "needs": 1, "taken_care": 1}
     assert figures["last_week"] == {"solicitations": 2, "needs": 2, "taken_care": 1}
@@ -177,12 +180,14 @@ def test_home_shows_the_figures_with_a_link_each_into_a_filtered_list(admin_clie
     assert "Besoins sans preneur après 5 jours" in html
     assert "Courriels en échec" in html
     assert "Se déconnecter" in html
-    assert html.count(">Voir la liste</a>") == 7
+    assert "Courriels refusés pour un défaut du service" in html
+    assert html.count(">Voir la liste</a>") == 8
     links = home_links(html)
     assert set(links) == {
         "to-qualify",
         "no-taker",
         "failed-emails",
+        "defective-emails",
         "stale-emails",
         "week-solicitations",
         "week-needs",
@@ -198,7 +203,11 @@ def test_home_shows_the_figures_with_a_link_each_into_a_filtered_list(admin_clie
     assert to_qualify.index("Ancienne à qualifier") < to_qualify.index("Récente à qualifier")
 
     failed = body(admin_client.get(links["failed-emails"]))
-    assert "echec@example.fr" in failed and "parti@example.fr" not in failed
+    assert "echec@example.fr" in failed and "ligne-trop-longue@example.fr" in failed
+    assert "parti@example.fr" not in failed
+    # Our own defects apart from the recipients' refusals.
+    defective = body(admin_client.get(links["defective-emails"]))
+    assert "ligne-trop-longue@example.fr" in defective and "echec@example.fr" not in defective
     stale = body(admin_client.get(links["stale-emails"]))
     assert "bloque@example.fr" in stale and "echec@example.fr" not in stale
 
@@ -287,4 +296,11 @@ def test_a_referent_does_not_see_the_global_figures(referent_client, desk):
     assert response.status_code == 200
     assert "Demandes à qualifier" not in html
     assert "Courriels en échec" not in html
-    assert not set(home_links(html)) & {"to-qualify", "no-taker", "failed-emails", "stale-emails", "week-needs"}
+    assert not set(home_links(html)) & {
+        "to-qualify",
+        "no-taker",
+        "failed-emails",
+        "defective-emails",
+        "stale-emails",
+        "week-needs",
+    }

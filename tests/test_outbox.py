@@ -4,11 +4,8 @@ with backoff, swept, resent; the jobs through a real Redis and real RQ workers."
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,6 +15,7 @@ from app.models import OutboundEmail
 from app.models.base import utcnow
 from app.services.outbox import (
     LOGGED_ONLY,
+    count_overdue,
     deliver_email,
     due_email_ids,
     message_id_for,
@@ -26,8 +24,6 @@ from app.services.outbox import (
     retry_delay,
     sweep_outbox,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def cause(key: str, to: str = "marie@entreprise.example", name: str = "Marie", **kwargs) -> int:
@@ -118,12 +114,12 @@ def test_a_failed_attempt_waits_for_its_backoff(make_smtp_app, smtp_server):
         # Run again before the backoff ends (a duplicate job): nothing happens.
         assert deliver_email(email_id) == "queued"
         assert row("event:1").attempts == 1
-        assert sweep_outbox() == []
+        assert sweep_outbox() == 0
         # A minute later the sweep hands it over and it leaves.
         assert due_email_ids(now=utcnow() + timedelta(seconds=61)) == [email_id]
         email.next_attempt_at = utcnow() - timedelta(seconds=1)  # the minute has passed
         _db.session.commit()
-        assert sweep_outbox() == [email_id]
+        assert sweep_outbox() == 1
         email = row("event:1")
         assert (email.state, email.attempts, email.last_error, email.next_attempt_at) == ("sent", 2, None, None)
     assert len(smtp_server.messages) == 1
@@ -133,13 +129,14 @@ def test_after_the_last_attempt_the_email_has_failed(make_smtp_app, smtp_server)
     smtp_server.refuse(421, "Trop de connexions")
     with make_smtp_app(MAIL_MAX_ATTEMPTS=3).app_context():
         email_id = cause("event:1")
-        assert sweep_outbox() == [email_id]
+        assert sweep_outbox() == 1
         assert row("event:1").attempts == 2
-        assert sweep_outbox() == [email_id]
+        assert sweep_outbox() == 1
         email = row("event:1")
         assert (email.state, email.attempts, email.next_attempt_at) == ("failed", 3, None)
         assert "421 Trop de connexions" in email.last_error
-        assert sweep_outbox() == []
+        assert email.failure_cause == "relay"
+        assert sweep_outbox() == 0
         assert deliver_email(email_id) == "failed"
     assert smtp_server.messages == []
     assert smtp_server.refused == 3
@@ -153,6 +150,7 @@ def test_a_refused_recipient_fails_at_once(smtp_app, smtp_server):
         assert (email.state, email.attempts) == ("failed", 1)
         assert "Destinataire refusé" in email.last_error and "550" in email.last_error
         assert "inconnu@entreprise.example" in email.last_error
+        assert email.failure_cause == "recipient"
 
 
 def test_an_unreachable_smtp_server_is_retried(make_smtp_app):
@@ -162,6 +160,7 @@ def test_an_unreachable_smtp_server_is_retried(make_smtp_app):
         assert (email.state, email.attempts) == ("queued", 1)
         assert email.last_error.startswith("Serveur SMTP injoignable")
         assert email.next_attempt_at is not None
+        assert email.failure_cause == "relay"
 
 
 def test_a_message_that_cannot_be_built_ends_as_failed_not_retried_forever(make_smtp_app, smtp_server):
@@ -170,6 +169,7 @@ def test_a_message_that_cannot_be_built_ends_as_failed_not_retried_forever(make_
         email = row("event:1")
         assert (email.state, email.attempts) == ("queued", 1)
         assert email.last_error.startswith("Erreur inattendue à l'envoi : BadHeaderError")
+        assert email.failure_cause == "internal"
         sweep_outbox()
         assert (row("event:1").state, row("event:1").attempts) == ("failed", 2)
     assert smtp_server.messages == []
@@ -195,7 +195,13 @@ def test_the_sweep_takes_rows_whose_hand_over_was_lost(app_ctx, db):
     db.session.add_all([lost, fresh, later, done])
     db.session.commit()
     assert due_email_ids(now=now) == [lost.id]
-    assert due_email_ids(now=now + timedelta(minutes=6)) == sorted([lost.id, fresh.id, later.id])
+    # The retries that are due first, then the rows never attempted, oldest first.
+    assert due_email_ids(now=now + timedelta(minutes=6)) == [later.id, lost.id, fresh.id]
+    # A delivery batch does not wait for the hand-over's grace; the sweep does.
+    assert due_email_ids(now=now, grace=False) == [lost.id, fresh.id]
+    assert count_overdue(now=now) == 1
+    assert count_overdue(now=now + timedelta(minutes=6)) == 3
+    assert count_overdue(now=now + timedelta(minutes=6), cap=2) == 2
 
 
 def test_flask_outbox_sweep_command(make_smtp_app, smtp_server):
@@ -254,46 +260,129 @@ def test_resending_a_queued_email_drops_its_backoff(make_smtp_app, smtp_server):
 # ---------------------------------------------------------------- jobs through Redis
 
 
-def test_one_job_per_email_at_a_time(worker_app, smtp_server, run_worker):
-    from app.jobs import delivery_job_id, enqueue_deliveries
+class RoundTrips:
+    """Counts the commands a Redis client sends to the server (a pipeline is one round trip)."""
 
-    with worker_app.app_context():
-        email_id = cause("event:1")
-        queue = worker_app.extensions["rq"].get_queue("emails")
-        assert queue.job_ids == [delivery_job_id(email_id)] == [f"email-{email_id}"]
-        enqueue_deliveries([email_id])  # the sweep, while the job still waits
-        assert queue.count == 1
-        worker = run_worker(worker_app)
-        assert (worker.succeeded, worker.failed) == ([f"email-{email_id}"], [])
-        # Its job is finished: handing the row over again is possible, and harmless.
-        enqueue_deliveries([email_id])
-        assert queue.count == 1
-        run_worker(worker_app)
-        assert row("event:1").state == "sent"
-    assert len(smtp_server.messages) == 1
+    def __init__(self, monkeypatch) -> None:
+        import redis.client
+
+        self.count = 0
+        plain, piped = redis.client.Redis.execute_command, redis.client.Pipeline.execute
+
+        def execute_command(client, *args, **kwargs):
+            if not isinstance(client, redis.client.Pipeline):
+                self.count += 1
+            return plain(client, *args, **kwargs)
+
+        def execute(pipeline, *args, **kwargs):
+            self.count += 1
+            return piped(pipeline, *args, **kwargs)
+
+        monkeypatch.setattr(redis.client.Redis, "execute_command", execute_command)
+        monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
 
 
-def test_a_failed_job_of_an_earlier_attempt_is_replaced(worker_app, smtp_server, run_worker):
-    """A worker died mid-job (RQ marked it failed): the sweep's hand-over must not be refused."""
+def test_a_burst_is_handed_over_in_bounded_batches_in_one_round_trip(
+    make_redis_app, smtp_server, run_worker, monkeypatch
+):
+    from tests.plugins.mail import smtp_settings
+
+    built = make_redis_app(**smtp_settings(smtp_server), OUTBOX_BATCH_SIZE=50)
+    with built.app_context():
+        ids = [
+            queue_email(f"digest:{n}", to=f"expert{n}@cci.example", template="test_message", context={"name": "E"}).id
+            for n in range(120)
+        ]
+        trips = RoundTrips(monkeypatch)
+        _db.session.commit()
+        # 120 emails, one pipeline (and RQ asking the server's version, once per process): not
+        # 120 calls inside the request.
+        assert trips.count <= 2
+        queue = built.extensions["rq"].get_queue("emails")
+        jobs = queue.get_jobs()
+        assert [len(job.args[0]) for job in jobs] == [50, 50, 20]
+        assert sorted(i for job in jobs for i in job.args[0]) == sorted(ids)
+        monkeypatch.undo()
+        worker = run_worker(built)
+        assert len(worker.succeeded) == 3 and worker.failed == []
+        assert {row(f"digest:{n}").state for n in range(120)} == {"sent"}
+    assert len(smtp_server.messages) == 120
+    assert len({m["Message-ID"] for m in smtp_server.messages}) == 120
+    # One SMTP session per batch, not one per message.
+    assert smtp_server.sessions == 3
+
+
+def test_one_failure_does_not_fail_the_batch(smtp_app, smtp_server):
+    from app.services.outbox import deliver_emails
+
+    with smtp_app.app_context():
+        _db.session.add_all(
+            [
+                OutboundEmail(key="a", recipient="a@example.fr", subject="A", body_text="a"),
+                OutboundEmail(key="b", recipient="b@example.fr\nBcc: spam@example.fr", subject="B", body_text="b"),
+                OutboundEmail(key="c", recipient="c@example.fr", subject="C", body_text="c"),
+            ]
+        )
+        _db.session.commit()  # added without queue_email: nothing handed over
+        outcomes = deliver_emails([row(k).id for k in "abc"])
+        assert outcomes == {"sent": 2, "queued": 1}
+        assert [(row(k).state, row(k).attempts) for k in "abc"] == [("sent", 1), ("queued", 1), ("sent", 1)]
+    assert [m["Subject"] for m in smtp_server.messages] == ["A", "C"]
+
+
+def test_a_relay_that_is_down_costs_one_attempt_not_one_per_row(make_smtp_app):
+    from app.services.outbox import deliver_emails
+
+    with make_smtp_app(MAIL_PORT=1).app_context():
+        for key in "abc":
+            _db.session.add(OutboundEmail(key=key, recipient=f"{key}@example.fr", subject=key, body_text=key))
+        _db.session.commit()
+        assert deliver_emails([row(k).id for k in "abc"]) == {"queued": 1, "postponed": 2}
+        assert [(row(k).attempts, row(k).next_attempt_at is None) for k in "abc"] == [(1, False), (0, True), (0, True)]
+        assert row("a").failure_cause == "relay"
+
+
+def test_a_stranded_job_cannot_hold_a_row_back(make_redis_app, smtp_server, run_worker):
+    """A worker killed while its job started leaves the job's hash ``queued`` in no queue, for
+    ever. The row, not the job, decides: the sweep and « Renvoyer » still get it out."""
     from rq.job import Job, JobStatus
 
-    from app.jobs import deliver_email_job, delivery_job_id, enqueue_deliveries
+    from app.jobs import deliver_emails_job, sweep_outbox_job
+    from tests.plugins.mail import smtp_settings
 
-    with worker_app.app_context():
-        queue = worker_app.extensions["rq"].get_queue("emails")
-        _db.session.add(OutboundEmail(key="event:1", recipient="a@example.fr", subject="Objet", body_text="Texte"))
-        _db.session.commit()  # added without queue_email: no job yet
-        email_id = row("event:1").id
-        dead = Job.create(
-            deliver_email_job.func, args=(email_id,), id=delivery_job_id(email_id), connection=queue.connection
-        )
-        dead.save()
-        dead.set_status(JobStatus.FAILED)
-        enqueue_deliveries([email_id])
-        assert queue.job_ids == [delivery_job_id(email_id)]
-        run_worker(worker_app)
-        assert row("event:1").state == "sent"
-    assert len(smtp_server.messages) == 1
+    built = make_redis_app(**smtp_settings(smtp_server), OUTBOX_SWEEP_GRACE_SECONDS=0)
+    with built.app_context():
+        queue = built.extensions["rq"].get_queue("emails")
+        for key in ("lost", "resent"):
+            _db.session.add(OutboundEmail(key=key, recipient=f"{key}@example.fr", subject=key, body_text=key))
+        _db.session.commit()
+        for key in ("lost", "resent"):
+            stranded = Job.create(deliver_emails_job.func, args=([row(key).id],), connection=queue.connection)
+            stranded.save()
+            stranded.set_status(JobStatus.QUEUED)
+            assert stranded.get_status() == JobStatus.QUEUED and stranded.id not in queue.job_ids
+
+        resend_email(row("resent"))
+        sweep_outbox_job.enqueue()
+        worker = run_worker(built)
+        assert worker.failed == []
+        assert (row("lost").state, row("resent").state) == ("sent", "sent")
+    assert sorted(m["Subject"] for m in smtp_server.messages) == ["lost", "resent"]
+
+
+def test_the_sweep_does_not_pile_up_jobs(make_redis_app, smtp_server):
+    from tests.plugins.mail import smtp_settings
+
+    built = make_redis_app(**smtp_settings(smtp_server), OUTBOX_SWEEP_GRACE_SECONDS=0, OUTBOX_BATCH_SIZE=2)
+    with built.app_context():
+        queue = built.extensions["rq"].get_queue("emails")
+        for n in range(5):
+            _db.session.add(OutboundEmail(key=f"k{n}", recipient="a@example.fr", subject="s", body_text="t"))
+        _db.session.commit()
+        assert sweep_outbox() == 5
+        assert queue.count == 3  # ceil(5 / 2) batches of whatever is due
+        assert sweep_outbox() == 5  # a minute later, not delivered yet: the waiting jobs suffice
+        assert queue.count == 3
 
 
 def test_the_sweep_is_a_periodic_job_for_rq_cron(worker_app):
@@ -306,30 +395,51 @@ def test_the_sweep_is_a_periodic_job_for_rq_cron(worker_app):
     assert ("app.jobs.sweep_outbox_job", "emails", 60) in jobs
 
 
-def test_the_real_flask_rq_worker_command_delivers(worker_app, smtp_server, redis_url):
-    """``flask rq worker --burst`` as in the Procfile: Flask-RQ's subprocess work-horse included."""
+def test_resend_command_takes_the_failures_of_one_cause(make_smtp_app, smtp_server):
+    built = make_smtp_app()
+    with built.app_context():
+        _db.session.add_all(
+            [
+                OutboundEmail(
+                    key="long",
+                    recipient="a@example.fr",
+                    subject="Long",
+                    body_text="t",
+                    state="failed",
+                    attempts=1,
+                    failure_cause="message",
+                ),
+                OutboundEmail(
+                    key="refused",
+                    recipient="b@example.fr",
+                    subject="Refusé",
+                    body_text="t",
+                    state="failed",
+                    failure_cause="recipient",
+                ),
+            ]
+        )
+        _db.session.commit()
+    runner = built.test_cli_runner()
+    result = runner.invoke(args=["outbox", "resend", "--cause", "message", "--dry-run"])
+    assert (result.exit_code, result.output.strip()) == (0, "1 courriel(s) en échec seraient renvoyés.")
+    assert smtp_server.messages == []
+    result = runner.invoke(args=["outbox", "resend", "--cause", "message"])
+    assert (result.exit_code, result.output.strip()) == (0, "1 courriel(s) remis en file d'envoi."), result.output
+    assert [m["Subject"] for m in smtp_server.messages] == ["Long"]
+    with built.app_context():
+        assert (row("long").state, row("long").attempts, row("long").failure_cause) == ("sent", 1, None)
+        assert row("refused").state == "failed"
+
+
+def test_the_real_flask_rq_worker_command_delivers(worker_app, smtp_server):
+    """``flask rq worker --burst`` as in the Procfile (emails run in the worker's own process)."""
+    from tests.plugins.queue import ROOT, flask_command
+
     with worker_app.app_context():
         cause("event:1", to="paul@entreprise.example")
-    env = {
-        **os.environ,
-        "APP_ENV": "development",
-        "DATABASE_URL": worker_app.config["SQLALCHEMY_DATABASE_URI"],
-        "REDIS_URL": redis_url,
-        "MAIL_SERVER": smtp_server.host,
-        "MAIL_PORT": str(smtp_server.port),
-    }
-    flask = [sys.executable, str(ROOT / ".venv" / "bin" / "flask")]
-    if not Path(flask[1]).exists():
-        flask = [sys.executable, "-m", "flask"]
-    result = subprocess.run(
-        [*flask, "--app", "app", "rq", "worker", "--burst"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    argv, env = flask_command(worker_app, "rq", "worker", "--burst")
+    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert [m["To"] for m in smtp_server.messages] == ["paul@entreprise.example"]
     with worker_app.app_context():

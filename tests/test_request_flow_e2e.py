@@ -112,3 +112,33 @@ def test_a_request_from_the_form_reaches_exactly_the_experts_of_the_rule(db, wor
             _db.session.expire_all()
             assert _db.session.get(Match, by_expert[address].id).status == "taking_care"
             assert _db.session.get(Need, solicitation.need.id).status == "taking_care"
+
+
+def test_a_long_one_paragraph_description_reaches_every_expert_intact(db, worker_app, smtp_server, run_worker):
+    """A thousand characters typed without a line break, accents included: every email of the
+    request leaves (the relay refused them all when bodies were sent unencoded) and the experts
+    read the description as it was typed."""
+    routed_emails = _address_book()
+    description = (
+        "Boulangerie-pâtisserie créée en 2019, nous souhaitons recruter deux salariés qualifiés "
+        "(un boulanger et un vendeur) d'ici l'été ; malgré nos annonces, aucune candidature sérieuse. "
+    ) * 6
+    assert len(description) > 1000 and "\n" not in description
+    client = worker_app.test_client()
+    page = client.get(FORM).get_data(as_text=True)
+    served_at = re.search(r'name="served_at" value="([^"]*)"', page).group(1)
+    response = client.post(
+        FORM,
+        data={**FIELDS, "description": description, "csrf_token": csrf_token_from(page), "served_at": served_at},
+    )
+    assert response.status_code == 303, response.get_data(as_text=True)
+
+    worker = run_worker(worker_app)
+
+    assert worker.failed == []
+    _db.session.expire_all()
+    assert {(e.state, e.last_error) for e in _db.session.scalars(select(OutboundEmail))} == {("sent", None)}
+    assert smtp_server.refused == 0
+    for address in routed_emails:
+        [message] = smtp_server.to(address)
+        assert description.strip() in _text(message).replace("\r\n", "\n")

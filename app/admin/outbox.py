@@ -16,9 +16,10 @@ from flask_admin.contrib.sqla.filters import FilterEqual
 from app.admin.base import ReadOnlyModelView, preformatted_formatter, preview_formatter
 from app.extensions import db
 from app.models import OutboundEmail
-from app.models.outbox import EMAIL_STATE_LABELS
+from app.models.outbox import EMAIL_STATE_LABELS, FAILURE_CAUSE_LABELS
 
 STATE_CHOICES = list(EMAIL_STATE_LABELS.items())
+CAUSE_CHOICES = [(cause.value, label) for cause, label in FAILURE_CAUSE_LABELS.items()]
 ERROR_PREVIEW = 140
 
 
@@ -30,10 +31,14 @@ def _state_label(_view: Any, _context: Any, email: OutboundEmail, _name: str) ->
     return EMAIL_STATE_LABELS.get(email.state, email.state)
 
 
+def _cause_label(_view: Any, _context: Any, email: OutboundEmail, _name: str) -> str:
+    return FAILURE_CAUSE_LABELS.get(email.failure_cause, email.failure_cause or "")
+
+
 class OutboundEmailView(ReadOnlyModelView):
     details_template = "admin/outbox_details.html"
 
-    column_list = ["created_at", "recipient", "subject", "state", "attempts", "last_error", "sent_at"]
+    column_list = ["created_at", "recipient", "subject", "state", "failure_cause", "attempts", "last_error", "sent_at"]
     column_details_list = [
         "key",
         "message_id",
@@ -41,6 +46,7 @@ class OutboundEmailView(ReadOnlyModelView):
         "reply_to",
         "subject",
         "state",
+        "failure_cause",
         "attempts",
         "last_error",
         "next_attempt_at",
@@ -54,6 +60,7 @@ class OutboundEmailView(ReadOnlyModelView):
         "recipient",
         "subject",
         "state",
+        "failure_cause",
         "attempts",
         "last_error",
         "next_attempt_at",
@@ -67,18 +74,30 @@ class OutboundEmailView(ReadOnlyModelView):
         "reply_to": "Répondre à",
         "subject": "Objet",
         "state": "État",
+        "failure_cause": "Cause de l'échec",
         "attempts": "Tentatives",
         "last_error": "Dernière erreur",
         "next_attempt_at": "Prochain essai",
         "sent_at": "Envoyé le",
         "body_text": "Texte",
     }
-    column_formatters = {"state": _state_label, "last_error": preview_formatter(ERROR_PREVIEW)}
-    column_formatters_detail = {"state": _state_label, "body_text": preformatted_formatter}
-    column_formatters_export = {"state": _state_label}
+    column_formatters = {
+        "state": _state_label,
+        "failure_cause": _cause_label,
+        "last_error": preview_formatter(ERROR_PREVIEW),
+    }
+    column_formatters_detail = {
+        "state": _state_label,
+        "failure_cause": _cause_label,
+        "body_text": preformatted_formatter,
+    }
+    column_formatters_export = {"state": _state_label, "failure_cause": _cause_label}
     column_sortable_list = ["created_at", "recipient", "subject", "state", "attempts", "sent_at"]
     column_searchable_list = ["recipient", "subject", "key"]
-    column_filters = [FilterEqual(OutboundEmail.state, "État", options=STATE_CHOICES)]
+    column_filters = [
+        FilterEqual(OutboundEmail.state, "État", options=STATE_CHOICES),
+        FilterEqual(OutboundEmail.failure_cause, "Cause de l'échec", options=CAUSE_CHOICES),
+    ]
     column_default_sort = [("created_at", True), ("id", True)]
 
     @action("renvoyer", "Renvoyer", "Renvoyer les courriels sélectionnés ?")

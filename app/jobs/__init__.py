@@ -9,34 +9,44 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from contextlib import suppress
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 from redis.exceptions import RedisError
-from rq.exceptions import DuplicateJobError
-from rq.job import Job, JobStatus
+from rq import Queue
 
 from app.extensions import rq
 
 log = logging.getLogger(__name__)
 
-# How often ``flask rq cron`` runs the outbox sweep, in seconds.
-SWEEP_INTERVAL = 60
 # How often ``flask rq cron`` emails the finished bursts of comments (grouping: services.discussion).
 COMMENTS_INTERVAL = 30
 # How often ``flask rq cron`` deletes the exports past their seven days, in seconds.
 PURGE_EXPORTS_INTERVAL = 3600
 # An export of a few hundred thousand rows takes minutes; RQ's default (180 s) would kill it.
 EXPORT_JOB_TIMEOUT = 3600
-# A job in one of these states will still run: enqueueing it again would only double it.
-_PENDING_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+@rq.job(queue="emails")
+def deliver_emails_job(email_ids: list[int]) -> dict[str, int]:
+    """Deliver a batch of outbox rows over one SMTP connection; the service decides which are still due."""
+    from app.services.outbox import deliver_emails
+
+    return deliver_emails(email_ids)
+
+
+@rq.job(queue="emails")
+def deliver_due_emails_job() -> dict[str, int]:
+    """Deliver one batch of whatever rows are due (what the sweep asks for)."""
+    from app.services.outbox import deliver_due_emails
+
+    return deliver_due_emails()
 
 
 @rq.job(queue="emails")
 def deliver_email_job(email_id: int) -> str:
-    """Deliver one outbox row; the service decides whether it is still due."""
+    """One row: jobs of this name may still wait in Redis from the version before batches."""
     from app.services.outbox import deliver_email
 
     return deliver_email(email_id)
@@ -44,10 +54,10 @@ def deliver_email_job(email_id: int) -> str:
 
 @rq.job(queue="emails")
 def sweep_outbox_job() -> int:
-    """Hand over again the rows left queued (Redis was down, a worker died) or due for a retry."""
+    """Ask for the batches that take the rows left queued (Redis was down, a worker died) or due for a retry."""
     from app.services.outbox import sweep_outbox
 
-    return len(sweep_outbox())
+    return sweep_outbox()
 
 
 @rq.job(queue="emails")
@@ -85,51 +95,60 @@ def enqueue_export_build(export_id: int) -> bool:
     return True
 
 
-def delivery_job_id(email_id: int) -> str:
-    """One job id per outbox row: while a delivery job waits, it is not enqueued a second time."""
-    return f"email-{email_id}"
-
-
-def _enqueue_delivery(email_id: int) -> None:
-    queue = rq.get_queue(deliver_email_job.queue)
-    options = {"job_id": delivery_job_id(email_id), "result_ttl": 0}
+def _enqueue_batches(job, batches: list[tuple]) -> None:
+    """Enqueue ``job`` once per argument tuple, in one Redis round trip (inline: run each now)."""
+    queue = rq.get_queue(job.queue)
     if not queue.is_async:
-        # Inline: the job runs now, nothing can be waiting (and fakeredis has no Lua for ``unique``).
-        deliver_email_job.enqueue(email_id, **options)
+        for args in batches:
+            job.enqueue(*args, result_ttl=0)
         return
-    try:
-        deliver_email_job.enqueue(email_id, unique=True, **options)
-    except DuplicateJobError:
-        job = Job.fetch(options["job_id"], connection=queue.connection) if queue.connection else None
-        if job is not None and job.get_status(refresh=False) in _PENDING_STATUSES:
-            return
-        # A finished, failed or stopped job of an earlier attempt: replace it.
-        if job is not None:
-            job.delete()
-        # Enqueued meanwhile by someone else: one job is what we want.
-        with suppress(DuplicateJobError):
-            deliver_email_job.enqueue(email_id, unique=True, **options)
+    with queue.connection.pipeline() as pipe:
+        queue.enqueue_many(
+            [Queue.prepare_data(job.func, args=args, result_ttl=0) for args in batches],
+            pipeline=pipe,
+        )
+        pipe.execute()
 
 
 def enqueue_deliveries(email_ids: Iterable[int]) -> None:
-    """Hand committed outbox rows to the delivery job; if Redis is unreachable they stay
-    queued in the database and the periodic sweep hands them over later.
+    """Hand committed outbox rows to the delivery jobs, in batches of ``OUTBOX_BATCH_SIZE`` and
+    one Redis round trip: a digest to 10,000 experts is 50 jobs, not 10,000 calls inside the web
+    request. If Redis is unreachable the rows stay queued in the database and the periodic
+    sweep takes them later.
 
     Called after the cause's commit: an error here must not turn a stored request into an
     error page, so Redis failures are logged, not raised.
     """
+    from app.services.outbox import batches
+
     ids = list(email_ids)
-    for position, email_id in enumerate(ids):
-        try:
-            _enqueue_delivery(email_id)
-        except RedisError as error:
-            log.warning(
-                "Redis injoignable (%s) : %s courriel(s) restent en attente dans la boîte d'envoi, "
-                "le balayage périodique les reprendra.",
-                error,
-                len(ids) - position,
-            )
-            return
+    try:
+        _enqueue_batches(deliver_emails_job, [(batch,) for batch in batches(ids)])
+    except RedisError as error:
+        log.warning(
+            "Redis injoignable (%s) : %s courriel(s) restent en attente dans la boîte d'envoi, "
+            "le balayage périodique les reprendra.",
+            error,
+            len(ids),
+        )
+
+
+def enqueue_due_deliveries(count: int) -> int:
+    """Ask for ``count`` batches of due rows, minus the jobs already waiting in the emails queue
+    (each of them takes due rows too). Returns how many were enqueued.
+
+    Only the queue's length is read, never a job's status: a job stranded in Redis (its worker
+    killed while it started) is in no queue and cannot hold anything back.
+    """
+    queue = rq.get_queue(deliver_due_emails_job.queue)
+    try:
+        missing = count - (queue.count if queue.is_async else 0)
+        if missing > 0:
+            _enqueue_batches(deliver_due_emails_job, [() for _ in range(missing)])
+        return max(missing, 0)
+    except RedisError as error:
+        log.warning("Redis injoignable (%s) : le balayage de la boîte d'envoi reprendra au prochain passage.", error)
+        return 0
 
 
 outbox_cli = AppGroup("outbox", help="Boîte d'envoi des courriels.")
@@ -140,8 +159,29 @@ def sweep_command() -> None:
     """Remet en file d'envoi les courriels en attente (après une panne de Redis ou du serveur SMTP)."""
     from app.services.outbox import sweep_outbox
 
-    ids = sweep_outbox()
-    click.echo(f"{len(ids)} courriel(s) remis en file d'envoi.")
+    count = sweep_outbox()
+    click.echo(f"{count} courriel(s) remis en file d'envoi.")
+
+
+@outbox_cli.command("resend")
+@click.option(
+    "--cause",
+    type=click.Choice(["recipient", "message", "relay", "internal"]),
+    help="Seulement les échecs de cette cause (message : refusés pour un défaut du service).",
+)
+@click.option("--dry-run", is_flag=True, help="Compter sans rien renvoyer.")
+def resend_command(cause: str | None, dry_run: bool) -> None:
+    """Renvoie les courriels en échec définitif, par exemple après la correction d'un défaut du service."""
+    from app.extensions import db
+    from app.models.outbox import FailureCause
+    from app.services.outbox import resend_failed
+
+    count = resend_failed(cause=FailureCause(cause) if cause else None, dry_run=dry_run)
+    if dry_run:
+        click.echo(f"{count} courriel(s) en échec seraient renvoyés.")
+        return
+    db.session.commit()
+    click.echo(f"{count} courriel(s) remis en file d'envoi.")
 
 
 _cron_registered = False
@@ -151,7 +191,7 @@ def init_app(app: Flask) -> None:
     """Register the periodic jobs (once per process: the RQ extension is shared) and the CLI."""
     global _cron_registered
     if not _cron_registered:
-        sweep_outbox_job.cron_register(SWEEP_INTERVAL)
+        sweep_outbox_job.cron_register(app.config["OUTBOX_SWEEP_INTERVAL_SECONDS"])
         notify_comments_job.cron_register(COMMENTS_INTERVAL)
         purge_exports_job.cron_register(PURGE_EXPORTS_INTERVAL)
         _cron_registered = True

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Match, Need, Solicitation
-from app.models.outbox import OutboundEmail
+from app.models.outbox import FailureCause, OutboundEmail
 
 PARIS = ZoneInfo("Europe/Paris")
 # A need whose experts have all stayed silent this long deserves a call from staff.
@@ -54,8 +54,9 @@ def dashboard_figures(now: datetime | None = None) -> dict[str, Any]:
       what staff must fix first;
     - ``no_taker``: needs still ``quo`` (no expert took them) created more than
       ``no_taker_days`` days ago;
-    - ``failed_emails`` (the outbox gave up) and ``stale_emails`` (queued for more than an hour:
-      the worker or SMTP may be down);
+    - ``failed_emails`` (the outbox gave up), among them ``defective_emails`` (refused for a
+      defect of the message itself: ours to fix, then re-send), and ``stale_emails`` (queued for
+      more than an hour: the worker or SMTP may be down);
     - ``week`` and ``last_week``: solicitations received, needs created, matches taken in charge
       since Monday 00:00 Paris time, and over the whole week before, for comparison.
     """
@@ -94,6 +95,7 @@ def dashboard_figures(now: datetime | None = None) -> dict[str, Any]:
         select(
             func.count().filter(OutboundEmail.state == "failed"),
             func.count().filter(OutboundEmail.state == "queued", OutboundEmail.created_at < now - STALE_QUEUE_DELAY),
+            func.count().filter(OutboundEmail.state == "failed", OutboundEmail.failure_cause == FailureCause.MESSAGE),
         ).where(OutboundEmail.state.in_(("failed", "queued")))
     ).one()
 
@@ -107,6 +109,7 @@ def dashboard_figures(now: datetime | None = None) -> dict[str, Any]:
         "no_taker": needs[0],
         "failed_emails": emails[0],
         "stale_emails": emails[1],
+        "defective_emails": emails[2],
         "week": {"solicitations": solicitations[2], "needs": needs[1], "taken_care": matches[0]},
         "last_week": {"solicitations": solicitations[3], "needs": needs[2], "taken_care": matches[1]},
     }
@@ -190,6 +193,9 @@ def dashboard_links(figures: dict[str, Any]) -> dict[str, str]:
         ),
         "failed_emails": list_url("outbox", (("État", FilterEqual, "failed"),)),
         "stale_emails": list_url("outbox", (("État", FilterEqual, "queued"),), sort="created_at", desc=False),
+        "defective_emails": list_url(
+            "outbox", (("État", FilterEqual, "failed"), ("Cause de l'échec", FilterEqual, FailureCause.MESSAGE.value))
+        ),
         "week_solicitations": list_url(
             "solicitation", (("Date", ParisDateTimeAfterFilter, monday_paris),), sort="created_at", desc=True
         ),

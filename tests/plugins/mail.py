@@ -5,7 +5,10 @@ Fixtures:
 - ``smtp_server``: an :class:`SMTPServer` listening on 127.0.0.1 (a free port) for one test;
   ``smtp_server.messages`` lists what it accepted, parsed as ``email.message.EmailMessage``;
   ``smtp_server.refuse(451)`` makes it answer DATA with an error (``refuse(550, at="RCPT")``
-  refuses the recipient instead), ``smtp_server.accept()`` heals it.
+  refuses the recipient instead), ``smtp_server.accept()`` heals it; ``smtp_server.sessions``
+  counts the SMTP sessions opened (EHLO), ``smtp_server.hold(after=n)`` keeps every DATA after the next ``n``
+  waiting (``waiting`` counts those waiting now) until ``release()``. It enforces SMTP's limits as a real
+  relay does (a line over 1,000 characters: « 500 Line too long »).
 - ``smtp_app``: an app on the test database whose emails go to ``smtp_server`` (jobs inline,
   as without Redis); ``make_smtp_app(**overrides)`` builds one with more settings. With Redis,
   use ``worker_app`` from ``tests.plugins.queue``.
@@ -18,6 +21,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -59,7 +63,22 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    async def handle_EHLO(self, _server, session, _envelope, hostname, responses):
+        session.host_name = hostname
+        with self.server.lock:
+            self.server.sessions += 1
+        return responses
+
     async def handle_DATA(self, _server, _session, envelope):
+        if self.server.holding.is_set() and len(self.server.messages) >= self.server.hold_from:
+            with self.server.lock:
+                self.server.waiting += 1
+            try:
+                while self.server.holding.is_set():
+                    await asyncio.sleep(0.02)
+            finally:  # released, or cancelled because the client hung up
+                with self.server.lock:
+                    self.server.waiting -= 1
         refusal = self.server.refusal
         if refusal and refusal[0] == "DATA":
             self.server.refused += 1
@@ -85,6 +104,10 @@ class SMTPServer:
         self.envelopes: list[tuple[str, list[str]]] = []
         self.refusal: tuple[str, str] | None = None
         self.refused = 0
+        self.sessions = 0
+        self.waiting = 0
+        self.holding = threading.Event()
+        self.hold_from = 0
         self.lock = threading.Lock()
         self._controller = Controller(_Handler(self), hostname=self.host, port=self.port)
 
@@ -92,6 +115,7 @@ class SMTPServer:
         self._controller.start()
 
     def stop(self) -> None:
+        self.release()
         self._controller.stop()
         self._controller.loop.close()
 
@@ -102,6 +126,15 @@ class SMTPServer:
 
     def accept(self) -> None:
         self.refusal = None
+
+    def hold(self, after: int = 0) -> None:
+        """Accept ``after`` more messages, then keep every following one waiting at DATA (on
+        the wire: sent by the client, not yet answered)."""
+        self.hold_from = len(self.messages) + after
+        self.holding.set()
+
+    def release(self) -> None:
+        self.holding.clear()
 
     def clear(self) -> None:
         with self.lock:

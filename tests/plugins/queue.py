@@ -13,20 +13,25 @@ Fixtures:
   ``smtp_server.messages``.
 - ``run_worker(app, queues=None)``: runs a real RQ worker in burst mode on the app's queues
   until they are empty, and returns it; ``.succeeded`` and ``.failed`` list the ids of the jobs
-  it ran (``email-<id>`` for deliveries).
+  it ran.
+- ``flask_command(app, *args, **env)``: the argv and environment of a real ``flask`` process
+  (``flask rq worker``, ``flask rq cron``…) on the app's database, Redis and SMTP settings, as
+  the Procfile starts it.
 
 The worker is RQ's ``SimpleWorker`` in this process, inside the app's context: real Redis,
-real job serialisation, the same ``FlaskJob`` class. ``flask rq worker`` in production uses
-Flask-RQ's ``FlaskSubprocessWorker``, which runs each job in a ``flask rq work-horse``
-subprocess rebuilt from the environment and so cannot see a test's settings; one test
-(``test_outbox.py``) runs that real command against the test database.
+real job serialisation, the same ``FlaskJob`` class. ``flask rq worker`` in production
+(``app/workers.py``) runs the emails in its own process and every other job in a ``flask rq
+work-horse`` subprocess rebuilt from the environment; the tests that need that real command
+start it with ``flask_command``.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
@@ -35,6 +40,7 @@ from rq import SimpleWorker
 from tests.plugins.mail import add_test_templates, smtp_settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+ROOT = Path(__file__).resolve().parent.parent.parent
 REDIS_BASE_URL = "redis://127.0.0.1:6379"
 CANDIDATE_DBS = (14, 13, 12, 11, 10, 9, 8)
 LOCK_KEY = "pde-tests:run"
@@ -154,3 +160,22 @@ def work(flask_app, queues: list[str] | None = None) -> CountingWorker:
 @pytest.fixture
 def run_worker():
     return work
+
+
+def flask_command(flask_app, *args: str, **env: str) -> tuple[list[str], dict[str, str]]:
+    """``flask --app app <args>`` as a real process on ``flask_app``'s database, Redis and SMTP
+    server (development settings otherwise), with ``env`` on top."""
+    config = flask_app.config
+    environment = {
+        **os.environ,
+        "APP_ENV": "development",
+        "DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
+        "REDIS_URL": config.get("REDIS_URL") or "",
+        "MAIL_SERVER": config.get("MAIL_SERVER") or "",
+        "MAIL_PORT": str(config.get("MAIL_PORT") or 25),
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    flask = ROOT / ".venv" / "bin" / "flask"
+    argv = [sys.executable, str(flask)] if flask.exists() else [sys.executable, "-m", "flask"]
+    return [*argv, "--app", "app", *args], environment
