@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -20,7 +19,7 @@ from sqlalchemy import select
 from app.extensions import db as _db
 from app.models import OutboundEmail
 from app.services.outbox import message_id_for, queue_email, sweep_outbox
-from tests.plugins.mail import smtp_settings
+from tests.plugins.mail import free_port, smtp_settings
 from tests.plugins.queue import IN_CI, ROOT, flask_command
 
 
@@ -130,17 +129,11 @@ def test_workers_killed_at_any_moment_never_strand_a_row(make_redis_app, smtp_se
 # ---------------------------------------------------------------- flask rq cron and Redis outages
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class PrivateRedis:
     """A ``redis-server`` of the test's own, to stop and restart at will."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.dir = tmp_path
         self.process: subprocess.Popen | None = None

@@ -44,7 +44,8 @@ def address_header(address: str) -> str:
 
 def ascii_address(address: str) -> str:
     """``address`` with an internationalised domain in its ASCII form (IDNA), as SMTP carries it."""
-    address = parseaddr(address)[1] or address
+    if "<" in address or " " in address.strip():
+        address = parseaddr(address)[1] or address
     if address.isascii():
         return address
     local, _, domain = address.rpartition("@")

@@ -5,12 +5,12 @@ key per event, and delivered afterwards by a job.
 rows it added are handed to the delivery jobs (``app/jobs``) in bounded batches. If Redis is down
 at that moment nothing is lost: the row stays ``queued`` and the periodic sweep takes it.
 
-The row, never a job, decides what is due. A delivery run (``deliver_emails``) claims each row
-with a row lock (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), sends it over one SMTP connection
-shared by the whole batch, and commits its outcome before the next row: a row is sent at most
-once even with two workers, a failure of one row does not fail the batch, and a worker killed
-mid-batch leaves every row it had not committed ``queued`` (only the message on the wire at
-that instant may leave twice, with the same Message-ID). Retries are driven by the row: a
+The row, never a job, decides what is due. A delivery run (``deliver_emails``) claims its rows
+in one statement, sends them over one SMTP connection shared by the whole batch, and writes each
+outcome before the next message (``_Courier``): a row is sent at most once even with two
+workers, a failure of one row does not fail the batch, and a worker killed mid-batch leaves
+every row it had not written ``queued``, due again once its claim lapses (only the message on
+the wire at that instant may leave twice, with the same Message-ID). Retries are driven by the row: a
 failed attempt stores ``next_attempt_at`` (backoff) and the sweep that ``flask rq cron`` runs
 every minute asks for enough batches to take the rows that are due. One mechanism, the same
 with Redis and inline (without Redis, ``flask outbox sweep`` runs the sweep by hand).
@@ -41,7 +41,7 @@ from typing import Any
 
 from flask import current_app, render_template
 from flask_mail import Connection as _FlaskMailConnection
-from sqlalchemy import and_, event, func, or_, select, update
+from sqlalchemy import and_, bindparam, event, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -261,6 +261,23 @@ _DELIVERY_COLUMNS = (
 CLAIM_MARGIN = timedelta(seconds=45)
 
 
+# One statement for every outcome, built once: the row's new state, and its claim released.
+_WRITE_OUTCOME = (
+    update(OutboundEmail)
+    .where(OutboundEmail.id == bindparam("email_id"), OutboundEmail.claimed_by == bindparam("token"))
+    .values(
+        state=bindparam("state"),
+        attempts=bindparam("attempts"),
+        sent_at=bindparam("sent_at"),
+        last_error=bindparam("last_error"),
+        failure_cause=bindparam("failure_cause"),
+        next_attempt_at=bindparam("next_attempt_at"),
+        claimed_by=None,
+        claimed_until=None,
+    )
+)
+
+
 def claim_duration() -> timedelta:
     return timedelta(seconds=int(current_app.config.get("OUTBOX_CLAIM_SECONDS") or DEFAULT_CLAIM_SECONDS))
 
@@ -382,7 +399,7 @@ class _Courier:
                 email.subject,
                 email.body_text,
             )
-            outcome = {"state": "sent", "sent_at": now, "last_error": LOGGED_ONLY}
+            outcome = {"state": "sent", "sent_at": now, "last_error": LOGGED_ONLY, "attempts": email.attempts}
         else:
             try:
                 self._send(email)
@@ -390,12 +407,8 @@ class _Courier:
                 outcome = _failure_outcome(email, email.attempts + 1, error, now)
             else:
                 outcome = {"state": "sent", "sent_at": now, "last_error": None, "attempts": email.attempts + 1}
-        outcome = {"next_attempt_at": None, "failure_cause": None, **outcome, "claimed_by": None, "claimed_until": None}
-        written = self.db.execute(
-            update(OutboundEmail)
-            .where(OutboundEmail.id == email.id, OutboundEmail.claimed_by == self.token)
-            .values(**outcome)
-        )
+        outcome = {"next_attempt_at": None, "failure_cause": None, "sent_at": None, **outcome}
+        written = self.db.execute(_WRITE_OUTCOME, {**outcome, "email_id": email.id, "token": self.token})
         self.unsent.discard(email.id)
         if written.rowcount != 1:  # pragma: no cover - the run stops before its claims lapse
             log.error("courriel %s : réclamé par un autre envoi pendant le sien, état non enregistré", email.id)

@@ -46,7 +46,7 @@ def add_test_templates(flask_app) -> None:
     flask_app.jinja_env.loader = combined
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -99,7 +99,7 @@ class SMTPServer:
 
     def __init__(self) -> None:
         self.host = "127.0.0.1"
-        self.port = _free_port()
+        self.port = free_port()
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.refusal: tuple[str, str] | None = None
