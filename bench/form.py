@@ -126,9 +126,10 @@ BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 
 @contextmanager
-def rq_worker(env: dict[str, str]) -> Iterator[None]:
+def rq_worker(env: dict[str, str]) -> Iterator[subprocess.Popen]:
     """A real ``flask rq worker`` delivering the outbox while the form is under load, as in
-    production (its own process, competing for the same two cores)."""
+    production (its own process, competing for the same two cores); Redis emptied before and
+    after."""
     import redis
 
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()
@@ -142,7 +143,7 @@ def rq_worker(env: dict[str, str]) -> Iterator[None]:
         start_new_session=True,
     )
     try:
-        yield
+        yield process
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
