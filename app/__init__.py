@@ -40,7 +40,9 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
         app.logger.info("REDIS_URL absent : les tâches sont exécutées dans le processus (RQ_ASYNC=False).")
 
     from app import models  # noqa: F401  (every table known to Alembic and the admin)
-    from app.services import audit, outbox, search
+    from app.services import audit
+    from app.services.messaging import outbox
+    from app.services.requests import search
 
     audit.init_app(app)
     outbox.init_app(app)
@@ -50,7 +52,7 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
 
     init_auth(app, login_manager)
 
-    from app.services.validation import display_phone
+    from app.services.requests.validation import display_phone
 
     app.add_template_filter(display_phone, "phone")
 

@@ -33,7 +33,7 @@ desk_cli = AppGroup("desk", help="Suivi des demandes (recherche, listes).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Dossier data/ de @etalab/decoupage-administratif.")
 def geo_load(data_dir: str | None) -> None:
     """Charge ou met à jour les territoires depuis @etalab/decoupage-administratif."""
-    from app.services.geo import load_territories
+    from app.services.reference.geo import load_territories
 
     try:
         report = load_territories(data_dir or current_app.config["GEO_DATA_DIR"])
@@ -47,7 +47,7 @@ def geo_load(data_dir: str | None) -> None:
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 def catalog_load(path: str | None) -> None:
     """Charge le catalogue (par défaut : celui du projet)."""
-    from app.services.catalog import load_catalog
+    from app.services.reference.catalog import load_catalog
 
     with acting_as("cli"):
         try:
@@ -63,7 +63,7 @@ def catalog_load(path: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="Vérifie et résume sans rien enregistrer.")
 def addressbook_import(path: str, dry_run: bool) -> None:
     """Importe un annuaire CSV : tout ou rien, chaque erreur avec son numéro de ligne."""
-    from app.services.addressbook import import_addressbook
+    from app.services.addressbook.addressbook import import_addressbook
 
     try:
         raw = Path(path).read_bytes()
@@ -91,7 +91,7 @@ def addressbook_import(path: str, dry_run: bool) -> None:
 @click.option("--name", "full_name", help="Nom affiché.")
 def users_create(email, role, institution_slug, antenne_id, password, full_name) -> None:
     """Crée un compte de l'équipe support ou un référent partenaire."""
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
 
     if password is None:
         password = click.prompt("Mot de passe", hide_input=True, confirmation_prompt=True)
@@ -116,7 +116,7 @@ def users_create(email, role, institution_slug, antenne_id, password, full_name)
 @click.option("--json", "as_json", is_flag=True, help="Sortie JSON.")
 def routing_explain(subject_slug: str, insee_code: str, as_json: bool) -> None:
     """Les experts qui recevraient un besoin sur ce sujet dans cette commune, et pourquoi."""
-    from app.services.routing import explain
+    from app.services.addressbook.routing import explain
 
     try:
         result = explain(subject_slug, insee_code)
@@ -154,7 +154,7 @@ def inbound_deliver(source) -> None:
     Code 75 (EX_TEMPFAIL) seulement sur une panne de notre côté : le serveur de messagerie
     garde alors le message et le représente plus tard.
     """
-    from app.services.inbound import MAX_MESSAGE_BYTES, outcome_text, receive_email
+    from app.services.messaging.inbound import MAX_MESSAGE_BYTES, outcome_text, receive_email
 
     try:
         raw = source.read(MAX_MESSAGE_BYTES + 1)
@@ -170,7 +170,7 @@ def inbound_deliver(source) -> None:
 @desk_cli.command("reindex")
 def desk_reindex() -> None:
     """Recalcule les textes de recherche des besoins et des sollicitations (par lots, reprend sans risque)."""
-    from app.services.search import reindex_all
+    from app.services.requests.search import reindex_all
 
     changed = reindex_all(progress=lambda table, done, total: click.echo(f"{table} : {done}/{total}"))
     click.echo(f"{changed['needs']} besoin(s) et {changed['solicitations']} sollicitation(s) réindexé(s).")

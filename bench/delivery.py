@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop("SECRET_KEY", None)
         from app import create_app
         from app.extensions import db
-        from app.services.email_wire import build_message
-        from app.services.outbox import message_id_for, queue_email, sweep_outbox
+        from app.services.messaging.email_wire import build_message
+        from app.services.messaging.outbox import message_id_for, queue_email, sweep_outbox
 
         flask_app = create_app("development")
         sender = flask_app.config["MAIL_DEFAULT_SENDER"]

@@ -180,7 +180,7 @@ class Generator:
     """Writes the requests table by table in chunks of ``CHUNK`` needs (bounded memory)."""
 
     def __init__(self, conn: psycopg.Connection, scale: float, now: datetime) -> None:
-        from app.services.search import build_document
+        from app.services.requests.search import build_document
 
         self.build_document = build_document
         self.conn = conn
@@ -430,8 +430,8 @@ def existing_shape(url: str) -> str | None:
 
 def prepare(app, url: str, scale: float, book: float, *, reuse: bool) -> dict[str, int]:
     from app.extensions import db
-    from app.services.catalog import load_catalog
-    from app.services.geo import load_territories
+    from app.services.reference.catalog import load_catalog
+    from app.services.reference.geo import load_territories
 
     if reuse:
         print(f"données déjà générées ({data_shape(scale, book)})")
@@ -563,7 +563,7 @@ def pages(app, rng: random.Random, count: int, volumes: dict[str, int]) -> dict[
 
 def measure(app, urls: dict[str, list[str]], warmup: int) -> dict[str, dict]:
     from app.extensions import db
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
 
     password = secrets.token_urlsafe(24)
     email = f"bench-{secrets.token_hex(4)}@place.example"

@@ -4,7 +4,7 @@ Builds (once; ``--regenerate`` to rebuild) an address book of 400 institutions, 
 antennes and 100,000 experts with zones at every level, then times, over random
 (subject, commune) pairs weighted by population:
 
-* ``service``: :func:`app.services.routing.find_experts`, the whole call (commune look-up
+* ``service``: :func:`app.services.addressbook.routing.find_experts`, the whole call (commune look-up
   included), through the SQLAlchemy session as the application runs it;
 * ``floor``: the same two statements written by hand and run through psycopg directly —
   what the database and the driver cost, with no ORM around them.
@@ -279,8 +279,8 @@ def generate(conn: psycopg.Connection) -> dict[str, int]:
 
 def prepare(app, url: str, regenerate: bool) -> dict[str, int]:
     from app.extensions import db
-    from app.services.catalog import load_catalog
-    from app.services.geo import load_territories
+    from app.services.reference.catalog import load_catalog
+    from app.services.reference.geo import load_territories
 
     with app.app_context():
         db.create_all()
@@ -355,7 +355,7 @@ def measure(app, url: str, pairs: list[tuple[int, str]], warmup: int, end: str) 
     every ROLLBACK, so each call parses and plans again.
     """
     from app.extensions import db
-    from app.services.routing import find_experts
+    from app.services.addressbook.routing import find_experts
 
     service_ns: list[int] = []
     floor_ns: list[int] = []

@@ -70,8 +70,8 @@ def app(tmp_path_factory):
         application = create_app("testing", SQLALCHEMY_DATABASE_URI=url)
         with application.app_context():
             _db.create_all()
-            from app.services.catalog import load_catalog
-            from app.services.geo import load_territories
+            from app.services.reference.catalog import load_catalog
+            from app.services.reference.geo import load_territories
 
             load_territories(application.config["GEO_DATA_DIR"])
             load_catalog(application.config["CATALOG_DEFAULT_PATH"])
@@ -101,7 +101,7 @@ def _clean_tables(request):
             if table.name not in GEO_TABLES:
                 _db.session.execute(table.delete())
         _db.session.commit()
-        from app.services.catalog import load_catalog
+        from app.services.reference.catalog import load_catalog
 
         load_catalog(application.config["CATALOG_DEFAULT_PATH"])
         _db.session.remove()
@@ -127,7 +127,7 @@ def client(app):
 
 @pytest.fixture
 def admin_user(db):
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
 
     return create_user(
         "support@place.example", role="admin", password="motdepasse-tres-long", full_name="Équipe support"
@@ -153,7 +153,7 @@ def admin_client(client, admin_user):
 @pytest.fixture
 def referent_client(client, db):
     """A logged-in partner referent of institution ``bpi`` (refused by the back office for now)."""
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
     from tests.factories import InstitutionFactory
 
     InstitutionFactory(slug="bpi")
@@ -196,7 +196,7 @@ def _build_scope_world(db) -> ScopeWorld:
         Match,
         Need,
     )
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
     from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
 
     world = ScopeWorld()

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from app.experts import _paris_today
 from app.extensions import db as _db
 from app.models import Expert
-from app.services.absences import absence_text
-from app.services.links import expert_token
+from app.services.addressbook.absences import absence_text
+from app.services.messaging.links import expert_token
 from tests.conftest import csrf_token_from
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer
 from tests.test_matches import make_need

@@ -69,7 +69,7 @@ def cci(db):
 
 @pytest.fixture
 def invited(db, admin_user, cci):
-    from app.services.accounts import invite_user
+    from app.services.accounts.accounts import invite_user
 
     return invite_user("Referente@CCI.example", "referent", cci, by=admin_user, full_name="Camille Dupont")
 
@@ -103,7 +103,7 @@ def test_staff_invite_a_referent_from_the_users_view(admin_client, db, cci):
 
 
 def test_the_invitation_names_the_antenne_and_its_institution(db, admin_user, cci):
-    from app.services.accounts import invite_user
+    from app.services.accounts.accounts import invite_user
 
     antenne = AntenneFactory(institution=cci, name="CCI Villefranche")
     invite_user("ref@cci.example", "referent", antenne=antenne, by=admin_user)
@@ -132,7 +132,7 @@ def test_the_invitation_link_activates_the_account_once(client, db, invited):
 
 
 def test_an_invitation_expires(client, db, admin_user, cci):
-    from app.services.accounts import ExpiredAccountLink, invite_user, user_for_invitation
+    from app.services.accounts.accounts import ExpiredAccountLink, invite_user, user_for_invitation
 
     issued = utcnow() - timedelta(hours=73)
     invite_user("tard@cci.example", "referent", cci, by=admin_user, now=issued)
@@ -162,7 +162,7 @@ def test_a_new_invitation_is_sent_again_and_replaces_the_old_link(admin_client, 
 
 
 def test_an_active_account_is_not_invited_again(admin_client, db, admin_user):
-    from app.services.accounts import invite_user
+    from app.services.accounts.accounts import invite_user
     from app.services.errors import ServiceError
     from tests.test_admin_views import post_action
 
@@ -182,8 +182,8 @@ def test_a_referent_invitation_needs_a_scope(admin_client, db):
 
 def test_the_invitation_email_reaches_a_real_smtp_server(make_smtp_app, smtp_server):
     from app.extensions import db
-    from app.services.accounts import invite_user
-    from app.services.users import create_user
+    from app.services.accounts.accounts import invite_user
+    from app.services.accounts.users import create_user
 
     mailing = make_smtp_app()
     with mailing.app_context():
@@ -248,7 +248,7 @@ def test_the_policy_applies_to_the_cli_too(app, db):
 
 
 def test_a_passphrase_is_accepted(db):
-    from app.services.accounts import check_password
+    from app.services.accounts.accounts import check_password
 
     check_password("vélo rouge tulipe orage", email="camille@cci.example", full_name="Camille Dupont")
     check_password("demo-support-2026", email="support@demo.place-des-entreprises.fr")
@@ -258,7 +258,7 @@ def test_a_passphrase_is_accepted(db):
 
 
 def pwned_client(handler):
-    from app.services.pwned_passwords import PwnedPasswordsClient
+    from app.services.accounts.pwned_passwords import PwnedPasswordsClient
 
     seen: list[httpx.Request] = []
 
@@ -294,7 +294,7 @@ def test_the_range_api_is_asked_with_five_characters_only():
 )
 def test_an_unavailable_api_fails_open_with_a_log_line(handler, caplog):
     client, _ = pwned_client(handler)
-    with caplog.at_level(logging.WARNING, logger="app.services.pwned_passwords"):
+    with caplog.at_level(logging.WARNING, logger="app.services.accounts.pwned_passwords"):
         assert client.breach_count("correct horse battery staple") is None
     assert "liste locale seule" in caplog.text
 
@@ -327,7 +327,7 @@ def range_server():
 
 
 def test_with_the_api_on_a_breached_passphrase_is_refused(make_app, range_server):
-    from app.services.accounts import PasswordRejected, check_password
+    from app.services.accounts.accounts import PasswordRejected, check_password
 
     checking = make_app(PWNED_PASSWORDS_API=True, PWNED_PASSWORDS_API_URL=range_server)
     with checking.app_context():
@@ -339,7 +339,7 @@ def test_with_the_api_on_a_breached_passphrase_is_refused(make_app, range_server
 def test_with_the_api_unreachable_the_offline_rules_decide(make_app, caplog):
     import socket
 
-    from app.services.accounts import PasswordRejected, check_password
+    from app.services.accounts.accounts import PasswordRejected, check_password
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -382,8 +382,13 @@ def test_the_reset_link_works_once_and_ends_other_sessions(app, client, db, admi
 
 
 def test_a_reset_link_expires_after_an_hour_and_dies_with_a_password_change(client, db, admin_user):
-    from app.services.accounts import ExpiredAccountLink, request_password_reset, reset_password, user_for_reset
-    from app.services.users import set_password
+    from app.services.accounts.accounts import (
+        ExpiredAccountLink,
+        request_password_reset,
+        reset_password,
+        user_for_reset,
+    )
+    from app.services.accounts.users import set_password
 
     issued = utcnow()
     request_password_reset(admin_user.email, now=issued)
@@ -399,7 +404,7 @@ def test_a_reset_link_expires_after_an_hour_and_dies_with_a_password_change(clie
 
 
 def test_a_reset_lifts_a_lock(client, db, admin_user):
-    from app.services.accounts import request_password_reset
+    from app.services.accounts.accounts import request_password_reset
 
     for _ in range(5):
         login(client, admin_user.email, "pas-le-bon-mot-de-passe")
@@ -412,7 +417,7 @@ def test_a_reset_lifts_a_lock(client, db, admin_user):
 
 
 def test_staff_send_a_reset_link_and_see_the_state(admin_client, db, cci):
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
     from tests.test_admin_views import post_action
 
     user = create_user("actif@cci.example", role="referent", password=PASSWORD, institution_slug="cci-rhone")
@@ -445,7 +450,7 @@ def test_login_answers_the_same_for_unknown_addresses_wrong_passwords_and_locked
 
 
 def test_an_account_locks_after_five_failures_and_unlocks_after_the_delay(client, db, admin_user):
-    from app.services.users import authenticate
+    from app.services.accounts.users import authenticate
 
     for _ in range(4):
         assert login(client, admin_user.email, "pas-le-bon-mot-de-passe").status_code == 422
@@ -472,7 +477,7 @@ def test_a_success_resets_the_count(client, db, admin_user):
 
 
 def test_staff_see_and_lift_a_lock(admin_client, app, db, cci):
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
     from tests.test_admin_views import post_action
 
     user = create_user("bloque@cci.example", role="referent", password=PASSWORD, institution_slug="cci-rhone")
@@ -517,7 +522,7 @@ def test_too_many_attempts_on_any_address_get_the_same_429(limited, admin_user):
 
 
 def test_staff_unlocking_also_clears_the_login_limit(limited, admin_user, db, cci):
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
     from tests.test_admin_views import post_action
 
     user = create_user("bloque@cci.example", role="referent", password=PASSWORD, institution_slug="cci-rhone")
@@ -603,7 +608,7 @@ def test_production_cookies_are_secure():
 
 
 def test_a_referent_sees_their_role_and_scope(client, db, cci):
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
 
     antenne = AntenneFactory(institution=cci, name="CCI Villefranche")
     create_user("ref@cci.example", role="referent", password=PASSWORD, full_name="Lou Bernard", antenne_id=antenne.id)

@@ -172,7 +172,7 @@ def test_an_archived_subject_asks_for_another(admin_client, db, book):
 
 
 def test_a_sent_request_shows_its_needs_and_no_forms(admin_client, db, book, admin_user):
-    from app.services.qualification import send_solicitation
+    from app.services.requests.qualification import send_solicitation
 
     solicitation = held(db)
     (need,) = send_solicitation(solicitation, [(subject("recrutement"), [book["alice"].id])], user=admin_user)
@@ -336,7 +336,7 @@ def test_cancel_with_a_reason_emails_the_business(admin_client, db, book):
 
 
 def test_cancel_as_spam_emails_nothing_and_blocks_the_address(admin_client, db, book, app, monkeypatch):
-    from app.services.solicitations import qualification_issues
+    from app.services.requests.solicitations import qualification_issues
 
     solicitation = held(db)
     page = follow(admin_client, post(admin_client, solicitation, "abandonner", {"reason": "spam", "confirm": "1"}))
@@ -362,7 +362,7 @@ def test_cancel_needs_a_reason_and_a_confirmation(admin_client, db, book, data, 
 
 
 def test_cancel_a_sent_request_is_refused(admin_client, db, book, admin_user):
-    from app.services.solicitations import route_solicitation
+    from app.services.requests.solicitations import route_solicitation
 
     solicitation = held(db)
     route_solicitation(solicitation)
@@ -384,7 +384,7 @@ def test_cancel_a_sent_request_is_refused(admin_client, db, book, admin_user):
 def test_bulk_cancel_with_a_templated_reason(admin_client, db, book, action, note, subject_line):
     first, second = held(db), held(db)
     sent = held(db)
-    from app.services.solicitations import route_solicitation
+    from app.services.requests.solicitations import route_solicitation
 
     route_solicitation(sent)
     page = body(admin_client.get("/admin/solicitation/?onglet=a-qualifier"))
@@ -510,7 +510,7 @@ def test_the_return_url_is_kept_and_only_when_local(admin_client, db, book):
 
 @pytest.mark.parametrize("tab", ["a-qualifier", "toutes"])
 def test_the_list_costs_the_same_queries_for_5_or_40_rows(admin_client, db, book, count_queries, tab):
-    from app.services.solicitations import cancel_solicitation
+    from app.services.requests.solicitations import cancel_solicitation
 
     def batch(number: int) -> None:
         for i in range(number):

@@ -111,7 +111,7 @@ def test_preview_lists_every_error_with_its_line_and_offers_no_confirmation(app,
 
 
 def test_preview_shows_updates_with_changed_fields(app, admin_client):
-    from app.services.addressbook import import_addressbook
+    from app.services.addressbook.addressbook import import_addressbook
 
     with app.app_context():
         import_addressbook((DATA / "addressbook_valid.csv").read_bytes())
@@ -126,7 +126,7 @@ def test_preview_shows_updates_with_changed_fields(app, admin_client):
 
 def test_data_changed_between_preview_and_confirmation(app, admin_client):
     html = text(upload(admin_client, (DATA / "addressbook_valid.csv").read_bytes()))
-    from app.services.catalog import archive_subject
+    from app.services.reference.catalog import archive_subject
     from tests.factories import subject
 
     with app.app_context():
@@ -159,8 +159,8 @@ def test_upload_of_another_user_is_rejected(app, admin_client):
     """A well-formed token staged by someone else cannot be confirmed by this user."""
     from app.extensions import db
     from app.models import AddressbookUpload
-    from app.services.uploads import stage_upload
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
+    from app.services.addressbook.uploads import stage_upload
 
     html = text(upload(admin_client, (DATA / "addressbook_valid.csv").read_bytes()))
     with app.app_context():
@@ -179,7 +179,7 @@ def test_stale_preview_cannot_be_confirmed(app, admin_client):
 
     from app.extensions import db
     from app.models import AddressbookUpload
-    from app.services.uploads import UPLOAD_TTL
+    from app.services.addressbook.uploads import UPLOAD_TTL
 
     html = text(upload(admin_client, (DATA / "addressbook_valid.csv").read_bytes()))
     with app.app_context():

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.models import OutboundEmail
 from app.models.base import utcnow
-from app.services.outbox import LOGGED_ONLY
+from app.services.messaging.outbox import LOGGED_ONLY
 from tests.conftest import csrf_token_from, login
 from tests.factories import InstitutionFactory
 
@@ -46,7 +46,7 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client):
 
 
 def test_referents_are_refused(client, db):
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
 
     institution = InstitutionFactory(slug="bpi")
     create_user(

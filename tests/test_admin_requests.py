@@ -73,7 +73,7 @@ def make_solicitation(db, *, full_name: str = "Alix Durand", status: str = "in_p
 
 def make_routed(db, count: int) -> list[Need]:
     """``count`` solicitations sent to the experts through the service, as staff would."""
-    from app.services.solicitations import route_solicitation
+    from app.services.requests.solicitations import route_solicitation
 
     return [route_solicitation(make_solicitation(db, full_name="Claude Bernard")) for _ in range(count)]
 
@@ -176,7 +176,7 @@ def test_need_and_match_search(admin_client, db, book):
 
 
 def test_the_need_list_counts_matches(admin_client, db, book):
-    from app.services.matches import change_match_status
+    from app.services.requests.matches import change_match_status
 
     need = make_routed(db, 1)[0]
     change_match_status(need.matches[0], "taking_care")

@@ -319,7 +319,7 @@ def test_antenne_delete_and_restore_actions(admin_client, db, book):
 
 
 def test_restoring_an_antenne_of_a_deleted_institution_is_explained(admin_client, db, book):
-    from app.services.addressbook import delete_antenne, delete_institution
+    from app.services.addressbook.addressbook import delete_antenne, delete_institution
 
     delete_antenne(book["antenne"])
     delete_institution(book["institution"])
@@ -495,7 +495,7 @@ def test_create_user_refusals_are_french_messages(admin_client, db):
 
 
 def test_edit_a_user_with_an_optional_new_password(admin_client, db, admin_user):
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
 
     other = create_user("autre@place.example", role="admin", password="ancien-mot-de-passe")
     old_hash = other.password_hash
@@ -519,7 +519,7 @@ def test_edit_a_user_with_an_optional_new_password(admin_client, db, admin_user)
 
 
 def test_delete_user_action(admin_client, db):
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
 
     other = create_user("partant@place.example", role="admin", password="motdepasse-tres-long")
     post_action(admin_client, "user", "supprimer", [other.id])
@@ -570,7 +570,7 @@ def test_csv_exports_do_not_query_per_row(admin_client, db, count_queries, endpo
 
 
 def test_a_user_cannot_be_made_a_referent_without_institution(admin_client, db):
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
 
     other = create_user("futur-referent@place.example", role="admin", password="ancien-mot-de-passe")
     url = f"/admin/user/edit/?id={other.id}"

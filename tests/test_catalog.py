@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import AuditEvent, Subject, Theme
-from app.services.catalog import archive_subject, load_catalog, unarchive_subject
 from app.services.errors import ServiceError
+from app.services.reference.catalog import archive_subject, load_catalog, unarchive_subject
 
 
 def _rows(path) -> list[dict[str, str]]:

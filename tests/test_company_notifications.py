@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from app.extensions import db as _db
 from app.models import Match, Need, OutboundEmail
-from app.services import links
-from app.services import matches as matches_service
 from app.services.errors import ServiceError
-from app.services.matches import change_match_status, expert_phone
-from app.services.outbox import message_id_for
+from app.services.messaging import links
+from app.services.messaging.outbox import message_id_for
+from app.services.requests import matches as matches_service
+from app.services.requests.matches import change_match_status, expert_phone
 from tests.conftest import csrf_token_from
 from tests.test_matches import make_need
 

@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 
 from app.extensions import db as _db
 from app.models import Commune, Expert, OutboundEmail
-from app.services.addressbook import delete_antenne, delete_expert
-from app.services.coverage import coverage_report, departement_detail
-from app.services.routing import find_experts
-from app.services.users import create_user
+from app.services.accounts.users import create_user
+from app.services.addressbook.addressbook import delete_antenne, delete_expert
+from app.services.addressbook.coverage import coverage_report, departement_detail
+from app.services.addressbook.routing import find_experts
 from tests.conftest import csrf_token_from, login
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
 
@@ -383,7 +383,7 @@ HEADER = "institution,antenne,antenne_zone,expert,email,phone,job_title,subjects
 
 
 def test_an_invited_referent_sets_a_password_imports_their_experts_and_fixes_a_gap(app, client, db, admin_user):
-    from app.services.accounts import invite_user
+    from app.services.accounts.accounts import invite_user
 
     cma = InstitutionFactory(name="CMA Bretagne", slug="cma-bretagne")
     invite_user("referente@cma.example", "referent", cma, by=admin_user, full_name="Rose Référente")

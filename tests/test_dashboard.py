@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.models import Commune, Company, Contact, Facility, Match, Need, OutboundEmail, Solicitation
-from app.services.dashboard import age_text, dashboard_figures, week_start
+from app.services.requests.dashboard import age_text, dashboard_figures, week_start
 from tests.factories import ExpertFactory, subject
 
 # A Wednesday, 13:00 in Paris; that week started on Monday 23 November 00:00 Paris = Sunday 23:00 UTC.

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from app.extensions import db as _db
 from app.models import OutboundEmail
-from app.services.outbox import message_id_for, queue_email, sweep_outbox
+from app.services.messaging.outbox import message_id_for, queue_email, sweep_outbox
 from tests.plugins.mail import free_port, smtp_settings
 from tests.plugins.queue import IN_CI, ROOT, flask_command
 

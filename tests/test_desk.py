@@ -11,8 +11,8 @@ import pytest
 
 from app.models import Solicitation
 from app.models.base import utcnow
-from app.services import desk
-from app.services.solicitations import SPAM_REASON, cancel_solicitation, route_solicitation
+from app.services.requests import desk
+from app.services.requests.solicitations import SPAM_REASON, cancel_solicitation, route_solicitation
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
 
 _numbers = itertools.count(1)
@@ -200,7 +200,7 @@ def test_duplicate_another_open_request_from_the_same_siret_or_email(db, experts
 
 
 def test_duplicate_counts_a_sent_request_only_while_its_need_is_open(db, experts):
-    from app.services.matches import change_match_status
+    from app.services.requests.matches import change_match_status
 
     need = route_solicitation(ask(db, "Alix Durand", siret="22222222200011", days_ago=60))
     waiting = ask(db, "Alix Durand", siret="22222222200011")

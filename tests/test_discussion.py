@@ -12,8 +12,10 @@ from sqlalchemy import select
 from app.extensions import db as _db
 from app.models import Comment, OutboundEmail
 from app.models.base import utcnow
-from app.services.addressbook import delete_expert
-from app.services.discussion import (
+from app.services.accounts.users import create_user
+from app.services.addressbook.addressbook import delete_expert
+from app.services.errors import ServiceError
+from app.services.messaging.discussion import (
     MAX_BODY_LENGTH,
     author_label,
     linkify,
@@ -21,9 +23,7 @@ from app.services.discussion import (
     post_comment,
     thread,
 )
-from app.services.errors import ServiceError
-from app.services.links import expert_token, match_for_token
-from app.services.users import create_user
+from app.services.messaging.links import expert_token, match_for_token
 from tests.conftest import csrf_token_from
 from tests.factories import ExpertFactory
 from tests.test_matches import make_need

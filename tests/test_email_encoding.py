@@ -17,8 +17,8 @@ from sqlalchemy import select
 
 from app.extensions import db as _db
 from app.models import OutboundEmail
-from app.services.email_wire import build_message
-from app.services.outbox import deliver_emails, describe_failure, queue_email
+from app.services.messaging.email_wire import build_message
+from app.services.messaging.outbox import deliver_emails, describe_failure, queue_email
 from tests.plugins.mail import add_test_templates
 
 # What people type, and worse: one paragraph of 5,000 characters, accented or not, emoji,
@@ -149,7 +149,7 @@ def test_a_message_defect_is_logged_as_an_error(smtp_app, smtp_server, caplog):
 
 def test_rows_failed_for_our_defect_are_resent_once_fixed(smtp_app, smtp_server):
     """The rows refused before the fix: « Renvoyer » sends them, now encoded, to the same relay."""
-    from app.services.outbox import resend_email
+    from app.services.messaging.outbox import resend_email
 
     add_test_templates(smtp_app)
     with smtp_app.app_context():

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from app.models import Company, Contact, Export, Facility, Match, Need, Solicitation
 from app.models.base import utcnow
-from app.services import exports as service
 from app.services.errors import ServiceError
-from app.services.matches import recompute_need_status
+from app.services.requests import exports as service
+from app.services.requests.matches import recompute_need_status
 from tests.conftest import csrf_token_from, login
 from tests.factories import ExpertFactory, subject
 
@@ -345,7 +345,7 @@ def test_a_done_export_is_left_alone_when_the_job_runs_twice(app, db, admin_user
 
 
 def test_a_failure_is_recorded_in_french(app, db, admin_user, needs):
-    from app.services.users import create_user, delete_user
+    from app.services.accounts.users import create_user, delete_user
 
     gone = create_user("parti@place.example", role="admin", password="motdepasse-tres-long")
     export = queued_export(db, gone)
@@ -436,7 +436,7 @@ def test_too_many_exports_at_once_are_refused(app, db, admin_user):
 
 
 def test_only_the_owner_downloads(make_app, admin_client, db, admin_user, needs):
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
 
     ask_export(admin_client, "needs", "csv", "/admin/need/")
     export = only_export(db)

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import Commune, CommunePostalCode, Departement, Epci, Region
-from app.services import geo
 from app.services.errors import ServiceError
+from app.services.reference import geo
 
 
 def _count(db, model) -> int:

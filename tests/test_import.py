@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import Antenne, AuditEvent, Expert, ExpertSubject, Institution, InstitutionSubject, Zone
-from app.services.addressbook import (
+from app.services.addressbook.addressbook import (
     COLUMNS,
     delete_antenne,
     delete_expert,
@@ -276,7 +276,7 @@ def test_row_errors_carry_their_line_number(db, content, expected):
 
 
 def test_archived_subject_is_an_error(db):
-    from app.services.catalog import archive_subject
+    from app.services.reference.catalog import archive_subject
 
     archive_subject(subject("export"))
     report = import_addressbook(csv_text(row(subjects="export")))

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 
 from app.cli import EX_TEMPFAIL
 from app.models import Comment, InboundMessage, OutboundEmail
-from app.services import inbound
 from app.services.errors import ServiceError
-from app.services.inbound import (
+from app.services.messaging import inbound
+from app.services.messaging.inbound import (
     clean_reply,
     discard_inbound,
     html_to_text,
@@ -84,7 +84,7 @@ def test_a_token_signed_with_another_key_is_refused(db, app, domain, monkeypatch
 
 
 def test_the_match_new_email_carries_the_reply_to_when_the_domain_is_set(db, domain):
-    from app.services.solicitations import submit_solicitation
+    from app.services.requests.solicitations import submit_solicitation
     from tests.test_solicitations import _expert, request
 
     _expert("departement:69")
@@ -97,7 +97,7 @@ def test_the_match_new_email_carries_the_reply_to_when_the_domain_is_set(db, dom
 
 
 def test_the_match_new_email_has_no_reply_to_without_the_domain(db, app, monkeypatch):
-    from app.services.solicitations import submit_solicitation
+    from app.services.requests.solicitations import submit_solicitation
     from tests.test_solicitations import _expert, request
 
     monkeypatch.setitem(app.config, "INBOUND_EMAIL_DOMAIN", None)

@@ -14,10 +14,10 @@ from app.extensions import db as _db
 from app.models import Company, Contact, Expert, Facility, Match, Need
 from app.models.base import utcnow
 from app.models.geo import Commune
-from app.services import links
-from app.services.addressbook import delete_expert
-from app.services.inbox import inbox, tab_counts
-from app.services.solicitations import submit_solicitation
+from app.services.addressbook.addressbook import delete_expert
+from app.services.messaging import links
+from app.services.messaging.inbox import inbox, tab_counts
+from app.services.requests.solicitations import submit_solicitation
 from tests.factories import ExpertFactory, subject
 from tests.test_matches import make_need
 from tests.test_solicitations import _expert, emails, expert_links, request
@@ -160,7 +160,7 @@ def test_an_empty_tab_says_so(client, db):
 
 def test_a_long_tab_is_cut_with_a_note(client, box, monkeypatch):
     expert, _ = box
-    monkeypatch.setattr("app.services.inbox.ROW_LIMIT", 1)
+    monkeypatch.setattr("app.services.messaging.inbox.ROW_LIMIT", 1)
     html = client.get(_url(expert, "clotures")).get_data(as_text=True)
     assert len(_rows(html)) == 1
     assert "Seules les 1 plus récentes sont affichées." in html

@@ -11,7 +11,7 @@ from app.extensions import db as _db
 from app.models import Commune, Company, Contact, Facility, Match, Need
 from app.models.requests import MATCH_STATUSES
 from app.services.errors import ServiceError
-from app.services.matches import (
+from app.services.requests.matches import (
     TRANSITIONS,
     allowed_transitions,
     change_match_status,

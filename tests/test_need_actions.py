@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import AuditEvent, Match, Need, NeedStar, OutboundEmail, StaffNote
-from app.services.addressbook import delete_expert
+from app.services.addressbook.addressbook import delete_expert
 from app.services.errors import ServiceError
-from app.services.links import LinkError, expert_token, match_for_token
-from app.services.matches import change_match_status
-from app.services.needs import (
+from app.services.messaging.links import LinkError, expert_token, match_for_token
+from app.services.requests.matches import change_match_status
+from app.services.requests.needs import (
     REASSIGNED_EXPERT,
     REASSIGNED_MATCH,
     add_expert_to_need,
@@ -35,7 +35,7 @@ def make_need(expert_count: int = 2, *, statuses: tuple[str, ...] = ()) -> Need:
     company distinct from the previous one's, so a test may make several."""
     from app.extensions import db as _db
     from app.models import Commune, Company, Contact, Facility
-    from app.services.matches import recompute_need_status
+    from app.services.requests.matches import recompute_need_status
     from tests.factories import subject
 
     n = next(_numbers)
@@ -73,7 +73,7 @@ def need_status(db, need: Need) -> str:
 
 
 def referent(db):
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
     from tests.factories import InstitutionFactory
 
     InstitutionFactory(slug="cma")
@@ -448,8 +448,8 @@ def test_referents_are_refused(referent_client, db, endpoint, data):
 
 def test_a_referent_reads_the_need_without_the_staff_tools(referent_client, db):
     from app.models import Institution
-    from app.services.notes import add_note
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
+    from app.services.requests.notes import add_note
     from tests.factories import AntenneFactory
 
     need = make_need(1)
@@ -507,7 +507,7 @@ def test_the_need_list_costs_the_same_with_5_or_40_rows(admin_client, db, admin_
 def test_a_change_by_an_expert_then_a_reassignment_keeps_the_story(db, admin_user):
     """The expert takes the need, staff hand it over: the old match's events stay readable."""
     from app.services.audit import acting_as
-    from app.services.timeline import need_timeline
+    from app.services.requests.timeline import need_timeline
 
     need = make_need(1)
     old = need.matches[0]

@@ -12,7 +12,7 @@ import pytest
 from flask import current_app
 
 from app.models import Commune, Company, Contact, Facility, Match, Need, NeedStar
-from app.services.users import create_user
+from app.services.accounts.users import create_user
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, subject
 
 _numbers = itertools.count(1)

@@ -1,5 +1,5 @@
-"""The desk's qualification verbs (``services/qualification.py`` and the cancel reasons of
-``services/solicitations.py``), on the real territories: Lyon 69123 (postal code 69001) lies in
+"""The desk's qualification verbs (``services/requests/qualification.py`` and the cancel reasons of
+``services/requests/solicitations.py``), on the real territories: Lyon 69123 (postal code 69001) lies in
 département 69, région 84."""
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from sqlalchemy import func, select, text
 
 from app.models import AuditEvent, Match, Need, OutboundEmail, Solicitation
 from app.models.base import utcnow
-from app.services import expert_lookup, qualification
+from app.services.accounts.users import create_user
+from app.services.addressbook import expert_lookup
 from app.services.errors import ServiceError
-from app.services.qualification import correct_subject, send_solicitation, suggestions
-from app.services.solicitations import (
+from app.services.requests import qualification
+from app.services.requests.qualification import correct_subject, send_solicitation, suggestions
+from app.services.requests.solicitations import (
     REVIEW_MODE_NOTE,
     SPAM_REASON,
     cancel_solicitation,
@@ -23,7 +25,6 @@ from app.services.solicitations import (
     route_solicitation,
     submit_solicitation,
 )
-from app.services.users import create_user
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
 from tests.test_solicitations import request, siret
 

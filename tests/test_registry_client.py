@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.services.registry import CompanyInfo
-from app.services.registry_client import RechercheEntreprisesClient
+from app.services.reference.registry import CompanyInfo
+from app.services.reference.registry_client import RechercheEntreprisesClient
 
 RECORDED = Path(__file__).parent / "data" / "registry"
 BASE = "https://recherche-entreprises.example"
@@ -123,7 +123,7 @@ def _raise(error: Exception):
 )
 def test_every_failure_is_none_and_a_warning(handler, reason, caplog):
     client, _ = client_answering(handler)
-    with caplog.at_level(logging.WARNING, logger="app.services.registry_client"):
+    with caplog.at_level(logging.WARNING, logger="app.services.reference.registry_client"):
         assert client.lookup("12345678200028") is None, reason
     assert any("12345678200028" in record.getMessage() for record in caplog.records)
 
@@ -143,7 +143,7 @@ def test_an_injected_client_is_used_with_the_timeout_and_left_open():
 
 
 def test_get_registry_builds_this_client_from_the_config(make_app):
-    from app.services.registry import get_registry
+    from app.services.reference.registry import get_registry
 
     other = make_app(COMPANY_REGISTRY="recherche-entreprises", RECHERCHE_ENTREPRISES_URL=BASE)
     with other.app_context():

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from app.extensions import db as _db
 from app.models import Match, Need, OutboundEmail, Solicitation
-from app.services.outbox import message_id_for
-from app.services.routing import find_experts
+from app.services.addressbook.routing import find_experts
+from app.services.messaging.outbox import message_id_for
 from tests.conftest import csrf_token_from
 from tests.factories import subject
 from tests.test_solicitations import LYON, _expert

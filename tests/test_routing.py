@@ -8,7 +8,7 @@ import json
 import pytest
 
 from app.models.base import utcnow
-from app.services import routing
+from app.services.addressbook import routing
 from app.services.errors import ServiceError
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
 

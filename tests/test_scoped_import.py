@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import AddressbookUpload, Antenne, Expert, Institution, InstitutionSubject, User
-from app.services.addressbook import import_addressbook, referent_scope
-from app.services.users import create_user
+from app.services.accounts.users import create_user
+from app.services.addressbook.addressbook import import_addressbook, referent_scope
 from tests.conftest import csrf_token_from, login
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, zone
 

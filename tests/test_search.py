@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from app.models import Commune, Company, Contact, Facility, Match, Need, Solicitation
-from app.services.search import normalize, parse_query, reindex_all, search_condition
+from app.services.requests.search import normalize, parse_query, reindex_all, search_condition
 from tests.factories import ExpertFactory, subject
 
 _numbers = itertools.count(1)
@@ -184,7 +184,7 @@ def test_a_solicitation_gets_its_document_and_keeps_it_current(db):
 
 
 def test_a_routed_solicitation_makes_a_need_with_its_document(db):
-    from app.services.solicitations import route_solicitation
+    from app.services.requests.solicitations import route_solicitation
     from tests.factories import AntenneFactory, offer, zone
 
     antenne = AntenneFactory()

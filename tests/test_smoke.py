@@ -24,7 +24,7 @@ def test_wrong_method_gets_a_french_page(client):
 
 
 def test_referent_refused_with_a_french_page(client, db):
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
     from tests.conftest import login
     from tests.factories import InstitutionFactory
 

@@ -11,10 +11,11 @@ from stdnum import luhn
 
 from app.models import AuditEvent, Company, Contact, Facility, Match, Need, OutboundEmail, Solicitation
 from app.models.base import utcnow
-from app.services import expert_emails, links, solicitations
+from app.services.addressbook.routing import find_experts
 from app.services.errors import ServiceError
-from app.services.routing import find_experts
-from app.services.solicitations import (
+from app.services.messaging import expert_emails, links
+from app.services.requests import solicitations
+from app.services.requests.solicitations import (
     SolicitationInput,
     cancel_solicitation,
     qualification_issues,

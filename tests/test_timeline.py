@@ -6,13 +6,13 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.models import Need, OutboundEmail
+from app.services.accounts.users import create_user
 from app.services.audit import acting_as
-from app.services.discussion import post_comment
-from app.services.matches import change_match_status
-from app.services.needs import add_expert_to_need, reassign_match, star_need
-from app.services.notes import add_note
-from app.services.timeline import need_timeline
-from app.services.users import create_user
+from app.services.messaging.discussion import post_comment
+from app.services.requests.matches import change_match_status
+from app.services.requests.needs import add_expert_to_need, reassign_match, star_need
+from app.services.requests.notes import add_note
+from app.services.requests.timeline import need_timeline
 from tests.factories import ExpertFactory
 from tests.test_admin_requests import book, make_routed  # noqa: F401 - book is a fixture
 from tests.test_need_actions import make_need
@@ -129,7 +129,7 @@ def test_a_reassignment_keeps_the_removed_match_and_its_emails(db, admin_user):
 
 
 def test_a_resent_copy_says_so(db, admin_user):
-    from app.services.needs import resend_need_email
+    from app.services.requests.needs import resend_need_email
 
     need = make_need(1)
     match = add_expert_to_need(need, ExpertFactory(), user=admin_user)

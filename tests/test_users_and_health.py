@@ -77,7 +77,7 @@ def test_login_refuses_wrong_password_and_deleted_users(client, admin_user, db):
     response = login(client, admin_user.email, "pas-le-bon-mot-de-passe")
     assert response.status_code == 422
     assert "Adresse email ou mot de passe incorrect." in response.get_data(as_text=True)
-    from app.services.users import delete_user
+    from app.services.accounts.users import delete_user
 
     delete_user(admin_user)
     assert login(client, "support@place.example").status_code == 422

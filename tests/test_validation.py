@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from stdnum.fr import siret as stdnum_siret
 
-from app.services.validation import (
+from app.services.requests.validation import (
     InvalidValue,
     clean_description,
     clean_email,
@@ -145,7 +145,7 @@ def test_deliverability_is_only_checked_when_asked(monkeypatch):
         assert options["check_deliverability"] is True
         raise email_validator.EmailUndeliverableError("The domain name does not accept email.")
 
-    monkeypatch.setattr("app.services.validation.validate_email", undeliverable)
+    monkeypatch.setattr("app.services.requests.validation.validate_email", undeliverable)
     with pytest.raises(InvalidValue, match="ne reçoit pas d'emails"):
         clean_email("marie@domaine-sans-mx.fr", check_deliverability=True)
 
@@ -263,6 +263,6 @@ def test_every_error_at_once(db):
     [("+33612345678", "06 12 34 56 78"), ("+590590123456", "+590 590 12 34 56"), ("", ""), ("illisible", "illisible")],
 )
 def test_phones_are_shown_as_french_people_read_them(stored, shown):
-    from app.services.validation import display_phone
+    from app.services.requests.validation import display_phone
 
     assert display_phone(stored) == shown

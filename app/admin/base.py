@@ -154,7 +154,7 @@ class SecureIndexView(SecureMixin, AdminIndexView):
     def index(self):
         if not policy.is_staff(current_user):
             return self.referent_home()
-        from app.services.dashboard import age_text, dashboard_figures, dashboard_links
+        from app.services.requests.dashboard import age_text, dashboard_figures, dashboard_links
 
         figures = dashboard_figures()
         return self.render(

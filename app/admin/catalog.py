@@ -79,13 +79,13 @@ class SubjectView(SecureModelView):
 
     @action("archiver", "Archiver", "Archiver les sujets sélectionnés ? Ils ne seront plus proposés ni routés.")
     def action_archive(self, ids: list[str]) -> None:
-        from app.services.catalog import archive_subject
+        from app.services.reference.catalog import archive_subject
 
         self.run_action(ids, archive_subject, "{count} sujet(s) archivé(s).")
 
     @action("desarchiver", "Désarchiver")
     def action_unarchive(self, ids: list[str]) -> None:
-        from app.services.catalog import unarchive_subject
+        from app.services.reference.catalog import unarchive_subject
 
         self.run_action(ids, unarchive_subject, "{count} sujet(s) désarchivé(s).")
 

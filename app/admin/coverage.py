@@ -17,8 +17,8 @@ from sqlalchemy import select
 from app.admin.base import SecureBaseView
 from app.extensions import db
 from app.models import Antenne, Institution
-from app.services import coverage
-from app.services.addressbook import referent_scope
+from app.services.addressbook import coverage
+from app.services.addressbook.addressbook import referent_scope
 from app.services.errors import ServiceError
 
 

@@ -1,5 +1,5 @@
 """« Mes exports »: the files a staff member asked for from the request lists, their progress,
-and their download while they last (``services/exports.py`` builds and guards them).
+and their download while they last (``services/requests/exports.py`` builds and guards them).
 
 The request lists post their own URL arguments here (``admin/list.html``), so the file holds
 the rows of the list as it was on screen: search, filters, sort and the desk's tab.
@@ -18,8 +18,8 @@ from werkzeug.datastructures import MultiDict
 
 from app.admin.base import SecureBaseView, paris_time
 from app.models import EXPORT_KIND_LABELS, EXPORT_STATE_LABELS, Export
-from app.services import exports as service
 from app.services.errors import NotFound, ServiceError
+from app.services.requests import exports as service
 
 # The request lists' URL arguments are posted as one query string, so no list argument can
 # collide with the form's own fields.
@@ -45,7 +45,7 @@ def _describe_filter(view: Any, name: str, value: str, options: dict) -> str | N
 
 def describe_params(kind: str, params: dict[str, str], options: dict | None = None) -> list[str]:
     """The criteria of the list the file was made from, as staff read them."""
-    from app.services import desk
+    from app.services.requests import desk
 
     options = {} if options is None else options
     try:

@@ -24,8 +24,8 @@ from wtforms import StringField
 from wtforms.widgets import TextInput
 
 from app import policy
-from app.services import geo
 from app.services.errors import ServiceError
+from app.services.reference import geo
 
 ZONE_HELP = (
     "Territoires séparés par des espaces : region:CODE, departement:CODE, epci:SIREN, commune:INSEE, "

@@ -21,10 +21,16 @@ from wtforms.validators import InputRequired
 
 from app.admin.base import SecureBaseView
 from app.models import Antenne
-from app.services.addressbook import COLUMNS, ImportReport, import_addressbook, referent_scope, scope_label
+from app.services.addressbook.addressbook import (
+    COLUMNS,
+    ImportReport,
+    import_addressbook,
+    referent_scope,
+    scope_label,
+)
+from app.services.addressbook.uploads import import_upload, stage_upload
 from app.services.audit import acting_as
 from app.services.errors import ServiceError
-from app.services.uploads import import_upload, stage_upload
 
 TEMPLATE = "admin/import.html"
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024

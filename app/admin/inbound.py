@@ -76,7 +76,7 @@ class InboundMessageView(ReadOnlyModelView):
 
     @action("ecarter", "Écarter", "Écarter les réponses sélectionnées ?")
     def action_discard(self, ids: list[str]) -> None:
-        from app.services.inbound import discard_inbound
+        from app.services.messaging.inbound import discard_inbound
 
         self.run_action(ids, discard_inbound, "{count} réponse(s) écartée(s).")
 

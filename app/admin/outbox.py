@@ -24,7 +24,7 @@ ERROR_PREVIEW = 140
 
 
 def _state_label(_view: Any, _context: Any, email: OutboundEmail, _name: str) -> str:
-    from app.services.outbox import LOGGED_ONLY
+    from app.services.messaging.outbox import LOGGED_ONLY
 
     if email.state == "sent" and email.last_error == LOGGED_ONLY:
         return "Journalisé, non envoyé"
@@ -102,7 +102,7 @@ class OutboundEmailView(ReadOnlyModelView):
 
     @action("renvoyer", "Renvoyer", "Renvoyer les courriels sélectionnés ?")
     def action_resend(self, ids: list[str]) -> None:
-        from app.services.outbox import resend_email
+        from app.services.messaging.outbox import resend_email
 
         self.run_action(ids, resend_email, "{count} courriel(s) remis en file d'envoi.")
 

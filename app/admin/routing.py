@@ -7,7 +7,7 @@ from flask import jsonify, request
 from flask_admin import Admin, expose
 
 from app.admin.base import SecureBaseView
-from app.services import routing
+from app.services.addressbook import routing
 from app.services.errors import ServiceError
 
 

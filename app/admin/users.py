@@ -34,7 +34,7 @@ ACTION_LABELS = {"create": "création", "update": "modification", "delete": "sup
 
 
 def _state(_view: Any, _context: Any, model: User, _name: str) -> str:
-    from app.services.accounts import account_state
+    from app.services.accounts.accounts import account_state
 
     return account_state(model)
 
@@ -137,8 +137,8 @@ class UserView(SecureModelView):
     def create_model(self, form: Any) -> User | bool:
         """Without a password: an invitation (``invite_user``); with one: ``create_user`` and the
         password policy. Either way the account rules live in the services."""
-        from app.services.accounts import invite_user
-        from app.services.users import create_user
+        from app.services.accounts.accounts import invite_user
+        from app.services.accounts.users import create_user
 
         try:
             if form.password.data:
@@ -169,8 +169,8 @@ class UserView(SecureModelView):
 
     def on_model_change(self, form: Any, model: User, is_created: bool) -> None:
         from app.models.base import utcnow
-        from app.services.accounts import check_password
-        from app.services.users import check_scope, hash_password, normalize_email
+        from app.services.accounts.accounts import check_password
+        from app.services.accounts.users import check_scope, hash_password, normalize_email
 
         model.email = normalize_email(model.email or "")
         check_scope(model)
@@ -187,7 +187,7 @@ class UserView(SecureModelView):
         "Renvoyer l'invitation aux comptes sélectionnés ? Les liens envoyés précédemment ne serviront plus.",
     )
     def action_resend_invitation(self, ids: list[str]) -> None:
-        from app.services.accounts import resend_invitation
+        from app.services.accounts.accounts import resend_invitation
 
         by = _acting_user()
         self.run_action(ids, lambda user: resend_invitation(user, by=by), "{count} invitation(s) renvoyée(s).")
@@ -198,14 +198,14 @@ class UserView(SecureModelView):
         "Envoyer un lien de réinitialisation du mot de passe aux comptes sélectionnés ?",
     )
     def action_send_reset(self, ids: list[str]) -> None:
-        from app.services.accounts import send_password_reset
+        from app.services.accounts.accounts import send_password_reset
 
         self.run_action(ids, send_password_reset, "{count} lien(s) de réinitialisation envoyé(s).")
 
     @action("deverrouiller", "Déverrouiller", "Déverrouiller les comptes sélectionnés ?")
     def action_unlock(self, ids: list[str]) -> None:
         from app.auth import forget_login_failures
-        from app.services.accounts import unlock
+        from app.services.accounts.accounts import unlock
 
         def unlock_everywhere(user: User) -> None:
             unlock(user)
@@ -217,7 +217,7 @@ class UserView(SecureModelView):
         "supprimer", "Supprimer", "Supprimer les comptes sélectionnés ? Leurs données personnelles seront effacées."
     )
     def action_delete(self, ids: list[str]) -> None:
-        from app.services.users import delete_user
+        from app.services.accounts.users import delete_user
 
         self.run_action(ids, delete_user, "{count} compte(s) supprimé(s).")
 

@@ -35,8 +35,8 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length
 
 from app.extensions import db, limiter
 from app.models import User
-from app.services import accounts
-from app.services.users import authenticate
+from app.services.accounts import accounts
+from app.services.accounts.users import authenticate
 
 bp = Blueprint("auth", __name__)
 

@@ -20,12 +20,12 @@ from werkzeug.exceptions import TooManyRequests
 from app.extensions import db, limiter
 from app.models import Match
 from app.models.requests import MATCH_STATUS_LABELS, NEED_STATUS_LABELS
-from app.services.absences import absence_text
+from app.services.addressbook.absences import absence_text
 from app.services.audit import acting_as
-from app.services.discussion import author_label, comment_date, linkify, post_comment, thread
 from app.services.errors import ServiceError
-from app.services.links import LinkError, match_for_token
-from app.services.matches import allowed_transitions, change_match_status
+from app.services.messaging.discussion import author_label, comment_date, linkify, post_comment, thread
+from app.services.messaging.links import LinkError, match_for_token
+from app.services.requests.matches import allowed_transitions, change_match_status
 
 PARIS = ZoneInfo("Europe/Paris")
 

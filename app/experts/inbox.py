@@ -14,8 +14,8 @@ from werkzeug.exceptions import TooManyRequests
 from app.experts import STATUS_BADGES, link_error_page, private_headers, too_many_requests_page
 from app.extensions import limiter
 from app.models.requests import MATCH_STATUS_LABELS
-from app.services.inbox import TABS, inbox
-from app.services.links import LinkError, expert_for_inbox_token, expert_token, inbox_token
+from app.services.messaging.inbox import TABS, inbox
+from app.services.messaging.links import LinkError, expert_for_inbox_token, expert_token, inbox_token
 
 bp = Blueprint("inbox", __name__)
 limiter.limit("60 per minute")(bp)

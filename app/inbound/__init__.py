@@ -15,7 +15,7 @@ from flask import Blueprint, abort, current_app, jsonify, request
 
 from app.extensions import csrf
 from app.services.audit import acting_as
-from app.services.inbound import MAX_MESSAGE_BYTES, receive_email
+from app.services.messaging.inbound import MAX_MESSAGE_BYTES, receive_email
 
 bp = Blueprint("inbound", __name__, url_prefix="/inbound")
 # A server-to-server call with its own secret: there is no session, hence no CSRF token.

@@ -31,7 +31,7 @@ EXPORT_JOB_TIMEOUT = 3600
 @rq.job(queue="emails")
 def deliver_emails_job(email_ids: list[int]) -> dict[str, int]:
     """Deliver a batch of outbox rows over one SMTP connection; the service decides which are still due."""
-    from app.services.outbox import deliver_emails
+    from app.services.messaging.outbox import deliver_emails
 
     return deliver_emails(email_ids)
 
@@ -39,7 +39,7 @@ def deliver_emails_job(email_ids: list[int]) -> dict[str, int]:
 @rq.job(queue="emails")
 def deliver_due_emails_job() -> dict[str, int]:
     """Deliver one batch of whatever rows are due (what the sweep asks for)."""
-    from app.services.outbox import deliver_due_emails
+    from app.services.messaging.outbox import deliver_due_emails
 
     return deliver_due_emails()
 
@@ -47,7 +47,7 @@ def deliver_due_emails_job() -> dict[str, int]:
 @rq.job(queue="emails")
 def deliver_email_job(email_id: int) -> str:
     """One row: jobs of this name may still wait in Redis from the version before batches."""
-    from app.services.outbox import deliver_email
+    from app.services.messaging.outbox import deliver_email
 
     return deliver_email(email_id)
 
@@ -55,7 +55,7 @@ def deliver_email_job(email_id: int) -> str:
 @rq.job(queue="emails")
 def sweep_outbox_job() -> int:
     """Ask for the batches that take the rows left queued (Redis was down, a worker died) or due for a retry."""
-    from app.services.outbox import sweep_outbox
+    from app.services.messaging.outbox import sweep_outbox
 
     return sweep_outbox()
 
@@ -63,7 +63,7 @@ def sweep_outbox_job() -> int:
 @rq.job(queue="emails")
 def notify_comments_job() -> int:
     """Email the need's participants about the bursts of comments that are over."""
-    from app.services.discussion import notify_pending_comments
+    from app.services.messaging.discussion import notify_pending_comments
 
     return notify_pending_comments()
 
@@ -71,7 +71,7 @@ def notify_comments_job() -> int:
 @rq.job(queue="default")
 def build_export_job(export_id: int) -> str:
     """Build one export's file; the service leaves a finished one alone."""
-    from app.services.exports import build_export
+    from app.services.requests.exports import build_export
 
     return build_export(export_id)
 
@@ -79,7 +79,7 @@ def build_export_job(export_id: int) -> str:
 @rq.job(queue="default")
 def purge_exports_job() -> int:
     """Delete the exports past their expiry, files included."""
-    from app.services.exports import purge_exports
+    from app.services.requests.exports import purge_exports
 
     return purge_exports()
 
@@ -119,7 +119,7 @@ def enqueue_deliveries(email_ids: Iterable[int]) -> None:
     Called after the cause's commit: an error here must not turn a stored request into an
     error page, so Redis failures are logged, not raised.
     """
-    from app.services.outbox import batches
+    from app.services.messaging.outbox import batches
 
     ids = list(email_ids)
     try:
@@ -157,7 +157,7 @@ outbox_cli = AppGroup("outbox", help="Boîte d'envoi des courriels.")
 @outbox_cli.command("sweep")
 def sweep_command() -> None:
     """Remet en file d'envoi les courriels en attente (après une panne de Redis ou du serveur SMTP)."""
-    from app.services.outbox import sweep_outbox
+    from app.services.messaging.outbox import sweep_outbox
 
     count = sweep_outbox()
     click.echo(f"{count} courriel(s) remis en file d'envoi.")
@@ -174,7 +174,7 @@ def resend_command(cause: str | None, dry_run: bool) -> None:
     """Renvoie les courriels en échec définitif, par exemple après la correction d'un défaut du service."""
     from app.extensions import db
     from app.models.outbox import FailureCause
-    from app.services.outbox import resend_failed
+    from app.services.messaging.outbox import resend_failed
 
     count = resend_failed(cause=FailureCause(cause) if cause else None, dry_run=dry_run)
     if dry_run:

@@ -81,7 +81,7 @@ class OutboundEmail(TimestampMixin, db.Model):
     @property
     def message_id(self) -> str:
         """Derived from the event key, so a rare duplicate delivery carries the same Message-ID."""
-        from app.services.outbox import message_id_for
+        from app.services.messaging.outbox import message_id_for
 
         return message_id_for(self.key)
 

@@ -1,6 +1,6 @@
 """The public request form: fields, bot traps, and the bridge to the validation rules.
 
-The rules themselves live in ``app.services.validation`` (one place, also used to check a
+The rules themselves live in ``app.services.requests.validation`` (one place, also used to check a
 stored request again); this form only carries the fields, the CSRF token and two traps
 for bots: a honeypot field people never see, and the signed time the form was served.
 """
@@ -14,7 +14,7 @@ from flask_wtf import FlaskForm
 from itsdangerous import BadSignature, URLSafeSerializer
 from wtforms import HiddenField, StringField, TextAreaField
 
-from app.services.validation import FIELDS, CleanedSolicitation, clean_solicitation
+from app.services.requests.validation import FIELDS, CleanedSolicitation, clean_solicitation
 
 _SERVED_AT_SALT = "public-form-served-at"
 # Up to this many communes for a postal code are offered as radio buttons, more as a list.

@@ -17,7 +17,7 @@ from app.models import Subject, Theme
 from app.public import bp
 from app.public.forms import BOT_MESSAGE, SolicitationForm, sign_served_at
 from app.services.errors import ServiceError
-from app.services.validation import clean_tracking
+from app.services.requests.validation import clean_tracking
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def request_form(subject_slug: str):
         form.telecopie.data = ""
         return _render_form(subject, form, status=422)
 
-    from app.services.solicitations import SolicitationInput, submit_solicitation
+    from app.services.requests.solicitations import SolicitationInput, submit_solicitation
 
     values = form.cleaned.values
     try:

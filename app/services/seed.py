@@ -91,8 +91,8 @@ def demo_addressbook_path() -> Path:
 
 def seed_demo() -> SeedReport:
     """Import the demo address book and make sure the demo staff and referent accounts exist."""
-    from app.services.addressbook import import_addressbook
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
+    from app.services.addressbook.addressbook import import_addressbook
 
     if current_app.config.get("ENV_NAME") == "production":
         raise ServiceError("Les données de démonstration ne se chargent pas en production.")
@@ -114,7 +114,7 @@ def seed_demo() -> SeedReport:
 
 def _seed_referent() -> str:
     from app.models import Institution
-    from app.services.users import create_user
+    from app.services.accounts.users import create_user
 
     if db.session.scalar(select(func.count()).select_from(User).where(User.email == DEMO_REFERENT_EMAIL)):
         return f"Compte référent de démonstration déjà présent : {DEMO_REFERENT_EMAIL}"
@@ -134,9 +134,9 @@ def _seed_referent() -> str:
 def _seed_requests() -> list[str]:
     """Submit the demo requests through the form's own validation and the submission verb."""
     from app.models import Solicitation
-    from app.services.matches import change_match_status
-    from app.services.solicitations import SolicitationInput, submit_solicitation
-    from app.services.validation import clean_solicitation
+    from app.services.requests.matches import change_match_status
+    from app.services.requests.solicitations import SolicitationInput, submit_solicitation
+    from app.services.requests.validation import clean_solicitation
 
     lines = []
     for subject, full_name, email, phone, siret, postal_code, insee, description, answer in DEMO_REQUESTS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.services.users import create_user
+from app.services.accounts.users import create_user
 from tests.browser import log_in
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, zone
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from app.models import Solicitation
-from app.services.solicitations import submit_solicitation
+from app.services.requests.solicitations import submit_solicitation
 from tests.browser import log_in as _log_in
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, zone
 from tests.test_solicitations import request

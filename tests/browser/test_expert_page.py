@@ -7,7 +7,7 @@ import pytest
 
 from app.extensions import db as _db
 from app.models import Match, Need
-from app.services.links import expert_token
+from app.services.messaging.links import expert_token
 from tests.conftest import axe_violations
 from tests.test_matches import make_need
 

@@ -13,7 +13,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from app.models import Export
-from app.services import exports as service
+from app.services.requests import exports as service
 from tests.browser import log_in as _log_in
 from tests.test_exports import make_need, queued_export
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.services.links import inbox_token
+from app.services.messaging.links import inbox_token
 from tests.conftest import axe_violations
 from tests.test_inbox import add_match
 from tests.test_matches import make_need

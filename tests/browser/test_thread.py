@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from app.extensions import db as _db
 from app.models import Comment
-from app.services.discussion import post_comment
-from app.services.links import expert_token
+from app.services.messaging.discussion import post_comment
+from app.services.messaging.links import expert_token
 from tests.conftest import axe_violations
 from tests.test_matches import make_need
 

@@ -28,8 +28,8 @@ from app.models import (
     Need,
     NeedStar,
 )
+from app.services.addressbook.expert_lookup import parse_id, resolve_expert, search_experts
 from app.services.errors import ServiceError
-from app.services.expert_lookup import parse_id, resolve_expert, search_experts
 
 # How many experts the « Ajouter un expert » / « Réattribuer » suggestions show.
 SUGGESTION_LIMIT = 10
@@ -184,8 +184,8 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     def match_rows(self, need: Need) -> list[dict[str, Any]]:
         """The matches of the details page, each as the strings staff read (one query for all)."""
-        from app.services.absences import absence_text
-        from app.services.needs import REASSIGNABLE_STATUSES
+        from app.services.addressbook.absences import absence_text
+        from app.services.requests.needs import REASSIGNABLE_STATUSES
 
         matches = db.session.scalars(
             policy.scope_query(
@@ -218,17 +218,17 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     def comments(self, need: Need) -> list:
         """The need's thread, authors loaded (the details page shows it under the matches).
         Staff only: the thread names experts of every institution on the need."""
-        from app.services.discussion import thread
+        from app.services.messaging.discussion import thread
 
         return thread(need) if self.staff() else []
 
     def timeline(self, need: Need) -> list:
-        from app.services.timeline import need_timeline
+        from app.services.requests.timeline import need_timeline
 
         return need_timeline(need)
 
     def notes(self, need: Need) -> list:
-        from app.services.notes import notes_for
+        from app.services.requests.notes import notes_for
 
         return notes_for(need)
 
@@ -238,7 +238,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         return policy.is_staff(current_user)
 
     def is_starred(self, need: Need) -> bool:
-        from app.services.needs import is_starred
+        from app.services.requests.needs import is_starred
 
         return is_starred(need, current_user)
 
@@ -292,7 +292,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/ajouter-expert/", methods=("POST",))
     def add_expert_view(self):
-        from app.services.needs import add_expert_to_need
+        from app.services.requests.needs import add_expert_to_need
 
         need = self._posted_need()
         user = current_user._get_current_object()
@@ -314,7 +314,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/reattribuer/", methods=("POST",))
     def reassign_view(self):
-        from app.services.needs import reassign_match
+        from app.services.requests.needs import reassign_match
 
         need = self._posted_need()
         user = current_user._get_current_object()
@@ -355,7 +355,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/suivre/", methods=("POST",))
     def star_view(self):
-        from app.services.needs import star_need, unstar_need
+        from app.services.requests.needs import star_need, unstar_need
 
         need = self._posted_need()
         user = current_user._get_current_object()
@@ -367,7 +367,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/renvoyer/", methods=("POST",))
     def resend_view(self):
-        from app.services.needs import resend_need_email
+        from app.services.requests.needs import resend_need_email
 
         need = self._posted_need()
         user = current_user._get_current_object()
@@ -382,7 +382,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/noter/", methods=("POST",))
     def note_view(self):
-        from app.services.notes import add_note
+        from app.services.requests.notes import add_note
 
         need = self._posted_need()
         user = current_user._get_current_object()
@@ -398,7 +398,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     @expose("/commenter/", methods=("POST",))
     def comment_view(self):
         """Staff write on the thread; the service checks they are staff (a referent is refused)."""
-        from app.services.discussion import post_comment
+        from app.services.messaging.discussion import post_comment
 
         need = self._posted_need()
         body = request.form.get("body", "")

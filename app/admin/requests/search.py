@@ -1,4 +1,4 @@
-"""The list hooks of the request views: full-text search (services/search.py) and a capped count.
+"""The list hooks of the request views: full-text search (services/requests/search.py) and a capped count.
 
 Flask-Admin's own search ORs an ``ILIKE '%term%'`` over each column of
 ``column_searchable_list`` through outer joins: a sequential scan of every joined table at
@@ -20,7 +20,7 @@ from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Query
 
 from app.models import Match, Need, Solicitation
-from app.services.search import search_condition
+from app.services.requests.search import search_condition
 
 # 200 pages of 50: nobody pages further; sorting the other way reaches the oldest rows.
 COUNT_CAP = 10_000

@@ -39,9 +39,10 @@ from app.models import (
     Expert,
     Solicitation,
 )
-from app.services import desk, expert_lookup, qualification, routing
+from app.services.addressbook import expert_lookup, routing
 from app.services.errors import ServiceError
-from app.services.solicitations import CANCEL_REASONS, EMAILED_REASONS, SPAM_REASON
+from app.services.requests import desk, qualification
+from app.services.requests.solicitations import CANCEL_REASONS, EMAILED_REASONS, SPAM_REASON
 
 # The cancel form's choices, in the order staff meet them.
 CANCEL_CHOICES = [
@@ -78,7 +79,7 @@ def _ints(values: list[str]) -> list[int]:
 class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
     """What the public form received; staff route or abandon what automation left for them.
 
-    The desk's tabs (``?onglet=``, see ``services/desk.py``) select the list: search, filters,
+    The desk's tabs (``?onglet=``, see ``services/requests/desk.py``) select the list: search, filters,
     sorting, paging and the CSV export keep the tab, since Flask-Admin carries unknown URL
     arguments along. « À qualifier » lists the oldest request first; without a tab the list
     shows every request, newest first.
@@ -253,7 +254,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         "Transmettre les demandes sélectionnées aux experts de leur territoire ?",
     )
     def action_route(self, ids: list[str]) -> None:
-        from app.services.solicitations import route_solicitation
+        from app.services.requests.solicitations import route_solicitation
 
         user_id = current_user.id
         self.run_action(
@@ -264,7 +265,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
 
     @action("abandonner", "Abandonner", "Abandonner les demandes sélectionnées ? Elles ne seront pas transmises.")
     def action_set_canceled(self, ids: list[str]) -> None:
-        from app.services.solicitations import cancel_solicitation
+        from app.services.requests.solicitations import cancel_solicitation
 
         self.run_action(ids, cancel_solicitation, "{count} demande(s) abandonnée(s).")
 
@@ -274,7 +275,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         "Abandonner les demandes sélectionnées comme spam ? Les prochaines demandes de ces adresses attendront l'équipe.",
     )
     def action_set_spam(self, ids: list[str]) -> None:
-        from app.services.solicitations import SPAM_REASON, cancel_solicitation
+        from app.services.requests.solicitations import SPAM_REASON, cancel_solicitation
 
         self.run_action(
             ids,
@@ -310,7 +311,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         self._cancel_all(ids, "incomplete")
 
     def _cancel_all(self, ids: list[str], reason: str) -> None:
-        from app.services.solicitations import cancel_solicitation
+        from app.services.requests.solicitations import cancel_solicitation
 
         user = current_user._get_current_object()
         self.run_action(
@@ -329,7 +330,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
     def desk_context(self, solicitation: Solicitation) -> dict[str, Any]:
         """What the qualification section shows: why it waits, the forms' choices and, for the
         subjects chosen (``?sujets=``, the current one by default), the experts routing suggests."""
-        from app.services.notes import notes_for
+        from app.services.requests.notes import notes_for
 
         context: dict[str, Any] = {
             "flags": desk.flags_for([solicitation])[solicitation.id],
@@ -450,7 +451,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/qualifier/abandonner/", methods=("POST",))
     def cancel_view(self):
-        from app.services.solicitations import cancel_solicitation
+        from app.services.requests.solicitations import cancel_solicitation
 
         solicitation = self._posted()
         reason = request.form.get("reason", "")
@@ -481,7 +482,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/qualifier/note/", methods=("POST",))
     def note_view(self):
-        from app.services.notes import add_note
+        from app.services.requests.notes import add_note
 
         solicitation = self._posted()
         try:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 
 from app.models import Match
-from app.services import links
-from app.services.inbound import reply_address
-from app.services.outbox import queue_email
+from app.services.messaging import links
+from app.services.messaging.inbound import reply_address
+from app.services.messaging.outbox import queue_email
 
 log = logging.getLogger(__name__)
 

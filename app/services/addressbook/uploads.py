@@ -55,7 +55,7 @@ def import_upload(token: str | None, *, user_id: int, scope=None):
     errors, nothing is imported and the uploader sends it again. ``scope`` is checked again
     here (see ``addressbook.referent_scope``): a referent's scope may have changed since the preview.
     """
-    from app.services.addressbook import import_addressbook
+    from app.services.addressbook.addressbook import import_addressbook
 
     upload = take_upload(token, user_id=user_id)
     if upload is None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from app.services.registry import CompanyInfo
+from app.services.reference.registry import CompanyInfo
 
 log = logging.getLogger(__name__)
 

@@ -35,12 +35,12 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
+from app.services.addressbook.routing import RoutedExpert, find_experts
 from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
-from app.services.expert_emails import queue_new_match_email
-from app.services.outbox import queue_email
-from app.services.registry import CompanyInfo, get_registry
-from app.services.routing import RoutedExpert, find_experts
+from app.services.messaging.expert_emails import queue_new_match_email
+from app.services.messaging.outbox import queue_email
+from app.services.reference.registry import CompanyInfo, get_registry
 
 log = logging.getLogger(__name__)
 

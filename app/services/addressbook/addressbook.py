@@ -28,8 +28,8 @@ from sqlalchemy.orm import selectinload
 from app.extensions import db
 from app.models import Antenne, Expert, ExpertSubject, Institution, InstitutionSubject, Subject, Zone
 from app.models.base import utcnow
-from app.services import geo
 from app.services.errors import ServiceError
+from app.services.reference import geo
 
 COLUMNS = ["institution", "antenne", "antenne_zone", "expert", "email", "phone", "job_title", "subjects", "expert_zone"]
 REQUIRED = ["institution", "antenne", "expert", "email"]

@@ -466,7 +466,7 @@ def _save(row: InboundMessage) -> InboundMessage:
 
 def _post(match: Match, *, body: str, raw_text: str, fields: dict) -> InboundMessage:
     """Post the comment and record the reply, in one transaction (post_comment commits)."""
-    from app.services.discussion import post_comment
+    from app.services.messaging.discussion import post_comment
 
     row = InboundMessage(
         message_id=fields["message_id"],

@@ -158,7 +158,7 @@ def clean_postal_code(value: str | None) -> str:
 
 def communes_of_postal_code(postal_code: str) -> list:
     """The communes of a well-formed postal code; refuses a code that belongs to none."""
-    from app.services.geo import communes_for_postal_code
+    from app.services.reference.geo import communes_for_postal_code
 
     communes = communes_for_postal_code(postal_code)
     if not communes:

@@ -56,7 +56,7 @@ def create_user(
     With a password (the CLI, staff who set one), the policy applies; without one the account
     waits for an invitation (``accounts.invite_user``).
     """
-    from app.services.accounts import check_password
+    from app.services.accounts.accounts import check_password
 
     if role not in ROLES:
         raise ServiceError(f"Rôle inconnu : « {role} » (attendu : admin ou referent).")
@@ -113,7 +113,7 @@ def check_scope(user: User) -> None:
 
 def set_password(user: User, password: str, *, now: datetime | None = None) -> None:
     """A new password under the policy; ends the account's other sessions and any lock."""
-    from app.services.accounts import check_password
+    from app.services.accounts.accounts import check_password
 
     check_password(password, user)
     user.password_hash = hash_password(password)
@@ -143,7 +143,7 @@ def authenticate(email: str, password: str, *, now: datetime | None = None) -> U
     counts unknown addresses the same way, says « Trop de tentatives »). A success resets the
     count.
     """
-    from app.services.accounts import aware
+    from app.services.accounts.accounts import aware
 
     now = now or utcnow()
     address = (email or "").strip().lower()

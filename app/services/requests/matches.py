@@ -51,8 +51,8 @@ from app.models import Match, Need
 from app.models.base import utcnow
 from app.models.requests import MATCH_STATUS_LABELS, MATCH_STATUSES
 from app.services.errors import ServiceError
-from app.services.outbox import queue_email
-from app.services.validation import display_phone
+from app.services.messaging.outbox import queue_email
+from app.services.requests.validation import display_phone
 
 CLOSED_STATUSES = frozenset({"done", "done_no_help", "done_not_reachable", "not_for_me"})
 TAKEN_CARE_STATUSES = frozenset({"taking_care", "done", "done_no_help", "done_not_reachable"})

@@ -31,8 +31,8 @@ from app.models import (
     Theme,
     Zone,
 )
-from app.services import geo
 from app.services.errors import ServiceError
+from app.services.reference import geo
 
 NATIONAL = "national"
 # Lower is more specific: the entry shown to staff is the narrowest that matched.

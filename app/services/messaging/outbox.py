@@ -48,8 +48,8 @@ from app.extensions import db
 from app.models import OutboundEmail
 from app.models.base import utcnow
 from app.models.outbox import FailureCause
-from app.services.email_wire import ascii_address, build_message
 from app.services.errors import ServiceError
+from app.services.messaging.email_wire import ascii_address, build_message
 
 log = logging.getLogger(__name__)
 

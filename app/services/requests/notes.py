@@ -10,8 +10,8 @@ from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.models import Need, Solicitation, StaffNote, User
+from app.services.accounts.users import require_staff
 from app.services.errors import ServiceError
-from app.services.users import require_staff
 
 MAX_NOTE_LENGTH = 5_000
 

@@ -33,7 +33,7 @@ from sqlalchemy import and_, exists, func, literal, or_, select
 
 from app.extensions import db
 from app.models import Need, Solicitation
-from app.services.solicitations import CANCEL_NOTE_PREFIX, OPEN_NEED_STATUSES, SPAM_REASON
+from app.services.requests.solicitations import CANCEL_NOTE_PREFIX, OPEN_NEED_STATUSES, SPAM_REASON
 
 
 @dataclass(frozen=True)

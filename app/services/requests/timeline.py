@@ -39,10 +39,10 @@ from app.models import (
     OutboundEmail,
     User,
 )
-from app.services.discussion import author_label, thread
-from app.services.needs import REASSIGNED_EXPERT, REASSIGNED_MATCH
-from app.services.notes import notes_for
-from app.services.outbox import LOGGED_ONLY, RESEND_MARK
+from app.services.messaging.discussion import author_label, thread
+from app.services.messaging.outbox import LOGGED_ONLY, RESEND_MARK
+from app.services.requests.needs import REASSIGNED_EXPERT, REASSIGNED_MATCH
+from app.services.requests.notes import notes_for
 
 STAFF_PREFIX = "Équipe"
 SYSTEM_LABEL = "Système"

@@ -25,19 +25,19 @@ from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.models import Antenne, Expert, Need, Solicitation, Subject, User
-from app.services import routing
-from app.services.absences import absence_text
+from app.services.accounts.users import require_staff
+from app.services.addressbook import routing
+from app.services.addressbook.absences import absence_text
+from app.services.addressbook.expert_lookup import Scope, parse_id, search_experts
 from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
-from app.services.expert_lookup import Scope, parse_id, search_experts
-from app.services.solicitations import (
+from app.services.requests.solicitations import (
     REVIEW_MODE_NOTE,
     Assignment,
     dispatch,
     lock_for_sending,
     qualification_issues,
 )
-from app.services.users import require_staff
 
 # How many experts the « ajouter un expert » autocomplete offers at once.
 EXPERT_CHOICES_LIMIT = 20

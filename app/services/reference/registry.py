@@ -45,7 +45,7 @@ def get_registry() -> Registry:
     if name == "fake":
         return FakeRegistry()
     if name == "recherche-entreprises":
-        from app.services.registry_client import RechercheEntreprisesClient
+        from app.services.reference.registry_client import RechercheEntreprisesClient
 
         return RechercheEntreprisesClient(
             base_url=current_app.config.get("RECHERCHE_ENTREPRISES_URL", "https://recherche-entreprises.api.gouv.fr"),

@@ -1,0 +1,1 @@
+"""People who log in: staff and partner referents, invitations, passwords, sessions."""

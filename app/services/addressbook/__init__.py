@@ -1,0 +1,1 @@
+"""The address book: institutions, antennes, experts, their zones and subjects, and who receives what (routing, coverage)."""

@@ -1,0 +1,1 @@
+"""Reference data: territories, the catalog of subjects, the company registry."""
