@@ -10,8 +10,19 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app.extensions import db
+from app.models.outbox import FailureCause
+from app.services.accounts.users import create_user
+from app.services.addressbook.addressbook import import_addressbook
+from app.services.addressbook.routing import explain
 from app.services.audit import acting_as
 from app.services.errors import ServiceError
+from app.services.messaging.inbound import MAX_MESSAGE_BYTES, outcome_text, receive_email
+from app.services.messaging.outbox import resend_failed, sweep_outbox
+from app.services.reference.catalog import load_catalog
+from app.services.reference.geo import load_territories
+from app.services.requests.search import reindex_all
+from app.services.seed import seed_demo
 
 
 def _fail(message: str) -> None:
@@ -27,14 +38,13 @@ routing_cli = AppGroup("routing", help="Règle d'aiguillage des demandes.")
 seed_cli = AppGroup("seed", help="Données de démonstration.")
 inbound_cli = AppGroup("inbound", help="Réponses des experts par courriel.")
 desk_cli = AppGroup("desk", help="Suivi des demandes (recherche, listes).")
+outbox_cli = AppGroup("outbox", help="Boîte d'envoi des courriels.")
 
 
 @geo_cli.command("load")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Dossier data/ de @etalab/decoupage-administratif.")
 def geo_load(data_dir: str | None) -> None:
     """Charge ou met à jour les territoires depuis @etalab/decoupage-administratif."""
-    from app.services.reference.geo import load_territories
-
     try:
         report = load_territories(data_dir or current_app.config["GEO_DATA_DIR"])
     except ServiceError as error:
@@ -47,8 +57,6 @@ def geo_load(data_dir: str | None) -> None:
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 def catalog_load(path: str | None) -> None:
     """Charge le catalogue (par défaut : celui du projet)."""
-    from app.services.reference.catalog import load_catalog
-
     with acting_as("cli"):
         try:
             report = load_catalog(path or current_app.config["CATALOG_DEFAULT_PATH"])
@@ -63,8 +71,6 @@ def catalog_load(path: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="Vérifie et résume sans rien enregistrer.")
 def addressbook_import(path: str, dry_run: bool) -> None:
     """Importe un annuaire CSV : tout ou rien, chaque erreur avec son numéro de ligne."""
-    from app.services.addressbook.addressbook import import_addressbook
-
     try:
         raw = Path(path).read_bytes()
     except OSError as error:
@@ -91,8 +97,6 @@ def addressbook_import(path: str, dry_run: bool) -> None:
 @click.option("--name", "full_name", help="Nom affiché.")
 def users_create(email, role, institution_slug, antenne_id, password, full_name) -> None:
     """Crée un compte de l'équipe support ou un référent partenaire."""
-    from app.services.accounts.users import create_user
-
     if password is None:
         password = click.prompt("Mot de passe", hide_input=True, confirmation_prompt=True)
     with acting_as("cli"):
@@ -116,8 +120,6 @@ def users_create(email, role, institution_slug, antenne_id, password, full_name)
 @click.option("--json", "as_json", is_flag=True, help="Sortie JSON.")
 def routing_explain(subject_slug: str, insee_code: str, as_json: bool) -> None:
     """Les experts qui recevraient un besoin sur ce sujet dans cette commune, et pourquoi."""
-    from app.services.addressbook.routing import explain
-
     try:
         result = explain(subject_slug, insee_code)
     except ServiceError as error:
@@ -132,8 +134,6 @@ def routing_explain(subject_slug: str, insee_code: str, as_json: bool) -> None:
 @seed_cli.command("demo")
 def seed_demo_command() -> None:
     """Annuaire et demandes de démonstration (pour make run)."""
-    from app.services.seed import seed_demo
-
     with acting_as("seed"):
         report = seed_demo()
     for line in report.lines():
@@ -154,8 +154,6 @@ def inbound_deliver(source) -> None:
     Code 75 (EX_TEMPFAIL) seulement sur une panne de notre côté : le serveur de messagerie
     garde alors le message et le représente plus tard.
     """
-    from app.services.messaging.inbound import MAX_MESSAGE_BYTES, outcome_text, receive_email
-
     try:
         raw = source.read(MAX_MESSAGE_BYTES + 1)
         with acting_as("courriel entrant"):
@@ -170,12 +168,45 @@ def inbound_deliver(source) -> None:
 @desk_cli.command("reindex")
 def desk_reindex() -> None:
     """Recalcule les textes de recherche des besoins et des sollicitations (par lots, reprend sans risque)."""
-    from app.services.requests.search import reindex_all
-
     changed = reindex_all(progress=lambda table, done, total: click.echo(f"{table} : {done}/{total}"))
     click.echo(f"{changed['needs']} besoin(s) et {changed['solicitations']} sollicitation(s) réindexé(s).")
 
 
+@outbox_cli.command("sweep")
+def outbox_sweep() -> None:
+    """Remet en file d'envoi les courriels en attente (après une panne de Redis ou du serveur SMTP)."""
+    count = sweep_outbox()
+    click.echo(f"{count} courriel(s) remis en file d'envoi.")
+
+
+@outbox_cli.command("resend")
+@click.option(
+    "--cause",
+    type=click.Choice([cause.value for cause in FailureCause]),
+    help="Seulement les échecs de cette cause (message : refusés pour un défaut du service).",
+)
+@click.option("--dry-run", is_flag=True, help="Compter sans rien renvoyer.")
+def outbox_resend(cause: str | None, dry_run: bool) -> None:
+    """Renvoie les courriels en échec définitif, par exemple après la correction d'un défaut du service."""
+    count = resend_failed(cause=FailureCause(cause) if cause else None, dry_run=dry_run)
+    if dry_run:
+        click.echo(f"{count} courriel(s) en échec seraient renvoyés.")
+        return
+    db.session.commit()
+    click.echo(f"{count} courriel(s) remis en file d'envoi.")
+
+
 def init_app(app: Flask) -> None:
-    for group in (geo_cli, catalog_cli, addressbook_cli, users_cli, routing_cli, seed_cli, inbound_cli, desk_cli):
+    groups = (
+        geo_cli,
+        catalog_cli,
+        addressbook_cli,
+        users_cli,
+        routing_cli,
+        seed_cli,
+        inbound_cli,
+        desk_cli,
+        outbox_cli,
+    )
+    for group in groups:
         app.cli.add_command(group)

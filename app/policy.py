@@ -57,9 +57,12 @@ direct URLs all read rows through :func:`scope_query`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import false, func, or_, select
+from sqlalchemy import event, false, func, or_, select
 
 from app.extensions import db
 from app.models import (
@@ -130,6 +133,17 @@ def referent_kind(user: Any) -> str | None:
     if not is_referent(user):
         return None
     return "antenne" if user.antenne_id is not None else "institution"
+
+
+def referent_scope(user: Any) -> Institution | Antenne | None:
+    """The part of the address book ``user`` looks after: ``None`` (all of it) for staff, the
+    antenne of an antenne referent, the institution of an institution referent. Anyone else,
+    a referent whose institution or antenne is gone included, is refused."""
+    if is_staff(user):
+        return None
+    if not is_referent(user):
+        raise ServiceError("Votre compte n'est rattaché à aucune institution active : contactez l'équipe support.")
+    return user.antenne if user.antenne_id is not None else user.institution
 
 
 def can_access_backoffice(user: Any) -> bool:
@@ -343,7 +357,9 @@ def _check_antenne(user: Any, expert: Any) -> None:
         antenne = db.session.get(Antenne, expert.antenne_id)
     if antenne is None:
         raise ServiceError("Choisissez une antenne de votre périmètre.")
-    if antenne.institution_id != user.institution_id or (user.antenne_id is not None and antenne.id != user.antenne_id):
+    # A new antenne of the same flush (an import) has its institution set, not yet its column.
+    institution_id = _related_id(antenne, "institution")
+    if institution_id != user.institution_id or (user.antenne_id is not None and antenne.id != user.antenne_id):
         raise ServiceError(
             "Cette antenne ne fait pas partie de votre périmètre : l'expert ne peut pas y être rattaché."
         )
@@ -389,3 +405,44 @@ def check_record(user: Any, record: Any, right: str = EDIT) -> None:
             check_record(user, owner, EDIT)
         else:  # pragma: no cover - the rights table names every writable model
             raise _refusal(right, model)
+
+
+# ---------------------------------------------------------------- every row a write touches
+
+# The user whose back-office request or import is writing, inside ``guarded_writes``.
+_writer: ContextVar[Any] = ContextVar("backoffice_writer", default=None)
+
+
+def _check_flush(session: Any, _flush_context: Any, _instances: Any) -> None:
+    """Each address-book row a referent's save is about to write (the record, and what the
+    view's hook or service verb adds: subjects, zones, an institution's offer) must be one the
+    policy lets them write, inside their scope."""
+    user = _writer.get()
+    if user is None:
+        return
+    for obj in list(session.new):
+        if isinstance(obj, SCOPED_MODELS):
+            check_record(user, obj, CREATE)
+    for obj in list(session.dirty):
+        if isinstance(obj, SCOPED_MODELS) and session.is_modified(obj, include_collections=False):
+            check_record(user, obj, EDIT)
+    for obj in list(session.deleted):
+        if isinstance(obj, SCOPED_MODELS):
+            check_record(user, obj, DELETE if not isinstance(obj, (Zone, ExpertSubject)) else EDIT)
+
+
+@contextmanager
+def guarded_writes(user: Any) -> Iterator[None]:
+    """Check every flush inside the block against ``user``'s rights (staff: nothing to check):
+    a view's save or action, and the address-book import, whatever rows they add on the way."""
+    if is_staff(user):
+        yield
+        return
+    session_cls = db.session.session_factory.class_
+    if not event.contains(session_cls, "before_flush", _check_flush):
+        event.listen(session_cls, "before_flush", _check_flush)
+    token = _writer.set(getattr(user, "_get_current_object", lambda: user)())
+    try:
+        yield
+    finally:
+        _writer.reset(token)

@@ -618,6 +618,6 @@ def test_naive_datetimes_are_read_as_utc():
     """SQLite returns naive datetimes: they were written in UTC and must still show Paris time."""
     from datetime import datetime
 
-    from app.admin.base import paris_time
+    from app.admin.formatters import paris_time
 
     assert paris_time(datetime(2026, 7, 14, 10, 0)) == "14/07/2026 12:00"

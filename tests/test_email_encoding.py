@@ -17,8 +17,9 @@ from sqlalchemy import select
 
 from app.extensions import db as _db
 from app.models import OutboundEmail
+from app.services.messaging.delivery import deliver_emails, describe_failure
 from app.services.messaging.email_wire import build_message
-from app.services.messaging.outbox import deliver_emails, describe_failure, queue_email
+from app.services.messaging.outbox import queue_email
 from tests.plugins.mail import add_test_templates
 
 # What people type, and worse: one paragraph of 5,000 characters, accented or not, emoji,

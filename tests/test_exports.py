@@ -18,6 +18,7 @@ from flask import current_app, g
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from app.admin.export_builder import build_export
 from app.models import Company, Contact, Export, Facility, Match, Need, Solicitation
 from app.models.base import utcnow
 from app.services.errors import ServiceError
@@ -307,7 +308,7 @@ def test_the_progress_is_committed_after_each_batch(app, db, admin_user):
 
     event.listen(Session, "after_commit", read_from_elsewhere)
     try:
-        assert service.build_export(export.id, batch_size=2) == "done"
+        assert build_export(export.id, batch_size=2) == "done"
     finally:
         event.remove(Session, "after_commit", read_from_elsewhere)
     progress = [step for index, step in enumerate(seen) if index == 0 or step != seen[index - 1]]
@@ -328,7 +329,7 @@ def test_a_batch_costs_the_same_queries_whatever_its_length(app, db, admin_user,
             make_need(db, f"Entreprise {count}-{n}", statuses=("quo", "taking_care"), created_at=utcnow())
         export = queued_export(db, admin_user, fmt="xlsx")
         with count_queries() as counter:
-            assert service.build_export(export.id) == "done"
+            assert build_export(export.id) == "done"
         return counter.count
 
     assert queries_for(2) == queries_for(9)
@@ -336,10 +337,10 @@ def test_a_batch_costs_the_same_queries_whatever_its_length(app, db, admin_user,
 
 def test_a_done_export_is_left_alone_when_the_job_runs_twice(app, db, admin_user, needs):
     export = queued_export(db, admin_user)
-    assert service.build_export(export.id) == "done"
+    assert build_export(export.id) == "done"
     db.session.expire_all()
     first = (export.content, export.finished_at)
-    assert service.build_export(export.id) == "done"
+    assert build_export(export.id) == "done"
     db.session.expire_all()
     assert (export.content, export.finished_at) == first
 
@@ -350,7 +351,7 @@ def test_a_failure_is_recorded_in_french(app, db, admin_user, needs):
     gone = create_user("parti@place.example", role="admin", password="motdepasse-tres-long")
     export = queued_export(db, gone)
     delete_user(gone)
-    assert service.build_export(export.id) == "failed"
+    assert build_export(export.id) == "failed"
     db.session.expire_all()
     assert export.state == "failed"
     assert export.error == "Le compte qui a demandé cet export n'est plus actif."

@@ -324,7 +324,7 @@ def test_cli_deliver_asks_the_mta_to_retry_on_an_internal_failure(app, db, domai
     def broken(_raw):
         raise RuntimeError("base de données indisponible")
 
-    monkeypatch.setattr(inbound, "receive_email", broken)
+    monkeypatch.setattr("app.cli.receive_email", broken)  # the command calls the service verb it imported
     result = app.test_cli_runner().invoke(args=["inbound", "deliver"], input=b"From: a@b\r\n\r\nx")
     assert result.exit_code == EX_TEMPFAIL
     assert "Erreur interne" in result.output

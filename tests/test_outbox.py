@@ -13,15 +13,14 @@ from sqlalchemy import select
 from app.extensions import db as _db
 from app.models import OutboundEmail
 from app.models.base import utcnow
+from app.services.messaging.delivery import deliver_email, retry_delay
 from app.services.messaging.outbox import (
     LOGGED_ONLY,
     count_overdue,
-    deliver_email,
     due_email_ids,
     message_id_for,
     queue_email,
     resend_email,
-    retry_delay,
     sweep_outbox,
 )
 
@@ -61,7 +60,7 @@ def test_an_event_writes_its_email_once(smtp_app, smtp_server):
 
 
 def test_without_mail_server_the_email_is_logged_not_sent(email_templates, db, caplog):
-    caplog.set_level(logging.INFO, logger="app.services.messaging.outbox")
+    caplog.set_level(logging.INFO, logger="app.services.messaging.delivery")
     cause("event:1", to="jean@entreprise.example", name="Jean")
     email = row("event:1")
     # Not left queued (the sweep would take it forever), and the note says what happened.
@@ -313,7 +312,7 @@ def test_a_burst_is_handed_over_in_bounded_batches_in_one_round_trip(
 
 
 def test_one_failure_does_not_fail_the_batch(smtp_app, smtp_server):
-    from app.services.messaging.outbox import deliver_emails
+    from app.services.messaging.delivery import deliver_emails
 
     with smtp_app.app_context():
         _db.session.add_all(
@@ -331,7 +330,7 @@ def test_one_failure_does_not_fail_the_batch(smtp_app, smtp_server):
 
 
 def test_a_relay_that_is_down_costs_one_attempt_not_one_per_row(make_smtp_app):
-    from app.services.messaging.outbox import deliver_emails
+    from app.services.messaging.delivery import deliver_emails
 
     with make_smtp_app(MAIL_PORT=1).app_context():
         for key in "abc":

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from app.extensions import db as _db
 from app.models import Institution, OutboundEmail
-from app.services.messaging.outbox import deliver_email, message_id_for, queue_email, sweep_outbox
+from app.services.messaging.delivery import deliver_email
+from app.services.messaging.outbox import message_id_for, queue_email, sweep_outbox
 from tests.plugins.mail import smtp_settings
 from tests.plugins.queue import redis_settings
 

@@ -461,30 +461,24 @@ def test_an_antenne_referent_picks_among_the_subjects_its_institution_offers(db,
 
 def test_every_row_a_referents_save_writes_is_checked(app, db, scope_world):
     """Whatever a hook or a service adds on the side (an offer, a zone) passes the policy too."""
-    from flask_login import login_user
-
-    from app.admin.base import guarded_writes
-
     referent = db.session.get(User, scope_world.antenne_referent.id)
     quentin = db.session.get(Expert, scope_world.ids[Expert]["A2"])
     alice = db.session.get(Expert, scope_world.ids[Expert]["A1"])
-    with app.test_request_context():
-        login_user(referent)
-        with guarded_writes():
-            db.session.add(InstitutionSubject(institution=scope_world.alpha, subject=subject("formation")))
-            with pytest.raises(ServiceError, match="pas le droit de créer l'offre"):
-                db.session.flush()
-            db.session.rollback()
+    with app.test_request_context(), policy.guarded_writes(referent):
+        db.session.add(InstitutionSubject(institution=scope_world.alpha, subject=subject("formation")))
+        with pytest.raises(ServiceError, match="pas le droit de créer l'offre"):
+            db.session.flush()
+        db.session.rollback()
 
-            quentin = db.session.get(Expert, quentin.id)
-            quentin.zones.append(Zone(kind="departement", code="38"))
-            with pytest.raises(ServiceError, match="périmètre"):
-                db.session.flush()
-            db.session.rollback()
+        quentin = db.session.get(Expert, quentin.id)
+        quentin.zones.append(Zone(kind="departement", code="38"))
+        with pytest.raises(ServiceError, match="périmètre"):
+            db.session.flush()
+        db.session.rollback()
 
-            alice = db.session.get(Expert, alice.id)
-            alice.zones.append(Zone(kind="departement", code="69"))
-            db.session.commit()
+        alice = db.session.get(Expert, alice.id)
+        alice.zones.append(Zone(kind="departement", code="69"))
+        db.session.commit()
     assert [z.reference for z in fresh(db, Expert, alice.id).zones] == ["departement:69"]
 
 

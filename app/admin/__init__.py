@@ -15,7 +15,8 @@ from flask_admin.theme import Bootstrap4Theme
 
 def init_app(app: Flask) -> None:
     from app.admin import coverage, exports, imports, inbound, outbox, requests, routing, views
-    from app.admin.base import SecureIndexView, paris_time
+    from app.admin.formatters import paris_time
+    from app.admin.home import SecureIndexView
 
     app.add_template_filter(paris_time, "paris_time")
 

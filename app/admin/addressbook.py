@@ -23,8 +23,9 @@ from wtforms import StringField
 from wtforms.validators import DataRequired, Email, Optional, ValidationError
 
 from app import policy
-from app.admin.base import DeletedFilter, InSubqueryFilter, LazyOptions, SecureModelView
+from app.admin.base import SecureModelView
 from app.admin.fields import ZoneField, antenne_lookup
+from app.admin.filters import DeletedFilter, InSubqueryFilter, LazyOptions
 from app.extensions import db
 from app.models import (
     ZONE_KIND_LABELS,

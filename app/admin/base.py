@@ -11,108 +11,20 @@ policy grants the current user.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import abort, current_app, flash, has_request_context, redirect, request, url_for
-from flask_admin import AdminIndexView, BaseView, expose
+from flask_admin import BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.fields import QuerySelectField, QuerySelectMultipleField
-from flask_admin.contrib.sqla.filters import BaseSQLAFilter
-from flask_admin.contrib.sqla.typefmt import DEFAULT_FORMATTERS
 from flask_login import current_user
-from markupsafe import Markup, escape
-from sqlalchemy import BigInteger, event, false, select
+from sqlalchemy import BigInteger, false, select
 
 from app import policy
+from app.admin.formatters import FORMATTERS
 from app.extensions import db
-from app.models import ExpertSubject, Zone
 from app.services.errors import ServiceError
-
-PARIS = ZoneInfo("Europe/Paris")
-# Ids are INTEGER columns: a larger number in a URL must not reach the database.
-MAX_DATABASE_ID = 2**31 - 1
-
-
-def paris_time(value: datetime | None) -> str:
-    """Dates as staff read them: Paris time, day first (stored in UTC)."""
-    if value is None:
-        return ""
-    if value.tzinfo is None:  # SQLite gives back naive datetimes; they were written in UTC
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
-
-
-def shortened(text: str | None, limit: int) -> str:
-    """Long free text (errors, reasons, notes) cut for a list cell; the details page shows it whole."""
-    text = text or ""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def preview_formatter(limit: int):
-    """A list formatter showing the column's text shortened to ``limit`` characters."""
-    return lambda _view, _context, model, name: shortened(getattr(model, name), limit)
-
-
-def preformatted_formatter(_view: Any, _context: Any, model: Any, name: str) -> Markup:
-    """Plain text (email bodies, replies) shown as written, escaped, lines kept."""
-    return Markup('<pre style="white-space:pre-wrap">{}</pre>').format(escape(getattr(model, name) or ""))
-
-
-def _format_datetime(_view: Any, value: datetime, *_args: Any) -> str:
-    return paris_time(value)
-
-
-def _format_bool(_view: Any, value: bool, *_args: Any) -> str:
-    return "oui" if value else "non"
-
-
-# French dates everywhere; booleans as words (readable in lists and in CSV exports alike).
-FORMATTERS = {**DEFAULT_FORMATTERS, datetime: _format_datetime, bool: _format_bool}
-
-
-# ---------------------------------------------------------------- every row a write touches
-
-# The user whose back-office request is writing, while a view saves or runs an action.
-_writer: ContextVar[Any] = ContextVar("backoffice_writer", default=None)
-
-
-def _check_flush(session: Any, _flush_context: Any, _instances: Any) -> None:
-    """Each address-book row a referent's save is about to write (the record, and what the
-    view's hook or service verb adds: subjects, zones, an institution's offer) must be one the
-    policy lets them write, inside their scope."""
-    user = _writer.get()
-    if user is None:
-        return
-    for obj in list(session.new):
-        if isinstance(obj, policy.SCOPED_MODELS):
-            policy.check_record(user, obj, policy.CREATE)
-    for obj in list(session.dirty):
-        if isinstance(obj, policy.SCOPED_MODELS) and session.is_modified(obj, include_collections=False):
-            policy.check_record(user, obj, policy.EDIT)
-    for obj in list(session.deleted):
-        if isinstance(obj, policy.SCOPED_MODELS):
-            policy.check_record(user, obj, policy.DELETE if not isinstance(obj, (Zone, ExpertSubject)) else policy.EDIT)
-
-
-@contextmanager
-def guarded_writes() -> Iterator[None]:
-    """Check every flush inside the block against the current user's rights (staff: nothing to check)."""
-    if policy.is_staff(current_user):
-        yield
-        return
-    session_cls = db.session.session_factory.class_
-    if not event.contains(session_cls, "before_flush", _check_flush):
-        event.listen(session_cls, "before_flush", _check_flush)
-    token = _writer.set(current_user._get_current_object())
-    try:
-        yield
-    finally:
-        _writer.reset(token)
 
 
 class SecureMixin:
@@ -142,65 +54,6 @@ class SecureMixin:
         if not policy.can_call(current_user, self, name, request.method):
             abort(403)
         return None
-
-
-class SecureIndexView(SecureMixin, AdminIndexView):
-    """Staff land on the dashboard of what waits; a referent on a page about their own part
-    (the dashboard's figures are global, so it is not theirs to read)."""
-
-    referent_access = "read"
-
-    @expose("/")
-    def index(self):
-        if not policy.is_staff(current_user):
-            return self.referent_home()
-        from app.services.requests.dashboard import age_text, dashboard_figures, dashboard_links
-
-        figures = dashboard_figures()
-        return self.render(
-            "admin/home.html",
-            figures=figures,
-            links=dashboard_links(figures),
-            oldest_age=age_text(figures["oldest_age"]),
-        )
-
-    def referent_home(self):
-        from app.models import Antenne, Expert, Match, Need
-
-        user = current_user
-        figures = {
-            "antennes": policy.count_visible(user, Antenne, Antenne.deleted_at.is_(None)),
-            "experts": policy.count_visible(user, Expert, Expert.deleted_at.is_(None)),
-            "needs": policy.count_visible(user, Need),
-            "waiting_matches": policy.count_visible(user, Match, Match.status == "quo"),
-        }
-        return self.render(
-            "admin/referent_home.html",
-            figures=figures,
-            antenne=user.antenne,
-            institution=user.institution,
-            links=self.referent_links(),
-        )
-
-    # The referent's shortcuts, each shown only when the view exists and lets them in.
-    REFERENT_LINKS = (
-        ("institution", "Votre institution"),
-        ("institution_subject", "L'offre de l'institution (sujets proposés)"),
-        ("addressbook_import", "Importer des experts (fichier CSV)"),
-        ("coverage", "La couverture de votre territoire"),
-        ("subject", "Le catalogue des sujets"),
-    )
-
-    def referent_links(self) -> list[tuple[str, str]]:
-        views = {view.endpoint: view for view in self.admin._views}
-        links = []
-        for endpoint, label in self.REFERENT_LINKS:
-            view = views.get(endpoint)
-            if view is None or not view.is_accessible():
-                continue
-            target = f"{endpoint}.index_view" if getattr(view, "model", None) is not None else f"{endpoint}.index"
-            links.append((url_for(target), label))
-        return links
 
 
 class SecureBaseView(SecureMixin, BaseView):
@@ -338,15 +191,15 @@ class SecureModelView(SecureMixin, ModelView):
         policy.check_record(current_user, model, right)
 
     def create_model(self, form: Any):
-        with guarded_writes():
+        with policy.guarded_writes(current_user):
             return super().create_model(form)
 
     def update_model(self, form: Any, model: Any):
-        with guarded_writes():
+        with policy.guarded_writes(current_user):
             return super().update_model(form, model)
 
     def delete_model(self, model: Any):
-        with guarded_writes():
+        with policy.guarded_writes(current_user):
             return super().delete_model(model)
 
     # Select lists and autocompletes offer only what the user may see.
@@ -471,7 +324,7 @@ class SecureModelView(SecureMixin, ModelView):
         succeeded = 0
         for row in self.scoped_rows(ids):
             try:
-                with guarded_writes():
+                with policy.guarded_writes(current_user):
                     verb(row)
                 succeeded += 1
             except ServiceError as error:
@@ -489,61 +342,6 @@ class SecureModelView(SecureMixin, ModelView):
         if template == self.details_template and "model" in kwargs:
             kwargs["history"] = self.history(kwargs["model"])
         return super().render(template, **kwargs)
-
-
-class LazyOptions:
-    """Filter options read from the database each time the list renders.
-
-    Flask-Admin computes filter options once, when the view is registered (outside any
-    application context); this iterable defers the query to rendering time.
-    """
-
-    def __init__(self, load: Callable[[], list[tuple[str, str]]]) -> None:
-        self.load = load
-
-    def __iter__(self):
-        return iter(self.load())
-
-    def __bool__(self) -> bool:
-        return True
-
-
-class DeletedFilter(BaseSQLAFilter):
-    """« Supprimé(e) : oui / non » on a ``deleted_at`` column."""
-
-    def __init__(self, column: Any, name: str = "Supprimé(e)") -> None:
-        super().__init__(column, name, options=(("non", "non"), ("oui", "oui")))
-
-    def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
-        column = self.get_column(alias)
-        return query.filter(column.is_not(None) if value == "oui" else column.is_(None))
-
-    def operation(self) -> str:
-        return "est"
-
-
-class InSubqueryFilter(BaseSQLAFilter):
-    """Keep rows whose ``column`` is in the ids ``subquery(value)`` selects (value: an integer id).
-
-    Used for filters that cross a relationship (an expert's institution, its subjects) without
-    adding joins that would duplicate rows.
-    """
-
-    def __init__(self, column: Any, name: str, subquery: Callable[[int], Any], options: Any) -> None:
-        super().__init__(column, name, options=options)
-        self.subquery = subquery
-
-    def apply(self, query: Any, value: Any, alias: Any = None) -> Any:
-        try:
-            ident = int(value)
-        except (TypeError, ValueError):
-            return query.filter(false())
-        if not 0 < ident <= MAX_DATABASE_ID:  # beyond an INTEGER column: matches nothing, no error
-            return query.filter(false())
-        return query.filter(self.get_column(alias).in_(self.subquery(ident)))
-
-    def operation(self) -> str:
-        return "est"
 
 
 class ReadOnlyModelView(SecureModelView):

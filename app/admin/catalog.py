@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms.validators import Regexp
 
-from app.admin.base import DeletedFilter, LazyOptions, SecureModelView
+from app.admin.base import SecureModelView
+from app.admin.filters import DeletedFilter, LazyOptions
 from app.extensions import db
 from app.models import Subject, Theme
 

@@ -14,11 +14,11 @@ from flask_admin import Admin, expose
 from flask_login import current_user
 from sqlalchemy import select
 
+from app import policy
 from app.admin.base import SecureBaseView
 from app.extensions import db
 from app.models import Antenne, Institution
 from app.services.addressbook import coverage
-from app.services.addressbook.addressbook import referent_scope
 from app.services.errors import ServiceError
 
 
@@ -41,7 +41,7 @@ class CoverageView(SecureBaseView):
         """The institution (and antenne) shown: a referent's own, whatever the URL says (another
         one is a 404: its existence is not theirs to probe); staff pick one with ``institution``."""
         try:
-            scope = referent_scope(current_user)
+            scope = policy.referent_scope(current_user)
         except ServiceError:
             abort(403)
         asked = _int_arg("institution")

@@ -1,5 +1,6 @@
 """« Mes exports »: the files a staff member asked for from the request lists, their progress,
-and their download while they last (``services/requests/exports.py`` builds and guards them).
+and their download while they last (``services/requests/exports.py`` keeps and guards them,
+``export_builder.py`` builds them).
 
 The request lists post their own URL arguments here (``admin/list.html``), so the file holds
 the rows of the list as it was on screen: search, filters, sort and the desk's tab.
@@ -16,7 +17,10 @@ from flask_admin import Admin, expose
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
-from app.admin.base import SecureBaseView, paris_time
+from app import policy
+from app.admin.base import SecureBaseView
+from app.admin.export_builder import list_view_for
+from app.admin.formatters import paris_time
 from app.models import EXPORT_KIND_LABELS, EXPORT_STATE_LABELS, Export
 from app.services.errors import NotFound, ServiceError
 from app.services.requests import exports as service
@@ -49,7 +53,7 @@ def describe_params(kind: str, params: dict[str, str], options: dict | None = No
 
     options = {} if options is None else options
     try:
-        view = service.list_view_for(kind)
+        view = list_view_for(kind)
     except ServiceError:
         view = None
     parts = []
@@ -137,7 +141,7 @@ class ExportsView(SecureBaseView):
     @staticmethod
     def list_url(kind: str, params: dict[str, str]) -> str | None:
         try:
-            view = service.list_view_for(kind)
+            view = list_view_for(kind)
         except ServiceError:
             return None
         return url_for(f"{view.endpoint}.index_view", **params)
@@ -159,6 +163,8 @@ class ExportsView(SecureBaseView):
         fmt = request.form.get("format", "")
         params = MultiDict(parse_qsl(request.form.get(QUERY_FIELD, ""), keep_blank_values=True)).to_dict()
         try:
+            if kind in EXPORT_KIND_LABELS and not policy.can_export(self._user(), list_view_for(kind)):
+                raise ServiceError("Vous n'avez pas accès à cette liste.")
             export = service.request_export(self._user(), kind, fmt, params)
         except ServiceError as error:
             flash(f"Export impossible : {error}", "error")

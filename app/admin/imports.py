@@ -19,13 +19,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import HiddenField
 from wtforms.validators import InputRequired
 
+from app import policy
 from app.admin.base import SecureBaseView
 from app.models import Antenne
 from app.services.addressbook.addressbook import (
     COLUMNS,
     ImportReport,
     import_addressbook,
-    referent_scope,
     scope_label,
 )
 from app.services.addressbook.uploads import import_upload, stage_upload
@@ -61,7 +61,7 @@ def _summary(report: ImportReport) -> str:
 def _scope():
     """The current user's import scope (None for staff); a referent without one gets a 403."""
     try:
-        return referent_scope(current_user)
+        return policy.referent_scope(current_user)
     except ServiceError:
         abort(403)
 
@@ -130,7 +130,7 @@ class AddressbookImportView(SecureBaseView):
     def confirm(self):
         form = ConfirmForm()
         token = form.token.data if form.validate_on_submit() else None
-        with acting_as(current_user.email, current_user.id):
+        with acting_as(current_user.email, current_user.id), policy.guarded_writes(current_user):
             report = import_upload(token, user_id=current_user.id, scope=_scope())
         if report is None:
             flash("Cet aperçu n'est plus valable : déposez à nouveau le fichier.", "error")

@@ -14,7 +14,8 @@ from flask_admin import Admin
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
 
-from app.admin.base import ReadOnlyModelView, preformatted_formatter, preview_formatter
+from app.admin.base import ReadOnlyModelView
+from app.admin.formatters import preformatted_formatter, preview_formatter
 from app.extensions import db
 from app.models import InboundMessage
 

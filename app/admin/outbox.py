@@ -13,10 +13,12 @@ from flask_admin import Admin
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual
 
-from app.admin.base import ReadOnlyModelView, preformatted_formatter, preview_formatter
+from app.admin.base import ReadOnlyModelView
+from app.admin.formatters import preformatted_formatter, preview_formatter
 from app.extensions import db
 from app.models import OutboundEmail
 from app.models.outbox import EMAIL_STATE_LABELS, FAILURE_CAUSE_LABELS
+from app.services.messaging.outbox import LOGGED_ONLY, message_id_for, resend_email
 
 STATE_CHOICES = list(EMAIL_STATE_LABELS.items())
 CAUSE_CHOICES = [(cause.value, label) for cause, label in FAILURE_CAUSE_LABELS.items()]
@@ -24,8 +26,6 @@ ERROR_PREVIEW = 140
 
 
 def _state_label(_view: Any, _context: Any, email: OutboundEmail, _name: str) -> str:
-    from app.services.messaging.outbox import LOGGED_ONLY
-
     if email.state == "sent" and email.last_error == LOGGED_ONLY:
         return "Journalisé, non envoyé"
     return EMAIL_STATE_LABELS.get(email.state, email.state)
@@ -89,6 +89,8 @@ class OutboundEmailView(ReadOnlyModelView):
     column_formatters_detail = {
         "state": _state_label,
         "failure_cause": _cause_label,
+        # Derived from the event key, so a rare duplicate delivery carries the same Message-ID.
+        "message_id": lambda _view, _context, email, _name: message_id_for(email.key),
         "body_text": preformatted_formatter,
     }
     column_formatters_export = {"state": _state_label, "failure_cause": _cause_label}
@@ -102,8 +104,6 @@ class OutboundEmailView(ReadOnlyModelView):
 
     @action("renvoyer", "Renvoyer", "Renvoyer les courriels sélectionnés ?")
     def action_resend(self, ids: list[str]) -> None:
-        from app.services.messaging.outbox import resend_email
-
         self.run_action(ids, resend_email, "{count} courriel(s) remis en file d'envoi.")
 
 

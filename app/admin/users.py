@@ -22,8 +22,9 @@ from wtforms import PasswordField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
-from app.admin.base import DeletedFilter, LazyOptions, ReadOnlyModelView, SecureModelView
+from app.admin.base import ReadOnlyModelView, SecureModelView
 from app.admin.fields import antenne_lookup
+from app.admin.filters import DeletedFilter, LazyOptions
 from app.extensions import db
 from app.models import ROLE_LABELS, Antenne, AuditEvent, Institution, User
 from app.services.audit import tracked_models

@@ -21,6 +21,7 @@ from flask import (
     current_app,
     flash,
     g,
+    has_request_context,
     redirect,
     render_template,
     request,
@@ -35,6 +36,7 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length
 
 from app.extensions import db, limiter
 from app.models import User
+from app.services import audit
 from app.services.accounts import accounts
 from app.services.accounts.users import authenticate
 
@@ -360,4 +362,14 @@ def init_app(app: Flask, login_manager: LoginManager) -> None:
             return None  # the password changed since this session began
         return user
 
+    audit.resolve_request_actor_with(_request_actor)
     app.register_blueprint(bp)
+
+
+def _request_actor() -> audit.Actor | None:
+    """Who acts in the current request, for the audit trail: the logged-in person, else « anonyme »."""
+    if not has_request_context():
+        return None
+    if current_user and current_user.is_authenticated:
+        return current_user.id, audit.actor_label(current_user)
+    return None, "anonyme"

@@ -78,12 +78,5 @@ class OutboundEmail(TimestampMixin, db.Model):
         ),
     )
 
-    @property
-    def message_id(self) -> str:
-        """Derived from the event key, so a rare duplicate delivery carries the same Message-ID."""
-        from app.services.messaging.outbox import message_id_for
-
-        return message_id_for(self.key)
-
     def __str__(self) -> str:
         return f"{self.subject} → {self.recipient}"

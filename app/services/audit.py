@@ -1,25 +1,27 @@
 """The audit trail, written for every change of a tracked model whatever its path.
 
 A session listener records the changes rather than each caller, so an admin form, an
-import, the CLI and a job cannot forget it. The actor is whoever the current context says
-(the logged-in user, or a label such as ``cli`` or ``import`` set with :func:`acting_as`).
+import, the CLI and a job cannot forget it. The actor is whoever the current context says: a
+label such as ``cli`` or ``import`` set with :func:`acting_as`, else what the web interface
+says of the request (the logged-in person, registered by ``app/auth`` with
+:func:`resolve_request_actor_with`: this module reads no request state), else « système ».
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
-from flask import Flask, has_request_context
+from flask import Flask
 from sqlalchemy import event, insert, inspect
 from sqlalchemy.orm import Session
 
 from app.models.base import utcnow
 
-_actor: contextvars.ContextVar[tuple[int | None, str] | None] = contextvars.ContextVar("audit_actor", default=None)
+_actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("audit_actor", default=None)
 
 # Columns never copied into the trail: secrets, and bookkeeping that changes on every write
 # (the search document is derived from the columns that are recorded).
@@ -77,17 +79,22 @@ def actor_label(user: Any | None, user_id: int | None = None) -> str:
     return f"utilisateur #{user_id if user_id is not None else getattr(user, 'id', '?')}"
 
 
-def current_actor() -> tuple[int | None, str]:
+Actor = tuple[int | None, str]
+_request_actor: Callable[[], Actor | None] | None = None
+
+
+def resolve_request_actor_with(resolver: Callable[[], Actor | None]) -> None:
+    """Let the web interface say who acts in the current request (``None`` outside one)."""
+    global _request_actor
+    _request_actor = resolver
+
+
+def current_actor() -> Actor:
     explicit = _actor.get()
     if explicit is not None:
         return explicit
-    if has_request_context():
-        from flask_login import current_user
-
-        if current_user and current_user.is_authenticated:
-            return current_user.id, actor_label(current_user)
-        return None, "anonyme"
-    return None, "système"
+    found = _request_actor() if _request_actor is not None else None
+    return found if found is not None else (None, "système")
 
 
 def _plain(value: Any) -> Any:

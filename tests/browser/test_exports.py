@@ -12,8 +12,8 @@ import openpyxl
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
+from app.admin.export_builder import build_export
 from app.models import Export
-from app.services.requests import exports as service
 from tests.browser import log_in as _log_in
 from tests.test_exports import make_need, queued_export
 
@@ -80,7 +80,7 @@ def test_the_progress_updates_without_reloading(page, live_server, admin_user, d
     assert content_violations(page, "#exports-table") == []
     page.evaluate("window.__stillTheSamePage = true")
 
-    assert service.build_export(export.id) == "done"  # what the worker does
+    assert build_export(export.id) == "done"  # what the worker does
 
     row.locator('[data-role="state"]', has_text="Prêt").wait_for()
     row.get_by_role("link", name=re.compile("Télécharger")).wait_for()

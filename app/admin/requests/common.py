@@ -7,7 +7,7 @@ from typing import Any
 from flask import url_for
 from markupsafe import Markup
 
-from app.admin.base import paris_time, shortened
+from app.admin.formatters import paris_time, shortened
 from app.models import (
     Match,
 )

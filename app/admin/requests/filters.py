@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from app import policy
 from app.admin.addressbook import institution_options, subject_options
-from app.admin.base import MAX_DATABASE_ID, InSubqueryFilter, LazyOptions
+from app.admin.filters import MAX_DATABASE_ID, InSubqueryFilter, LazyOptions
 from app.extensions import db
 from app.models import (
     MATCH_STATUS_LABELS,

@@ -25,7 +25,8 @@ from sqlalchemy.orm import selectinload
 
 from app import policy
 from app.admin.addressbook import subject_options
-from app.admin.base import LazyOptions, ReadOnlyModelView
+from app.admin.base import ReadOnlyModelView
+from app.admin.filters import LazyOptions
 from app.admin.requests.common import _link, notes_summary, notes_text
 from app.admin.requests.filters import (
     ParisDateTimeAfterFilter,

@@ -550,19 +550,8 @@ def _apply(rows: list[_Row], book: _Book, report: ImportReport, *, write: bool) 
 
 # ---------------------------------------------------------------- scope (partner referents)
 
+# What a person imports into: one institution or antenne (``policy.referent_scope``), or all.
 Scope = Institution | Antenne | None
-
-
-def referent_scope(user: Any) -> Scope:
-    """What ``user`` may import and look after: None (everything) for staff, else the antenne
-    or the institution a referent belongs to (the antenne when both are set: it is the narrower)."""
-    if getattr(user, "is_admin", False):
-        return None
-    if getattr(user, "antenne", None) is not None:
-        return user.antenne
-    if getattr(user, "institution", None) is not None:
-        return user.institution
-    raise ServiceError("Votre compte n'est rattaché à aucune institution : contactez l'équipe support.")
 
 
 def scope_label(scope: Scope) -> str:

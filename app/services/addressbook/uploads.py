@@ -53,7 +53,7 @@ def import_upload(token: str | None, *, user_id: int, scope=None):
     Returns None when the preview is no longer valid, else the import's report. The upload is
     consumed either way: if the address book moved on since the preview and the file now has
     errors, nothing is imported and the uploader sends it again. ``scope`` is checked again
-    here (see ``addressbook.referent_scope``): a referent's scope may have changed since the preview.
+    here (``policy.referent_scope``): a referent's scope may have changed since the preview.
     """
     from app.services.addressbook.addressbook import import_addressbook
 

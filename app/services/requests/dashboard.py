@@ -1,19 +1,17 @@
-"""The back office's home: the few figures that tell staff where work is waiting.
+"""The few figures that tell staff where work is waiting (the back office's home).
 
 Every figure is counted here, in four aggregate queries (one per table), so the home page
-costs the same whatever the volume. The links into the back-office lists are built from the
-views' own filters (by name and operation, not by position), so they keep filtering when a
-view gains or reorders filters.
+costs the same whatever the volume. The links from each figure into the lists are the back
+office's (``app/admin/home.py``).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from flask import current_app, url_for
+from flask import current_app
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -125,84 +123,3 @@ def age_text(age: timedelta | None) -> str:
     if hours >= 1:
         return f"{hours} heure{'s' if hours > 1 else ''}"
     return "moins d'une heure"
-
-
-# ---------------------------------------------------------------- links into the lists
-
-
-def _view(endpoint: str):
-    admin = current_app.extensions["pde_admin"]
-    return next(v for v in admin._views if getattr(v, "endpoint", None) == endpoint)
-
-
-def list_url(
-    endpoint: str,
-    filters: tuple[tuple[str, type, str], ...] = (),
-    *,
-    sort: str | None = None,
-    desc: bool = False,
-) -> str:
-    """The URL of a back-office list with filters applied, each ``(label, filter class, value)``.
-
-    Flask-Admin names a filter in the URL by its position (``flt0_<index>=value``); looking it
-    up by label and class keeps the link right when the view's filters change. A filter the
-    view does not have is left out (the link then shows the wider list, never an error).
-    """
-    view = _view(endpoint)
-    args: dict[str, str] = {}
-    position = 0
-    for label, kind, value in filters:
-        key = next(
-            (key for key, (_i, flt) in (view._filter_args or {}).items() if flt.name == label and type(flt) is kind),
-            None,
-        )
-        if key is not None:
-            args[f"flt{position}_{key}"] = value
-            position += 1
-    if sort is not None:
-        index = next((i for i, (name, _label) in enumerate(view._list_columns) if name == sort), None)
-        if index is not None:
-            args["sort"] = str(index)
-            if desc:
-                args["desc"] = "1"
-    base = url_for(f"{endpoint}.index_view")
-    return f"{base}?{urlencode(args)}" if args else base
-
-
-def dashboard_links(figures: dict[str, Any]) -> dict[str, str]:
-    """Where each card leads: the list filtered to exactly the rows the figure counts.
-
-    The needs and matches lists read their dates as Paris time (``admin/requests/filters.py``);
-    the solicitations list reads them as UTC: each link speaks its list's language.
-    """
-    from flask_admin.contrib.sqla.filters import FilterEqual
-
-    from app.admin.requests.filters import NoTakerSinceFilter, ParisDateTimeAfterFilter
-
-    monday = figures["week_start"]
-    monday_paris = monday.astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S")
-    return {
-        "to_qualify": list_url(
-            "solicitation", (("Statut", FilterEqual, "in_progress"),), sort="created_at", desc=False
-        ),
-        "no_taker": list_url(
-            "need",
-            (("Sans preneur depuis", NoTakerSinceFilter, str(figures["no_taker_days"])),),
-            sort="created_at",
-            desc=False,
-        ),
-        "failed_emails": list_url("outbox", (("État", FilterEqual, "failed"),)),
-        "stale_emails": list_url("outbox", (("État", FilterEqual, "queued"),), sort="created_at", desc=False),
-        "defective_emails": list_url(
-            "outbox", (("État", FilterEqual, "failed"), ("Cause de l'échec", FilterEqual, FailureCause.MESSAGE.value))
-        ),
-        "week_solicitations": list_url(
-            "solicitation", (("Date", ParisDateTimeAfterFilter, monday_paris),), sort="created_at", desc=True
-        ),
-        "week_needs": list_url(
-            "need", (("Date", ParisDateTimeAfterFilter, monday_paris),), sort="created_at", desc=True
-        ),
-        "week_taken_care": list_url(
-            "match", (("Prise en charge", ParisDateTimeAfterFilter, monday_paris),), sort="taken_care_at", desc=True
-        ),
-    }

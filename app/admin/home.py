@@ -1,0 +1,155 @@
+"""The back office's home: what waits for staff, each figure a link to exactly the rows it
+counts; for a referent, a page about their own part (the staff figures are global).
+
+The links into the lists are built from the views' own filters (by name and operation, not by
+position), so they keep filtering when a view gains or reorders filters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import current_app, url_for
+from flask_admin import AdminIndexView, expose
+from flask_admin.contrib.sqla.filters import FilterEqual
+from flask_login import current_user
+
+from app import policy
+from app.admin.base import SecureMixin
+from app.admin.requests.filters import NoTakerSinceFilter, ParisDateTimeAfterFilter
+from app.models import Antenne, Expert, Match, Need
+from app.models.outbox import FailureCause
+from app.services.requests.dashboard import PARIS, age_text, dashboard_figures
+
+
+class SecureIndexView(SecureMixin, AdminIndexView):
+    """Staff land on the dashboard of what waits; a referent on a page about their own part
+    (the dashboard's figures are global, so it is not theirs to read)."""
+
+    referent_access = "read"
+
+    @expose("/")
+    def index(self):
+        if not policy.is_staff(current_user):
+            return self.referent_home()
+        figures = dashboard_figures()
+        return self.render(
+            "admin/home.html",
+            figures=figures,
+            links=dashboard_links(figures),
+            oldest_age=age_text(figures["oldest_age"]),
+        )
+
+    def referent_home(self):
+        user = current_user
+        figures = {
+            "antennes": policy.count_visible(user, Antenne, Antenne.deleted_at.is_(None)),
+            "experts": policy.count_visible(user, Expert, Expert.deleted_at.is_(None)),
+            "needs": policy.count_visible(user, Need),
+            "waiting_matches": policy.count_visible(user, Match, Match.status == "quo"),
+        }
+        return self.render(
+            "admin/referent_home.html",
+            figures=figures,
+            antenne=user.antenne,
+            institution=user.institution,
+            links=self.referent_links(),
+        )
+
+    # The referent's shortcuts, each shown only when the view exists and lets them in.
+    REFERENT_LINKS = (
+        ("institution", "Votre institution"),
+        ("institution_subject", "L'offre de l'institution (sujets proposés)"),
+        ("addressbook_import", "Importer des experts (fichier CSV)"),
+        ("coverage", "La couverture de votre territoire"),
+        ("subject", "Le catalogue des sujets"),
+    )
+
+    def referent_links(self) -> list[tuple[str, str]]:
+        views = {view.endpoint: view for view in self.admin._views}
+        links = []
+        for endpoint, label in self.REFERENT_LINKS:
+            view = views.get(endpoint)
+            if view is None or not view.is_accessible():
+                continue
+            target = f"{endpoint}.index_view" if getattr(view, "model", None) is not None else f"{endpoint}.index"
+            links.append((url_for(target), label))
+        return links
+
+
+# ---------------------------------------------------------------- links into the lists
+
+
+def _view(endpoint: str):
+    admin = current_app.extensions["pde_admin"]
+    return next(v for v in admin._views if getattr(v, "endpoint", None) == endpoint)
+
+
+def list_url(
+    endpoint: str,
+    filters: tuple[tuple[str, type, str], ...] = (),
+    *,
+    sort: str | None = None,
+    desc: bool = False,
+) -> str:
+    """The URL of a back-office list with filters applied, each ``(label, filter class, value)``.
+
+    Flask-Admin names a filter in the URL by its position (``flt0_<index>=value``); looking it
+    up by label and class keeps the link right when the view's filters change. A filter the
+    view does not have is left out (the link then shows the wider list, never an error).
+    """
+    view = _view(endpoint)
+    args: dict[str, str] = {}
+    position = 0
+    for label, kind, value in filters:
+        key = next(
+            (key for key, (_i, flt) in (view._filter_args or {}).items() if flt.name == label and type(flt) is kind),
+            None,
+        )
+        if key is not None:
+            args[f"flt{position}_{key}"] = value
+            position += 1
+    if sort is not None:
+        index = next((i for i, (name, _label) in enumerate(view._list_columns) if name == sort), None)
+        if index is not None:
+            args["sort"] = str(index)
+            if desc:
+                args["desc"] = "1"
+    base = url_for(f"{endpoint}.index_view")
+    return f"{base}?{urlencode(args)}" if args else base
+
+
+def dashboard_links(figures: dict[str, Any]) -> dict[str, str]:
+    """Where each card leads: the list filtered to exactly the rows the figure counts.
+
+    The needs and matches lists read their dates as Paris time (``admin/requests/filters.py``);
+    the solicitations list reads them as UTC: each link speaks its list's language.
+    """
+    monday = figures["week_start"]
+    monday_paris = monday.astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S")
+    return {
+        "to_qualify": list_url(
+            "solicitation", (("Statut", FilterEqual, "in_progress"),), sort="created_at", desc=False
+        ),
+        "no_taker": list_url(
+            "need",
+            (("Sans preneur depuis", NoTakerSinceFilter, str(figures["no_taker_days"])),),
+            sort="created_at",
+            desc=False,
+        ),
+        "failed_emails": list_url("outbox", (("État", FilterEqual, "failed"),)),
+        "stale_emails": list_url("outbox", (("État", FilterEqual, "queued"),), sort="created_at", desc=False),
+        "defective_emails": list_url(
+            "outbox", (("État", FilterEqual, "failed"), ("Cause de l'échec", FilterEqual, FailureCause.MESSAGE.value))
+        ),
+        "week_solicitations": list_url(
+            "solicitation", (("Date", ParisDateTimeAfterFilter, monday_paris),), sort="created_at", desc=True
+        ),
+        "week_needs": list_url(
+            "need", (("Date", ParisDateTimeAfterFilter, monday_paris),), sort="created_at", desc=True
+        ),
+        "week_taken_care": list_url(
+            "match", (("Prise en charge", ParisDateTimeAfterFilter, monday_paris),), sort="taken_care_at", desc=True
+        ),
+    }

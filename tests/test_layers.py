@@ -1,0 +1,89 @@
+"""The layers hold: services never reach up to an interface or to request state, models never
+call a service, and the jobs services hand work to exist where their names say.
+
+Every import counts, those inside functions included (they used to hide cycles).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).resolve().parent.parent / "app"
+# The interfaces (their packages and modules), which depend on the services, never the reverse.
+INTERFACES = ("app.admin", "app.auth", "app.public", "app.experts", "app.inbound", "app.jobs", "app.cli")
+# Request state: who asks, their session and cookies belong to the interface that serves them.
+REQUEST_STATE = {"flask": {"request", "session", "g"}, "flask_login": {"current_user", "login_user", "logout_user"}}
+
+
+def _imports(path: Path) -> list[tuple[int, str, set[str]]]:
+    """``(line, module, names)`` of every import in ``path``, nested ones included."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name, set()) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module, {alias.name for alias in node.names}))
+    return found
+
+
+def _violations(folder: str, forbidden) -> list[str]:
+    problems = []
+    for path in sorted((APP / folder).rglob("*.py")):
+        for line, module, names in _imports(path):
+            reason = forbidden(module, names)
+            if reason:
+                problems.append(f"{path.relative_to(APP.parent)}:{line} imports {module} ({reason})")
+    return problems
+
+
+def _service_rule(module: str, names: set[str]) -> str | None:
+    if any(module == top or module.startswith(top + ".") for top in INTERFACES):
+        return "an interface"
+    if module == "app" and names & {"admin", "jobs", "auth", "public", "experts", "inbound", "cli"}:
+        return "an interface"
+    state = names & REQUEST_STATE.get(module, set())
+    if state:
+        return f"request state: {', '.join(sorted(state))}"
+    return None
+
+
+def _model_rule(module: str, names: set[str]) -> str | None:
+    if module.startswith("app.services") or (module == "app" and "services" in names):
+        return "a service"
+    return _service_rule(module, names)
+
+
+def test_services_import_no_interface_and_no_request_state():
+    assert _violations("services", _service_rule) == []
+
+
+def test_models_import_no_service():
+    assert _violations("models", _model_rule) == []
+
+
+def test_the_rule_sees_what_it_forbids(tmp_path, monkeypatch):
+    """Guard: the walker finds a nested import of each kind it forbids."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "def f():\n    from app.jobs import x\n    from flask import request\n    import app.admin.base\n"
+        "    from app.services.messaging import outbox\n"
+    )
+    found = [(module, _service_rule(module, names), _model_rule(module, names)) for _, module, names in _imports(bad)]
+    assert found == [
+        ("app.jobs", "an interface", "an interface"),
+        ("flask", "request state: request", "request state: request"),
+        ("app.admin.base", "an interface", "an interface"),
+        ("app.services.messaging", None, "a service"),
+    ]
+
+
+@pytest.mark.parametrize("job", __import__("app.services.queueing", fromlist=["JOBS"]).JOBS, ids=lambda job: job.path)
+def test_every_job_a_service_names_is_a_job_of_app_jobs_on_its_queue(app, job):
+    module, _, name = job.path.rpartition(".")
+    wrapper = getattr(importlib.import_module(module), name)
+    assert wrapper.queue == job.queue
+    assert job.queue in app.config["RQ_QUEUES"]
