@@ -12,12 +12,12 @@ from flask import Flask, Response, request
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
+from app.admin import coverage, exports, imports, inbound, outbox, requests, routing, views
+from app.admin.formatters import paris_time
+from app.admin.home import SecureIndexView
+
 
 def init_app(app: Flask) -> None:
-    from app.admin import coverage, exports, imports, inbound, outbox, requests, routing, views
-    from app.admin.formatters import paris_time
-    from app.admin.home import SecureIndexView
-
     app.add_template_filter(paris_time, "paris_time")
 
     admin = Admin(

@@ -37,6 +37,17 @@ from app.models import (
     Subject,
     Theme,
 )
+from app.services.accounts.users import normalize_email
+from app.services.addressbook.addressbook import (
+    delete_antenne,
+    delete_expert,
+    delete_institution,
+    restore_antenne,
+    restore_institution,
+    set_zone,
+    slugify,
+)
+from app.services.addressbook.expertise import set_expert_subjects
 from app.services.errors import ServiceError
 from app.services.reference import geo
 
@@ -111,8 +122,6 @@ class ZoneEditingMixin:
             form.zone.data = zone_text(self.get_one(id))
 
     def save_zone(self, form: Any, model: Antenne | Expert) -> None:
-        from app.services.addressbook.addressbook import set_zone
-
         try:
             set_zone(model, form.zone.data or "")
         except ServiceError as error:
@@ -168,8 +177,6 @@ class InstitutionView(SecureModelView):
             row.antenne_count = counts.get(row.id, 0)
 
     def on_model_change(self, form: Any, model: Institution, is_created: bool) -> None:
-        from app.services.addressbook.addressbook import slugify
-
         model.name = (model.name or "").strip()
         model.slug = slugify(model.slug or "") or slugify(model.name)
         if not model.slug:
@@ -177,14 +184,10 @@ class InstitutionView(SecureModelView):
 
     @action("supprimer", "Supprimer", "Supprimer les institutions sélectionnées ?")
     def action_delete(self, ids: list[str]) -> None:
-        from app.services.addressbook.addressbook import delete_institution
-
         self.run_action(ids, delete_institution, "{count} institution(s) supprimée(s).")
 
     @action("restaurer", "Restaurer")
     def action_restore(self, ids: list[str]) -> None:
-        from app.services.addressbook.addressbook import restore_institution
-
         self.run_action(ids, restore_institution, "{count} institution(s) restaurée(s).")
 
 
@@ -254,14 +257,10 @@ class AntenneView(ZoneEditingMixin, SecureModelView):
 
     @action("supprimer", "Supprimer", "Supprimer les antennes sélectionnées ?")
     def action_delete(self, ids: list[str]) -> None:
-        from app.services.addressbook.addressbook import delete_antenne
-
         self.run_action(ids, delete_antenne, "{count} antenne(s) supprimée(s).")
 
     @action("restaurer", "Restaurer")
     def action_restore(self, ids: list[str]) -> None:
-        from app.services.addressbook.addressbook import restore_antenne
-
         self.run_action(ids, restore_antenne, "{count} antenne(s) restaurée(s).")
 
 
@@ -448,9 +447,6 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
             form.offered_subjects.data = [link.institution_subject.subject for link in expert.subjects]
 
     def on_model_change(self, form: Any, model: Expert, is_created: bool) -> None:
-        from app.services.accounts.users import normalize_email
-        from app.services.addressbook.expertise import set_expert_subjects
-
         model.email = normalize_email(model.email or "")
         set_expert_subjects(model, form.offered_subjects.data or [])
         self.save_zone(form, model)
@@ -459,8 +455,6 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
         "supprimer", "Supprimer", "Supprimer les experts sélectionnés ? Leurs données personnelles seront effacées."
     )
     def action_delete(self, ids: list[str]) -> None:
-        from app.services.addressbook.addressbook import delete_expert
-
         self.run_action(ids, delete_expert, "{count} expert(s) supprimé(s).")
 
 

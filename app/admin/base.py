@@ -22,8 +22,10 @@ from flask_login import current_user
 from sqlalchemy import BigInteger, false, select
 
 from app import policy
+from app.admin.fields import scoped_loader
 from app.admin.formatters import FORMATTERS
 from app.extensions import db
+from app.services.audit import history_for
 from app.services.errors import ServiceError
 
 
@@ -240,8 +242,6 @@ class SecureModelView(SecureMixin, ModelView):
         return valid
 
     def _process_ajax_references(self) -> dict[str, Any]:
-        from app.admin.fields import scoped_loader
-
         return {name: scoped_loader(loader) for name, loader in super()._process_ajax_references().items()}
 
     # Immediate CSV export: fine for a few thousand rows; a list that also has the prepared
@@ -334,8 +334,6 @@ class SecureModelView(SecureMixin, ModelView):
             flash(done.format(count=succeeded), "success")
 
     def history(self, model: Any) -> list:
-        from app.services.audit import history_for
-
         return history_for(model)
 
     def render(self, template: str, **kwargs: Any):

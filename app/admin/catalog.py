@@ -19,6 +19,7 @@ from app.admin.base import SecureModelView
 from app.admin.filters import DeletedFilter, LazyOptions
 from app.extensions import db
 from app.models import Subject, Theme
+from app.services.reference.catalog import archive_subject, unarchive_subject
 
 SLUG_VALIDATOR = Regexp(r"^[a-z0-9]+(?:-[a-z0-9]+)*$", message="Minuscules, chiffres et tirets seulement.")
 
@@ -80,14 +81,10 @@ class SubjectView(SecureModelView):
 
     @action("archiver", "Archiver", "Archiver les sujets sélectionnés ? Ils ne seront plus proposés ni routés.")
     def action_archive(self, ids: list[str]) -> None:
-        from app.services.reference.catalog import archive_subject
-
         self.run_action(ids, archive_subject, "{count} sujet(s) archivé(s).")
 
     @action("desarchiver", "Désarchiver")
     def action_unarchive(self, ids: list[str]) -> None:
-        from app.services.reference.catalog import unarchive_subject
-
         self.run_action(ids, unarchive_subject, "{count} sujet(s) désarchivé(s).")
 
     def on_model_change(self, form: Any, model: Subject, is_created: bool) -> None:

@@ -23,6 +23,7 @@ from app.admin.export_builder import list_view_for
 from app.admin.formatters import paris_time
 from app.models import EXPORT_KIND_LABELS, EXPORT_STATE_LABELS, Export
 from app.services.errors import NotFound, ServiceError
+from app.services.requests import desk
 from app.services.requests import exports as service
 
 # The request lists' URL arguments are posted as one query string, so no list argument can
@@ -49,8 +50,6 @@ def _describe_filter(view: Any, name: str, value: str, options: dict) -> str | N
 
 def describe_params(kind: str, params: dict[str, str], options: dict | None = None) -> list[str]:
     """The criteria of the list the file was made from, as staff read them."""
-    from app.services.requests import desk
-
     options = {} if options is None else options
     try:
         view = list_view_for(kind)

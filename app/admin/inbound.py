@@ -18,6 +18,7 @@ from app.admin.base import ReadOnlyModelView
 from app.admin.formatters import preformatted_formatter, preview_formatter
 from app.extensions import db
 from app.models import InboundMessage
+from app.services.messaging.inbound import discard_inbound
 
 STATE_LABELS = {"held": "Retenue", "posted": "Publiée", "discarded": "Écartée"}
 REASON_PREVIEW = 140
@@ -77,8 +78,6 @@ class InboundMessageView(ReadOnlyModelView):
 
     @action("ecarter", "Écarter", "Écarter les réponses sélectionnées ?")
     def action_discard(self, ids: list[str]) -> None:
-        from app.services.messaging.inbound import discard_inbound
-
         self.run_action(ids, discard_inbound, "{count} réponse(s) écartée(s).")
 
 

@@ -25,8 +25,19 @@ from wtforms.validators import Optional
 from app.admin.base import ReadOnlyModelView, SecureModelView
 from app.admin.fields import antenne_lookup
 from app.admin.filters import DeletedFilter, LazyOptions
+from app.auth import forget_login_failures
 from app.extensions import db
 from app.models import ROLE_LABELS, Antenne, AuditEvent, Institution, User
+from app.models.base import utcnow
+from app.services.accounts.accounts import (
+    account_state,
+    check_password,
+    invite_user,
+    resend_invitation,
+    send_password_reset,
+    unlock,
+)
+from app.services.accounts.users import check_scope, create_user, delete_user, hash_password, normalize_email
 from app.services.audit import tracked_models
 from app.services.errors import ServiceError
 
@@ -35,8 +46,6 @@ ACTION_LABELS = {"create": "création", "update": "modification", "delete": "sup
 
 
 def _state(_view: Any, _context: Any, model: User, _name: str) -> str:
-    from app.services.accounts.accounts import account_state
-
     return account_state(model)
 
 
@@ -138,9 +147,6 @@ class UserView(SecureModelView):
     def create_model(self, form: Any) -> User | bool:
         """Without a password: an invitation (``invite_user``); with one: ``create_user`` and the
         password policy. Either way the account rules live in the services."""
-        from app.services.accounts.accounts import invite_user
-        from app.services.accounts.users import create_user
-
         try:
             if form.password.data:
                 user = create_user(
@@ -169,10 +175,6 @@ class UserView(SecureModelView):
         return user
 
     def on_model_change(self, form: Any, model: User, is_created: bool) -> None:
-        from app.models.base import utcnow
-        from app.services.accounts.accounts import check_password
-        from app.services.accounts.users import check_scope, hash_password, normalize_email
-
         model.email = normalize_email(model.email or "")
         check_scope(model)
         new_password = getattr(form, "new_password", None)
@@ -188,8 +190,6 @@ class UserView(SecureModelView):
         "Renvoyer l'invitation aux comptes sélectionnés ? Les liens envoyés précédemment ne serviront plus.",
     )
     def action_resend_invitation(self, ids: list[str]) -> None:
-        from app.services.accounts.accounts import resend_invitation
-
         by = _acting_user()
         self.run_action(ids, lambda user: resend_invitation(user, by=by), "{count} invitation(s) renvoyée(s).")
 
@@ -199,15 +199,10 @@ class UserView(SecureModelView):
         "Envoyer un lien de réinitialisation du mot de passe aux comptes sélectionnés ?",
     )
     def action_send_reset(self, ids: list[str]) -> None:
-        from app.services.accounts.accounts import send_password_reset
-
         self.run_action(ids, send_password_reset, "{count} lien(s) de réinitialisation envoyé(s).")
 
     @action("deverrouiller", "Déverrouiller", "Déverrouiller les comptes sélectionnés ?")
     def action_unlock(self, ids: list[str]) -> None:
-        from app.auth import forget_login_failures
-        from app.services.accounts.accounts import unlock
-
         def unlock_everywhere(user: User) -> None:
             unlock(user)
             forget_login_failures(user.email)
@@ -218,8 +213,6 @@ class UserView(SecureModelView):
         "supprimer", "Supprimer", "Supprimer les comptes sélectionnés ? Leurs données personnelles seront effacées."
     )
     def action_delete(self, ids: list[str]) -> None:
-        from app.services.accounts.users import delete_user
-
         self.run_action(ids, delete_user, "{count} compte(s) supprimé(s).")
 
 

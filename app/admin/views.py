@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask_admin import Admin
 
+from app.admin import addressbook, catalog, users
+
 
 def register(admin: Admin) -> None:
-    from app.admin import addressbook, catalog, users
-
     addressbook.register(admin)
     catalog.register(admin)
     users.register(admin)

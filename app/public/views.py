@@ -12,11 +12,12 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import contains_eager
 from werkzeug.exceptions import NotFound
 
-from app.extensions import db, limiter
+from app.extensions import db, limiter, rq
 from app.models import Subject, Theme
 from app.public import bp
 from app.public.forms import BOT_MESSAGE, SolicitationForm, sign_served_at
 from app.services.errors import ServiceError
+from app.services.requests.solicitations import SolicitationInput, submit_solicitation
 from app.services.requests.validation import clean_tracking
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,6 @@ def request_form(subject_slug: str):
         form.telecopie.data = ""
         return _render_form(subject, form, status=422)
 
-    from app.services.requests.solicitations import SolicitationInput, submit_solicitation
-
     values = form.cleaned.values
     try:
         submit_solicitation(SolicitationInput(subject_slug=subject.slug, **values, **_tracking()))
@@ -139,8 +138,6 @@ def method_not_allowed(_error):
 
 @bp.app_errorhandler(500)
 def internal_error(_error):
-    from app.extensions import db
-
     db.session.rollback()
     return _error_page(
         500,
@@ -185,8 +182,6 @@ def csrf_error(_error):
 
 @bp.route("/healthz")
 def healthz():
-    from app.extensions import rq
-
     checks: dict[str, str] = {}
     try:
         db.session.execute(text("SELECT 1"))

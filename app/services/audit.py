@@ -19,6 +19,23 @@ from flask import Flask
 from sqlalchemy import event, insert, inspect
 from sqlalchemy.orm import Session
 
+from app.extensions import db
+from app.models import (
+    Antenne,
+    AuditEvent,
+    Comment,
+    Expert,
+    ExpertSubject,
+    Institution,
+    InstitutionSubject,
+    Match,
+    Need,
+    Solicitation,
+    Subject,
+    Theme,
+    User,
+    Zone,
+)
 from app.models.base import utcnow
 
 _actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("audit_actor", default=None)
@@ -29,22 +46,6 @@ _SKIPPED = {"password_hash", "updated_at", "created_at", "search_document"}
 
 
 def tracked_models() -> tuple[type, ...]:
-    from app.models import (
-        Antenne,
-        Comment,
-        Expert,
-        ExpertSubject,
-        Institution,
-        InstitutionSubject,
-        Match,
-        Need,
-        Solicitation,
-        Subject,
-        Theme,
-        User,
-        Zone,
-    )
-
     return (
         Institution,
         Antenne,
@@ -156,14 +157,10 @@ def _after_flush(session: Session, _flush_context: Any) -> None:
         if isinstance(obj, models):
             add(obj, "delete", {})
     if rows:
-        from app.models import AuditEvent
-
         session.connection().execute(insert(AuditEvent.__table__), rows)
 
 
 def init_app(app: Flask) -> None:
-    from app.extensions import db
-
     # Listen on the Session class Flask-SQLAlchemy uses, once per process.
     session_cls = db.session.session_factory.class_
     if not event.contains(session_cls, "after_flush", _after_flush):
@@ -173,9 +170,6 @@ def init_app(app: Flask) -> None:
 def history_for(obj: Any) -> list[Any]:
     """The trail of one record, newest first."""
     from sqlalchemy import select
-
-    from app.extensions import db
-    from app.models import AuditEvent
 
     return list(
         db.session.scalars(

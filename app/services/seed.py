@@ -14,8 +14,13 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import User
+from app.models import Institution, Solicitation, User
+from app.services.accounts.users import create_user
+from app.services.addressbook.addressbook import import_addressbook
 from app.services.errors import ServiceError
+from app.services.requests.matches import change_match_status
+from app.services.requests.solicitations import SolicitationInput, submit_solicitation
+from app.services.requests.validation import clean_solicitation
 
 DEMO_STAFF_EMAIL = "support@demo.place-des-entreprises.fr"
 DEMO_STAFF_PASSWORD = "demo-support-2026"  # noqa: S105 - printed by make run, development only
@@ -91,9 +96,6 @@ def demo_addressbook_path() -> Path:
 
 def seed_demo() -> SeedReport:
     """Import the demo address book and make sure the demo staff and referent accounts exist."""
-    from app.services.accounts.users import create_user
-    from app.services.addressbook.addressbook import import_addressbook
-
     if current_app.config.get("ENV_NAME") == "production":
         raise ServiceError("Les données de démonstration ne se chargent pas en production.")
     report = SeedReport()
@@ -113,9 +115,6 @@ def seed_demo() -> SeedReport:
 
 
 def _seed_referent() -> str:
-    from app.models import Institution
-    from app.services.accounts.users import create_user
-
     if db.session.scalar(select(func.count()).select_from(User).where(User.email == DEMO_REFERENT_EMAIL)):
         return f"Compte référent de démonstration déjà présent : {DEMO_REFERENT_EMAIL}"
     institution = db.session.scalar(select(Institution).where(Institution.name == DEMO_REFERENT_INSTITUTION))
@@ -133,11 +132,6 @@ def _seed_referent() -> str:
 
 def _seed_requests() -> list[str]:
     """Submit the demo requests through the form's own validation and the submission verb."""
-    from app.models import Solicitation
-    from app.services.requests.matches import change_match_status
-    from app.services.requests.solicitations import SolicitationInput, submit_solicitation
-    from app.services.requests.validation import clean_solicitation
-
     lines = []
     for subject, full_name, email, phone, siret, postal_code, insee, description, answer in DEMO_REQUESTS:
         if db.session.scalar(select(Solicitation.id).where(Solicitation.email == email)):

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from flask_admin import Admin
 
+from app.admin.requests.matches import MatchView
+from app.admin.requests.needs import NeedView
+from app.admin.requests.solicitations import SolicitationView
 from app.extensions import db
 from app.models import Match, Need, Solicitation
 
 
 def register(admin: Admin) -> None:
-    from app.admin.requests.matches import MatchView
-    from app.admin.requests.needs import NeedView
-    from app.admin.requests.solicitations import SolicitationView
-
     category = "Demandes"
     admin.add_view(
         SolicitationView(Solicitation, db, name="Sollicitations", category=category, endpoint="solicitation")

@@ -28,8 +28,21 @@ from app.models import (
     Need,
     NeedStar,
 )
+from app.services.addressbook.absences import absence_text
 from app.services.addressbook.expert_lookup import parse_id, resolve_expert, search_experts
 from app.services.errors import ServiceError
+from app.services.messaging.discussion import post_comment, thread
+from app.services.requests.needs import (
+    REASSIGNABLE_STATUSES,
+    add_expert_to_need,
+    is_starred,
+    reassign_match,
+    resend_need_email,
+    star_need,
+    unstar_need,
+)
+from app.services.requests.notes import add_note, notes_for
+from app.services.requests.timeline import need_timeline
 
 # How many experts the « Ajouter un expert » / « Réattribuer » suggestions show.
 SUGGESTION_LIMIT = 10
@@ -184,9 +197,6 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     def match_rows(self, need: Need) -> list[dict[str, Any]]:
         """The matches of the details page, each as the strings staff read (one query for all)."""
-        from app.services.addressbook.absences import absence_text
-        from app.services.requests.needs import REASSIGNABLE_STATUSES
-
         matches = db.session.scalars(
             policy.scope_query(
                 current_user,
@@ -218,18 +228,12 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     def comments(self, need: Need) -> list:
         """The need's thread, authors loaded (the details page shows it under the matches).
         Staff only: the thread names experts of every institution on the need."""
-        from app.services.messaging.discussion import thread
-
         return thread(need) if self.staff() else []
 
     def timeline(self, need: Need) -> list:
-        from app.services.requests.timeline import need_timeline
-
         return need_timeline(need)
 
     def notes(self, need: Need) -> list:
-        from app.services.requests.notes import notes_for
-
         return notes_for(need)
 
     def staff(self) -> bool:
@@ -238,8 +242,6 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         return policy.is_staff(current_user)
 
     def is_starred(self, need: Need) -> bool:
-        from app.services.requests.needs import is_starred
-
         return is_starred(need, current_user)
 
     # ------------------------------------------------------------ staff actions on one need
@@ -292,8 +294,6 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/ajouter-expert/", methods=("POST",))
     def add_expert_view(self):
-        from app.services.requests.needs import add_expert_to_need
-
         need = self._posted_need()
         user = current_user._get_current_object()
         added: list[Expert] = []
@@ -314,8 +314,6 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/reattribuer/", methods=("POST",))
     def reassign_view(self):
-        from app.services.requests.needs import reassign_match
-
         need = self._posted_need()
         user = current_user._get_current_object()
         moved: list[tuple[str, str]] = []
@@ -355,8 +353,6 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/suivre/", methods=("POST",))
     def star_view(self):
-        from app.services.requests.needs import star_need, unstar_need
-
         need = self._posted_need()
         user = current_user._get_current_object()
         if request.form.get("follow") == "0":
@@ -367,8 +363,6 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/renvoyer/", methods=("POST",))
     def resend_view(self):
-        from app.services.requests.needs import resend_need_email
-
         need = self._posted_need()
         user = current_user._get_current_object()
 
@@ -382,8 +376,6 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/noter/", methods=("POST",))
     def note_view(self):
-        from app.services.requests.notes import add_note
-
         need = self._posted_need()
         user = current_user._get_current_object()
         body = request.form.get("body", "")
@@ -398,8 +390,6 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     @expose("/commenter/", methods=("POST",))
     def comment_view(self):
         """Staff write on the thread; the service checks they are staff (a referent is refused)."""
-        from app.services.messaging.discussion import post_comment
-
         need = self._posted_need()
         body = request.form.get("body", "")
         try:

@@ -43,7 +43,14 @@ from app.models import (
 from app.services.addressbook import expert_lookup, routing
 from app.services.errors import ServiceError
 from app.services.requests import desk, qualification
-from app.services.requests.solicitations import CANCEL_REASONS, EMAILED_REASONS, SPAM_REASON
+from app.services.requests.notes import add_note, notes_for
+from app.services.requests.solicitations import (
+    CANCEL_REASONS,
+    EMAILED_REASONS,
+    SPAM_REASON,
+    cancel_solicitation,
+    route_solicitation,
+)
 
 # The cancel form's choices, in the order staff meet them.
 CANCEL_CHOICES = [
@@ -255,8 +262,6 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         "Transmettre les demandes sélectionnées aux experts de leur territoire ?",
     )
     def action_route(self, ids: list[str]) -> None:
-        from app.services.requests.solicitations import route_solicitation
-
         user_id = current_user.id
         self.run_action(
             ids,
@@ -266,8 +271,6 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
 
     @action("abandonner", "Abandonner", "Abandonner les demandes sélectionnées ? Elles ne seront pas transmises.")
     def action_set_canceled(self, ids: list[str]) -> None:
-        from app.services.requests.solicitations import cancel_solicitation
-
         self.run_action(ids, cancel_solicitation, "{count} demande(s) abandonnée(s).")
 
     @action(
@@ -276,8 +279,6 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         "Abandonner les demandes sélectionnées comme spam ? Les prochaines demandes de ces adresses attendront l'équipe.",
     )
     def action_set_spam(self, ids: list[str]) -> None:
-        from app.services.requests.solicitations import SPAM_REASON, cancel_solicitation
-
         self.run_action(
             ids,
             lambda solicitation: cancel_solicitation(solicitation, reason=SPAM_REASON),
@@ -312,8 +313,6 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         self._cancel_all(ids, "incomplete")
 
     def _cancel_all(self, ids: list[str], reason: str) -> None:
-        from app.services.requests.solicitations import cancel_solicitation
-
         user = current_user._get_current_object()
         self.run_action(
             ids,
@@ -331,8 +330,6 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
     def desk_context(self, solicitation: Solicitation) -> dict[str, Any]:
         """What the qualification section shows: why it waits, the forms' choices and, for the
         subjects chosen (``?sujets=``, the current one by default), the experts routing suggests."""
-        from app.services.requests.notes import notes_for
-
         context: dict[str, Any] = {
             "flags": desk.flags_for([solicitation])[solicitation.id],
             "notes": notes_for(solicitation),
@@ -452,8 +449,6 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/qualifier/abandonner/", methods=("POST",))
     def cancel_view(self):
-        from app.services.requests.solicitations import cancel_solicitation
-
         solicitation = self._posted()
         reason = request.form.get("reason", "")
         if reason not in CANCEL_REASONS:
@@ -483,8 +478,6 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
 
     @expose("/qualifier/note/", methods=("POST",))
     def note_view(self):
-        from app.services.requests.notes import add_note
-
         solicitation = self._posted()
         try:
             add_note(solicitation, user=current_user._get_current_object(), body=request.form.get("body", ""))

@@ -23,10 +23,12 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Antenne, Institution, OutboundEmail, User
+from app.models import ROLES, Antenne, Institution, OutboundEmail, User
 from app.models.base import utcnow
+from app.services.accounts.pwned_passwords import PwnedPasswordsClient
+from app.services.accounts.users import check_scope, normalize_email, set_password, verify_password
 from app.services.errors import ServiceError
-from app.services.messaging.outbox import queue_email
+from app.services.messaging.outbox import queue_email, render_email
 
 PARIS = ZoneInfo("Europe/Paris")
 MIN_PASSWORD_LENGTH = 12
@@ -139,7 +141,6 @@ MIN_OTHER_CHARACTERS = 8
 def _pwned_count(password: str) -> int | None:
     if not current_app.config.get("PWNED_PASSWORDS_API"):
         return None
-    from app.services.accounts.pwned_passwords import PwnedPasswordsClient
 
     client = PwnedPasswordsClient(
         current_app.config["PWNED_PASSWORDS_API_URL"],
@@ -378,9 +379,6 @@ def invite_user(
     A re-invitation updates the role and scope, dates the invitation anew (older links die)
     and sends a new email under the next key.
     """
-    from app.models import ROLES
-    from app.services.accounts.users import check_scope, normalize_email
-
     if role not in ROLES:
         raise ServiceError(f"Rôle inconnu : « {role} » (attendu : admin ou referent).")
     address = normalize_email(email)
@@ -419,8 +417,6 @@ def _invite(user: User, *, by: User | None, now: datetime | None) -> User:
 
 
 def _set_password(user: User, password: str, now: datetime) -> None:
-    from app.services.accounts.users import set_password
-
     set_password(user, password, now=now)
 
 
@@ -446,9 +442,6 @@ def request_password_reset(email: str, *, now: datetime | None = None) -> None:
     address, only not stored), so neither the answer nor its timing tells whether the address
     has an account.
     """
-    from app.services.accounts.users import normalize_email
-    from app.services.messaging.outbox import render_email
-
     now = now or utcnow()
     try:
         address = normalize_email(email)
@@ -490,8 +483,6 @@ def reset_password(token: str, password: str, *, now: datetime | None = None) ->
 
 def change_password(user: User, current: str, new: str, *, now: datetime | None = None) -> User:
     """« Mon compte »: the current password is required, so an open session alone cannot take the account."""
-    from app.services.accounts.users import verify_password
-
     if not verify_password(user, current):
         raise WrongCurrentPassword("Mot de passe actuel incorrect.")
     if current == new:

@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from app.extensions import db
 from app.models import AddressbookUpload
 from app.models.base import utcnow
+from app.services.addressbook.addressbook import import_addressbook
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 # A preview older than this is no longer confirmable (the address book may have moved on).
@@ -55,8 +56,6 @@ def import_upload(token: str | None, *, user_id: int, scope=None):
     errors, nothing is imported and the uploader sends it again. ``scope`` is checked again
     here (``policy.referent_scope``): a referent's scope may have changed since the preview.
     """
-    from app.services.addressbook.addressbook import import_addressbook
-
     upload = take_upload(token, user_id=user_id)
     if upload is None:
         return None

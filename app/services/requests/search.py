@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
+from app.models import Company, Contact, Expert, Facility, Match, Need, Solicitation
 
 # Longest query read, and most terms kept from it: a pasted page must not become a
 # thousand-term query.
@@ -162,8 +163,6 @@ def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> Non
     preparing. Needs whose contact, facility or company changed are looked up by id (rare:
     a contact's new phone, a company's registry name).
     """
-    from app.models import Company, Contact, Facility, Need, Solicitation
-
     needs: set[Any] = set()
     solicitations: set[Any] = set()
     contact_ids: set[int] = set()
@@ -226,7 +225,6 @@ def reindex_all(
     national volume neither fills the session nor writes an audit event per row (only the
     index changes). ``progress(table, done, total)`` is called after each batch.
     """
-    from app.models import Company, Contact, Facility, Need, Solicitation
 
     def run(model: Any, label: str, columns: list[Any], joins: Callable[[Any], Any], build: Callable) -> int:
         total = db.session.scalar(select(func.count()).select_from(model)) or 0
@@ -367,8 +365,6 @@ def document_matches(column: Any, terms: SearchTerms) -> ColumnElement[bool]:
 
 
 def _expert_matches(terms: SearchTerms) -> ColumnElement[bool]:
-    from app.models import Expert
-
     conditions = []
     for raw in terms.raw:
         variants = {raw, normalize(raw)}
@@ -401,8 +397,6 @@ def search_condition(model: type, text: str | None) -> ColumnElement[bool] | Non
     the expert's name and email; the two are united as match ids, so PostgreSQL reads each
     side through its index instead of scanning every match.
     """
-    from app.models import Expert, Match, Need, Solicitation
-
     terms = parse_query(text)
     if terms is None:
         return None

@@ -32,6 +32,7 @@ from email_validator import EmailNotValidError, EmailUndeliverableError, validat
 from stdnum.fr import siret as stdnum_siret
 
 from app.services.errors import ServiceError
+from app.services.reference.geo import communes_for_postal_code
 
 FIELDS = ("full_name", "email", "phone", "siret", "postal_code", "insee_code", "description")
 
@@ -158,8 +159,6 @@ def clean_postal_code(value: str | None) -> str:
 
 def communes_of_postal_code(postal_code: str) -> list:
     """The communes of a well-formed postal code; refuses a code that belongs to none."""
-    from app.services.reference.geo import communes_for_postal_code
-
     communes = communes_for_postal_code(postal_code)
     if not communes:
         raise InvalidValue("Ce code postal n'existe pas : vérifiez-le.")
