@@ -19,12 +19,13 @@ from flask_admin import BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.fields import QuerySelectField, QuerySelectMultipleField
 from flask_login import current_user
-from sqlalchemy import BigInteger, false, select
+from sqlalchemy import false, select
 
 from app import policy
 from app.admin.fields import scoped_loader
 from app.admin.formatters import FORMATTERS
 from app.extensions import db
+from app.models.base import parse_pk
 from app.services.audit import history_for
 from app.services.errors import ServiceError
 
@@ -100,24 +101,6 @@ def _policy_right(name: str) -> property:
 
 
 _FIELD_ERRORS = {"Not a valid choice": "Ce choix ne fait pas partie des valeurs proposées."}
-
-# PostgreSQL's INTEGER and BIGINTEGER: a larger id in a URL or a form names no record.
-_INT_BOUNDS = {False: 2**31 - 1, True: 2**63 - 1}
-
-
-def parse_pk(model: type, value: Any) -> Any:
-    """``value`` (from a URL or a form) as ``model``'s primary key, or ``None`` when it cannot
-    name a row: a forged id is a 404 or an invalid choice, never a database error."""
-    column = model.__mapper__.primary_key[0]
-    try:
-        ident = column.type.python_type(value)
-    except (TypeError, ValueError, NotImplementedError):
-        return None
-    if isinstance(ident, int):
-        limit = _INT_BOUNDS[isinstance(column.type, BigInteger)]
-        if not -limit <= ident <= limit:
-            return None
-    return ident
 
 
 def _query_model(query: Any) -> type | None:

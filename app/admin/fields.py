@@ -24,6 +24,9 @@ from wtforms import StringField
 from wtforms.widgets import TextInput
 
 from app import policy
+from app.extensions import db
+from app.models import Antenne
+from app.models.base import parse_pk
 from app.services.errors import ServiceError
 from app.services.reference import geo
 
@@ -89,9 +92,6 @@ class ScopedQueryAjaxModelLoader(QueryAjaxModelLoader):
     def get_one(self, pk: Any) -> Any:
         from sqlalchemy import select
 
-        from app.admin.base import parse_pk
-        from app.extensions import db
-
         ident = parse_pk(self.model, pk)
         if ident is None:
             return None  # a forged id is simply not a valid choice
@@ -111,9 +111,6 @@ def scoped_loader(loader: Any) -> Any:
 
 def antenne_lookup() -> QueryAjaxModelLoader:
     """Pick an antenne by typing its name: there are thousands, a plain select would not do."""
-    from app.extensions import db
-    from app.models import Antenne
-
     return ScopedQueryAjaxModelLoader(
         "antenne",
         db,

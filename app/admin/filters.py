@@ -8,8 +8,7 @@ from typing import Any
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from sqlalchemy import false
 
-# Ids are INTEGER columns: a larger number in a URL must not reach the database.
-MAX_DATABASE_ID = 2**31 - 1
+from app.models.base import INTEGER_MAX
 
 
 class LazyOptions:
@@ -59,7 +58,7 @@ class InSubqueryFilter(BaseSQLAFilter):
             ident = int(value)
         except (TypeError, ValueError):
             return query.filter(false())
-        if not 0 < ident <= MAX_DATABASE_ID:  # beyond an INTEGER column: matches nothing, no error
+        if not 0 < ident <= INTEGER_MAX:  # beyond an INTEGER column: matches nothing, no error
             return query.filter(false())
         return query.filter(self.get_column(alias).in_(self.subquery(ident)))
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask_admin.contrib.sqla.typefmt import DEFAULT_FORMATTERS
 from markupsafe import Markup, escape
 
-PARIS = ZoneInfo("Europe/Paris")
+from app.dates import PARIS
 
 
 def paris_time(value: datetime | None) -> str:

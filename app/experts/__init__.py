@@ -9,7 +9,6 @@ need. Status changes go through ``services.matches``; this module only turns the
 from __future__ import annotations
 
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import phonenumbers
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -17,6 +16,7 @@ from flask_babel import format_datetime
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import TooManyRequests
 
+from app.dates import PARIS
 from app.extensions import db, limiter
 from app.models import Match
 from app.models.requests import MATCH_STATUS_LABELS, NEED_STATUS_LABELS
@@ -26,8 +26,6 @@ from app.services.errors import ServiceError
 from app.services.messaging.discussion import author_label, comment_date, linkify, post_comment, thread
 from app.services.messaging.links import LinkError, match_for_token
 from app.services.requests.matches import allowed_transitions, change_match_status
-
-PARIS = ZoneInfo("Europe/Paris")
 
 bp = Blueprint("experts", __name__, url_prefix="/expert")
 # Guessing tokens is hopeless (they are signed), but a link pasted in a script should not be

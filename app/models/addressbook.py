@@ -11,7 +11,6 @@ from datetime import date, datetime
 from sqlalchemy import (
     CheckConstraint,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     LargeBinary,
@@ -23,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import SoftDeleteMixin, TimestampMixin, utcnow
+from app.models.base import SoftDeleteMixin, TimestampMixin, UTCDateTime, utcnow
 from app.models.catalog import Subject
 
 ZONE_KINDS = ("region", "departement", "epci", "commune")
@@ -204,4 +203,4 @@ class AddressbookUpload(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     filename: Mapped[str] = mapped_column(String(255))
     content: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import TimestampMixin
+from app.models.base import TimestampMixin, UTCDateTime
 
 
 class Theme(TimestampMixin, db.Model):
@@ -18,7 +18,7 @@ class Theme(TimestampMixin, db.Model):
     slug: Mapped[str] = mapped_column(String(80), unique=True)
     label: Mapped[str] = mapped_column(String(200))
     position: Mapped[int] = mapped_column(default=0)
-    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     subjects: Mapped[list[Subject]] = relationship(back_populates="theme", order_by="Subject.position")
 
@@ -36,7 +36,7 @@ class Subject(TimestampMixin, db.Model):
     label: Mapped[str] = mapped_column(String(200))
     theme_id: Mapped[int] = mapped_column(ForeignKey("themes.id"), index=True)
     position: Mapped[int] = mapped_column(default=0)
-    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     theme: Mapped[Theme] = relationship(back_populates="subjects")
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.addressbook import Expert
-from app.models.base import utcnow
+from app.models.base import UTCDateTime, utcnow
 from app.models.requests import Need
 from app.models.users import User
 
@@ -33,9 +33,9 @@ class Comment(db.Model):
     source: Mapped[str] = mapped_column(String(10), default="web")
     # Names of the attachments of an email reply (the files themselves are not kept).
     attachments: Mapped[list] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Set once the other participants have been emailed about it (grouped notifications).
-    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     need: Mapped[Need] = relationship()
     expert: Mapped[Expert | None] = relationship()
@@ -61,7 +61,7 @@ class InboundMessage(db.Model):
     __tablename__ = "inbound_messages"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sender: Mapped[str | None] = mapped_column(String(320))
     recipient: Mapped[str | None] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(String(500))

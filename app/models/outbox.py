@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, DateTime, Index, String, Text, text
+from sqlalchemy import CheckConstraint, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.models.base import TimestampMixin
+from app.models.base import TimestampMixin, UTCDateTime
 
 EMAIL_STATES = ("queued", "sent", "failed")
 EMAIL_STATE_LABELS = {"queued": "En attente d'envoi", "sent": "Envoyé", "failed": "Échec définitif"}
@@ -54,12 +54,12 @@ class OutboundEmail(TimestampMixin, db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     # The cause of the last failed attempt (``FailureCause``); cleared when the email leaves.
     failure_cause: Mapped[str | None] = mapped_column(String(12))
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # A delivery run's claim on the row while it sends it (its token, and when the claim lapses:
     # a worker killed mid-batch leaves claims that lapse by themselves, and nothing is lost).
     claimed_by: Mapped[str | None] = mapped_column(String(32))
-    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         CheckConstraint("state IN ('queued', 'sent', 'failed')", name="state"),

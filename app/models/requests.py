@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.addressbook import Expert
-from app.models.base import TimestampMixin
+from app.models.base import TimestampMixin, UTCDateTime
 from app.models.catalog import Subject
 from app.models.geo import Commune
 
@@ -61,8 +61,8 @@ class Solicitation(TimestampMixin, db.Model):
     mtm_campaign: Mapped[str | None] = mapped_column(String(200))
     mtm_kwd: Mapped[str | None] = mapped_column(String(200))
     mtm_source: Mapped[str | None] = mapped_column(String(200))
-    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Lower-cased, accent-free words staff search on (services.search keeps it current).
     search_document: Mapped[str] = mapped_column(Text, default="", server_default="")
 
@@ -192,8 +192,8 @@ class Match(TimestampMixin, db.Model):
     # The zone entry that made the expert receive it: "departement:69", "national"…
     zone: Mapped[str | None] = mapped_column(String(30))
     zone_owner: Mapped[str | None] = mapped_column(String(10))  # "antenne" or "expert"; None when added by staff
-    taken_care_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    taken_care_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     need: Mapped[Need] = relationship(back_populates="matches")
     expert: Mapped[Expert] = relationship()

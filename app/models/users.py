@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.addressbook import Antenne, Institution
-from app.models.base import SoftDeleteMixin, TimestampMixin
+from app.models.base import SoftDeleteMixin, TimestampMixin, UTCDateTime
 
 ROLES = ("admin", "referent")
 ROLE_LABELS = {"admin": "Équipe support", "referent": "Référent partenaire"}
@@ -27,13 +27,13 @@ class User(UserMixin, TimestampMixin, SoftDeleteMixin, db.Model):
     role: Mapped[str] = mapped_column(String(20), default="admin")
     institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"), index=True)
     antenne_id: Mapped[int | None] = mapped_column(ForeignKey("antennes.id"), index=True)
-    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Account security (issue 6): consecutive failed logins, the lock they cause, and the
     # moment the password last changed (invitation and reset links die with it).
     failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    invited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    invited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     institution: Mapped[Institution | None] = relationship()

@@ -20,7 +20,6 @@ import io
 import re
 from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 from openpyxl import Workbook
@@ -29,7 +28,7 @@ from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
-PARIS = ZoneInfo("Europe/Paris")
+from app.dates import PARIS
 
 # A cell starting with one of these is a formula to a spreadsheet...
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask_admin.contrib.sqla.filters import (
     BaseSQLAFilter,
@@ -28,7 +27,8 @@ from sqlalchemy import select
 
 from app import policy
 from app.admin.addressbook import institution_options, subject_options
-from app.admin.filters import MAX_DATABASE_ID, InSubqueryFilter, LazyOptions
+from app.admin.filters import InSubqueryFilter, LazyOptions
+from app.dates import PARIS
 from app.extensions import db
 from app.models import (
     MATCH_STATUS_LABELS,
@@ -46,13 +46,11 @@ from app.models import (
     Subject,
     Theme,
 )
-from app.models.base import utcnow
+from app.models.base import INTEGER_MAX, utcnow
 
-PARIS = ZoneInfo("Europe/Paris")
 # « Sans preneur depuis N jours »: beyond ten years the question has no meaning (and a huge
 # number would overflow the date arithmetic).
 MAX_NO_TAKER_DAYS = 3650
-MAX_ID = MAX_DATABASE_ID
 _CODE = re.compile(r"^[0-9A-Za-z]{1,3}$")
 DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
@@ -98,7 +96,7 @@ def _identifier(value: str) -> int:
     """A row id typed in a URL: an integer the database can hold, or a refusal (an out-of-range
     number must not reach SQLite, which raises on it)."""
     ident = int((value or "").strip())
-    if not 0 < ident <= MAX_ID:
+    if not 0 < ident <= INTEGER_MAX:
         raise ValueError(value)
     return ident
 

@@ -16,12 +16,12 @@ import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select
 
+from app.dates import PARIS, as_utc
 from app.extensions import db
 from app.models import ROLES, Antenne, Institution, OutboundEmail, User
 from app.models.base import utcnow
@@ -30,7 +30,6 @@ from app.services.accounts.users import check_scope, normalize_email, set_passwo
 from app.services.errors import ServiceError
 from app.services.messaging.outbox import queue_email, render_email
 
-PARIS = ZoneInfo("Europe/Paris")
 MIN_PASSWORD_LENGTH = 12
 # Long enough for any passphrase; bounds the strength estimator's work on hostile input.
 MAX_PASSWORD_LENGTH = 128
@@ -70,16 +69,9 @@ class ExpiredAccountLink(AccountLinkError):
 # ---------------------------------------------------------------- what staff and referents read
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; they were written in UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def paris_text(value: datetime | None) -> str:
     """« 14/05/2026 à 09:30 », Paris time."""
-    value = aware(value)
+    value = as_utc(value)
     return value.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M") if value else ""
 
 
@@ -95,7 +87,7 @@ def role_and_scope(user: User) -> str:
 
 
 def is_locked(user: User, now: datetime | None = None) -> bool:
-    return user.locked_until is not None and aware(user.locked_until) > (now or utcnow())
+    return user.locked_until is not None and as_utc(user.locked_until) > (now or utcnow())
 
 
 def account_state(user: User, now: datetime | None = None) -> str:
@@ -108,7 +100,7 @@ def account_state(user: User, now: datetime | None = None) -> str:
     if not user.password_hash:
         if user.invited_at is None:
             return "Sans mot de passe (à inviter)"
-        expired = aware(user.invited_at) + invitation_max_age() < now
+        expired = as_utc(user.invited_at) + invitation_max_age() < now
         return f"Invité le {paris_text(user.invited_at)}" + (" (invitation expirée)" if expired else "")
     return "Actif"
 
@@ -231,7 +223,7 @@ def reset_max_age() -> timedelta:
 
 
 def _stamp(value: datetime | None) -> str:
-    value = aware(value)
+    value = as_utc(value)
     return value.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f") if value else ""
 
 

@@ -13,6 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import func, select
 
+from app.dates import as_utc
 from app.extensions import db
 from app.models import ROLES, Antenne, Institution, User
 from app.models.base import utcnow
@@ -143,8 +144,6 @@ def authenticate(email: str, password: str, *, now: datetime | None = None) -> U
     counts unknown addresses the same way, says « Trop de tentatives »). A success resets the
     count.
     """
-    from app.services.accounts.accounts import aware
-
     now = now or utcnow()
     address = (email or "").strip().lower()
     user = db.session.scalar(select(User).where(func.lower(User.email) == address, User.deleted_at.is_(None)))
@@ -152,7 +151,7 @@ def authenticate(email: str, password: str, *, now: datetime | None = None) -> U
     correct = _verify(stored, password)
     if user is None or not user.password_hash:
         return None
-    if user.locked_until is not None and aware(user.locked_until) > now:
+    if user.locked_until is not None and as_utc(user.locked_until) > now:
         return None
     if not correct:
         user.failed_logins = (user.failed_logins or 0) + 1

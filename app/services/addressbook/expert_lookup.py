@@ -17,12 +17,12 @@ from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.models import Antenne, Expert, Institution
+from app.models.base import INTEGER_MAX
 from app.services.errors import ServiceError
 
 Scope = Callable[[Select], Select]
 
 # Ids are 32-bit INTEGER columns: a larger number typed in a form names nothing.
-MAX_ID = 2**31 - 1
 MAX_ENTRY_LENGTH = 500
 # The desk's labels end « (#12) », the need page's « #12 » (a longer bare number reads as text).
 _NUMBER_AT_END = re.compile(r"\(#\s*(\d+)\)\s*$|#\s*(\d{1,10})\s*$")
@@ -35,7 +35,7 @@ def parse_id(value: object) -> int | None:
     if not text.isascii() or not text.isdigit() or len(text) > 10:
         return None
     ident = int(text)
-    return ident if 0 < ident <= MAX_ID else None
+    return ident if 0 < ident <= INTEGER_MAX else None
 
 
 def active_experts(stmt: Select | None = None, *, scope: Scope | None = None) -> Select:

@@ -19,7 +19,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from flask_babel import format_datetime
@@ -27,6 +27,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
 
+from app.dates import as_utc
 from app.extensions import db
 from app.models import Antenne, Comment, Expert, Match, Need, User
 from app.models.base import utcnow
@@ -211,11 +212,6 @@ class _Recipient:
         return comment.user_id == self.ident
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were written in UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 def _grouping_window(grouping_seconds: float | None) -> timedelta:
     if grouping_seconds is None:
         grouping_seconds = current_app.config.get("COMMENT_GROUPING_SECONDS", DEFAULT_GROUPING_SECONDS)
@@ -293,7 +289,7 @@ def _notify_need(need_id: int, now: datetime, limit: datetime) -> int:
         .order_by(Comment.created_at, Comment.id)
     )
     pending = list(db.session.scalars(_with_authors(query)))
-    if not pending or _aware(max(comment.created_at for comment in pending)) > limit:
+    if not pending or as_utc(max(comment.created_at for comment in pending)) > limit:
         db.session.commit()  # another run took it meanwhile, or the burst goes on
         return 0
     last_id = max(comment.id for comment in pending)

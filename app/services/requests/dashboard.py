@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import func, select
 
+from app.dates import PARIS, as_utc
 from app.extensions import db
 from app.models import Match, Need, Solicitation
 from app.models.outbox import FailureCause, OutboundEmail
 
-PARIS = ZoneInfo("Europe/Paris")
 # A need whose experts have all stayed silent this long deserves a call from staff.
 DEFAULT_NO_TAKER_DAYS = 5
 # The outbox job retries within minutes; an email queued longer than this is stuck.
@@ -30,13 +29,6 @@ def week_start(now: datetime) -> datetime:
     local = now.astimezone(PARIS)
     monday = (local - timedelta(days=local.weekday())).date()
     return datetime(monday.year, monday.month, monday.day, tzinfo=PARIS).astimezone(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite gives back naive datetimes; they were written in UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def no_taker_days() -> int:
@@ -97,7 +89,7 @@ def dashboard_figures(now: datetime | None = None) -> dict[str, Any]:
         ).where(OutboundEmail.state.in_(("failed", "queued")))
     ).one()
 
-    oldest = _aware(solicitations[1])
+    oldest = as_utc(solicitations[1])
     return {
         "now": now,
         "week_start": this_monday,

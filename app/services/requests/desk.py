@@ -26,11 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, literal, or_, select
 
+from app.dates import as_utc
 from app.extensions import db
 from app.models import Need, Solicitation
 from app.services.requests.solicitations import CANCEL_NOTE_PREFIX, OPEN_NEED_STATUSES, SPAM_REASON
@@ -137,10 +138,6 @@ class _Other:
     need_status: str | None
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def flags_for(rows: Iterable[Solicitation]) -> dict[int, list[str]]:
     """The flags of each row, by solicitation id, in one query for the whole page."""
     rows = list(rows)
@@ -149,7 +146,7 @@ def flags_for(rows: Iterable[Solicitation]) -> dict[int, list[str]]:
         return flags
     sirets = {row.siret for row in rows}
     emails = {row.email.lower() for row in rows}
-    since = min(_aware(row.created_at) for row in rows) - RELAUNCH_WINDOW
+    since = min(as_utc(row.created_at) for row in rows) - RELAUNCH_WINDOW
     related = db.session.execute(
         select(
             Solicitation.id,
@@ -174,7 +171,7 @@ def flags_for(rows: Iterable[Solicitation]) -> dict[int, list[str]]:
     ).all()
     for row in rows:
         email = row.email.lower()
-        created = _aware(row.created_at)
+        created = as_utc(row.created_at)
         same = [_Other(*values) for values in related if values[1] == row.siret or values[2] == email]
         duplicate = any(
             other.id != row.id
@@ -188,7 +185,7 @@ def flags_for(rows: Iterable[Solicitation]) -> dict[int, list[str]]:
             other.id != row.id
             and other.status == "processed"
             and other.subject_id == row.subject_id
-            and created - RELAUNCH_WINDOW <= _aware(other.created_at) < created
+            and created - RELAUNCH_WINDOW <= as_utc(other.created_at) < created
             for other in same
         )
         canceled = sum(1 for other in same if other.status == "canceled")

@@ -14,14 +14,14 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.dates import PARIS, as_utc
 from app.extensions import db
 from app.models import EXPORT_FORMATS, EXPORT_KINDS, Export, User
 from app.models.base import utcnow
@@ -30,7 +30,6 @@ from app.services.errors import NotFound, ServiceError
 
 log = logging.getLogger(__name__)
 
-PARIS = ZoneInfo("Europe/Paris")
 EXPORT_LIFETIME = timedelta(days=7)
 # An export of a few hundred thousand rows takes minutes; RQ's default (180 s) would kill it.
 EXPORT_JOB_TIMEOUT = 3600
@@ -169,11 +168,6 @@ class BuildJob:
     created_at: datetime
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were written in UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 def update_export(export_id: int, *conditions: Any, **values: Any) -> bool:
     """Write ``values`` on the export in a transaction of its own, so the page polling the
     progress sees it at once, whatever the builder's session holds."""
@@ -193,7 +187,7 @@ def claim_build(export_id: int) -> BuildJob | str:
         if export.state in ("done", "failed"):
             return export.state
         now = utcnow()
-        if _aware(export.expires_at) <= now:
+        if as_utc(export.expires_at) <= now:
             export.state, export.finished_at = "failed", now
             export.error = "Cet export a expiré avant d'avoir pu être préparé : demandez-le à nouveau."
             session.commit()
@@ -206,13 +200,13 @@ def claim_build(export_id: int) -> BuildJob | str:
             kind=export.kind,
             format=export.format,
             params=dict(export.params or {}),
-            created_at=_aware(export.created_at),
+            created_at=as_utc(export.created_at),
         )
 
 
 def export_filename(kind: str, fmt: str, created_at: datetime) -> str:
     """``besoins-2026-11-27.xlsx``: the list and the day it was asked for, in Paris."""
-    day = _aware(created_at).astimezone(PARIS).date().isoformat()
+    day = as_utc(created_at).astimezone(PARIS).date().isoformat()
     return f"{FILE_SLUGS[kind]}-{day}.{fmt}"
 
 
@@ -244,7 +238,7 @@ def export_of(export_id: Any, user: User) -> Export:
 
 
 def is_expired(export: Export, now: datetime | None = None) -> bool:
-    return _aware(export.expires_at) <= (now or utcnow())
+    return as_utc(export.expires_at) <= (now or utcnow())
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.dates import PARIS
 from app.extensions import db
 from app.models import (
     CommunePostalCode,
@@ -66,7 +66,6 @@ REVIEW_MODE_NOTE = "Mode revue : toute demande attend l'équipe."
 CALLBACK_PROMISE = "sous 5 jours ouvrés"
 
 _SIRET = re.compile(r"^\d{14}$")
-PARIS = ZoneInfo("Europe/Paris")
 
 
 @dataclass

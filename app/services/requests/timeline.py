@@ -19,12 +19,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
+from app.dates import as_utc
 from app.extensions import db
 from app.models import (
     EMAIL_STATE_LABELS,
@@ -121,11 +122,6 @@ class TimelineEntry:
     match_id: int | None = None
     email: EmailDelivery | None = None
     changes: tuple[tuple[str, str, str], ...] = field(default=())
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were written in UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _int(value: Any) -> int | None:
@@ -270,8 +266,8 @@ def _delivery(email: OutboundEmail) -> EmailDelivery:
         state_label=state_label,
         attempts=email.attempts,
         last_error=email.last_error if email.last_error != LOGGED_ONLY else None,
-        sent_at=_aware(email.sent_at) if email.sent_at else None,
-        next_attempt_at=_aware(email.next_attempt_at) if email.next_attempt_at else None,
+        sent_at=as_utc(email.sent_at) if email.sent_at else None,
+        next_attempt_at=as_utc(email.next_attempt_at) if email.next_attempt_at else None,
     )
 
 
@@ -350,7 +346,7 @@ def need_timeline(need: Need) -> list[TimelineEntry]:
     for email in _emails(need, match_ids):
         entries.append(
             TimelineEntry(
-                at=_aware(email.created_at),
+                at=as_utc(email.created_at),
                 kind="email",
                 actor=SYSTEM_LABEL,
                 text=f"{_email_label(email.key)} — {email.recipient}",
@@ -362,7 +358,7 @@ def need_timeline(need: Need) -> list[TimelineEntry]:
         by_email = " (réponse par email)" if comment.source == "email" else ""
         entries.append(
             TimelineEntry(
-                at=_aware(comment.created_at),
+                at=as_utc(comment.created_at),
                 kind="comment",
                 actor=author_label(comment) if comment.expert_id else _user_label(comment.user),
                 text=f"Message sur la discussion{by_email}",
@@ -372,7 +368,7 @@ def need_timeline(need: Need) -> list[TimelineEntry]:
     for note in notes_for(need):
         entries.append(
             TimelineEntry(
-                at=_aware(note.created_at),
+                at=as_utc(note.created_at),
                 kind="note",
                 actor=_user_label(note.user),
                 text="Note interne",
@@ -387,7 +383,7 @@ def need_timeline(need: Need) -> list[TimelineEntry]:
     )
     for created_at, user in stars:
         entries.append(
-            TimelineEntry(at=_aware(created_at), kind="star", actor=_user_label(user), text="Suit ce besoin")
+            TimelineEntry(at=as_utc(created_at), kind="star", actor=_user_label(user), text="Suit ce besoin")
         )
 
     indexed = list(enumerate(entries))
@@ -400,7 +396,7 @@ def _need_entry(
 ) -> TimelineEntry | None:
     changes = event.changes or {}
     actor = _actor(event, experts_by_email)
-    at = _aware(event.created_at)
+    at = as_utc(event.created_at)
     if event.action == "create":
         status = NEED_STATUS_LABELS.get((changes.get("status") or [None, None])[1])
         return TimelineEntry(at, "need", actor, "Besoin créé" + (f" (« {status} »)" if status else ""))
@@ -435,7 +431,7 @@ def _match_entry(
 ) -> TimelineEntry | None:
     changes = event.changes or {}
     actor = _actor(event, experts_by_email)
-    at = _aware(event.created_at)
+    at = as_utc(event.created_at)
     who = _expert_label(expert)
     match_id = event.object_id if present else None
     if event.action == "create":
