@@ -248,7 +248,7 @@ def test_the_policy_applies_to_the_cli_too(app, db):
 
 
 def test_a_passphrase_is_accepted(db):
-    from app.services.accounts.accounts import check_password
+    from app.services.accounts.passwords import check_password
 
     check_password("vélo rouge tulipe orage", email="camille@cci.example", full_name="Camille Dupont")
     check_password("demo-support-2026", email="support@demo.place-des-entreprises.fr")
@@ -327,7 +327,7 @@ def range_server():
 
 
 def test_with_the_api_on_a_breached_passphrase_is_refused(make_app, range_server):
-    from app.services.accounts.accounts import PasswordRejected, check_password
+    from app.services.accounts.passwords import PasswordRejected, check_password
 
     checking = make_app(PWNED_PASSWORDS_API=True, PWNED_PASSWORDS_API_URL=range_server)
     with checking.app_context():
@@ -339,7 +339,7 @@ def test_with_the_api_on_a_breached_passphrase_is_refused(make_app, range_server
 def test_with_the_api_unreachable_the_offline_rules_decide(make_app, caplog):
     import socket
 
-    from app.services.accounts.accounts import PasswordRejected, check_password
+    from app.services.accounts.passwords import PasswordRejected, check_password
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

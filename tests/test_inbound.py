@@ -11,16 +11,10 @@ from sqlalchemy import func, select
 from app.cli import EX_TEMPFAIL
 from app.models import Comment, InboundMessage, OutboundEmail
 from app.services.errors import ServiceError
-from app.services.messaging import inbound
-from app.services.messaging.inbound import (
-    clean_reply,
-    discard_inbound,
-    html_to_text,
-    receive_email,
-    reply_address,
-    reply_token,
-    verify_token,
-)
+from app.services.messaging import reply_addresses
+from app.services.messaging.inbound import discard_inbound, receive_email
+from app.services.messaging.reply_addresses import reply_address, reply_token, verify_token
+from app.services.messaging.reply_parsing import clean_reply, html_to_text
 from tests.test_matches import make_need
 
 DATA = Path(__file__).parent / "data" / "inbound"
@@ -220,7 +214,7 @@ def test_a_token_for_another_match_id_is_held(db, domain):
     need = make_need(2)
     first, second = need.matches
     token = reply_token(first)
-    tampered = token.replace(token.split("-", 1)[0], inbound._b36(second.id), 1)
+    tampered = token.replace(token.split("-", 1)[0], reply_addresses._b36(second.id), 1)
     message = receive_email(simple(to=f"reponse+{tampered}@{DOMAIN}", sender=second.expert.email))
     assert message.state == "held" and "falsifiée" in message.reason
     assert comment_count() == 0

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from app.models import Comment
-from app.services.messaging.inbound import receive_email, reply_address
+from app.services.messaging.inbound import receive_email
+from app.services.messaging.reply_addresses import reply_address
 from tests.test_inbound import DOMAIN, domain  # noqa: F401 - the fixture
 from tests.test_matches import make_need
 

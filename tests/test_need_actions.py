@@ -10,13 +10,12 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import AuditEvent, Match, Need, NeedStar, OutboundEmail, StaffNote
+from app.models.audit import REASSIGNED_EXPERT, REASSIGNED_MATCH
 from app.services.addressbook.addressbook import delete_expert
 from app.services.errors import ServiceError
 from app.services.messaging.links import LinkError, expert_token, match_for_token
 from app.services.requests.matches import change_match_status
 from app.services.requests.needs import (
-    REASSIGNED_EXPERT,
-    REASSIGNED_MATCH,
     add_expert_to_need,
     reassign_match,
     resend_need_email,

@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.services.reference.registry import CompanyInfo
-from app.services.reference.registry_client import RechercheEntreprisesClient
+from app.services.reference.registry import CompanyInfo, RechercheEntreprisesClient
 
 RECORDED = Path(__file__).parent / "data" / "registry"
 BASE = "https://recherche-entreprises.example"
@@ -123,7 +122,7 @@ def _raise(error: Exception):
 )
 def test_every_failure_is_none_and_a_warning(handler, reason, caplog):
     client, _ = client_answering(handler)
-    with caplog.at_level(logging.WARNING, logger="app.services.reference.registry_client"):
+    with caplog.at_level(logging.WARNING, logger="app.services.reference.registry"):
         assert client.lookup("12345678200028") is None, reason
     assert any("12345678200028" in record.getMessage() for record in caplog.records)
 

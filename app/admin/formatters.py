@@ -3,22 +3,18 @@ lists and kept whole in details."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flask_admin.contrib.sqla.typefmt import DEFAULT_FORMATTERS
 from markupsafe import Markup, escape
 
-from app.dates import PARIS
+from app.dates import paris_text
 
 
 def paris_time(value: datetime | None) -> str:
     """Dates as staff read them: Paris time, day first (stored in UTC)."""
-    if value is None:
-        return ""
-    if value.tzinfo is None:  # SQLite gives back naive datetimes; they were written in UTC
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+    return paris_text(value)
 
 
 def shortened(text: str | None, limit: int) -> str:

@@ -29,14 +29,8 @@ from app.auth import forget_login_failures
 from app.extensions import db
 from app.models import ROLE_LABELS, Antenne, AuditEvent, Institution, User
 from app.models.base import utcnow
-from app.services.accounts.accounts import (
-    account_state,
-    check_password,
-    invite_user,
-    resend_invitation,
-    send_password_reset,
-    unlock,
-)
+from app.services.accounts.accounts import account_state, invite_user, resend_invitation, send_password_reset, unlock
+from app.services.accounts.passwords import check_password
 from app.services.accounts.users import check_scope, create_user, delete_user, hash_password, normalize_email
 from app.services.audit import tracked_models
 from app.services.errors import ServiceError

@@ -37,7 +37,7 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length
 from app.extensions import db, limiter
 from app.models import User
 from app.services import audit
-from app.services.accounts import accounts
+from app.services.accounts import accounts, passwords
 from app.services.accounts.users import authenticate
 
 bp = Blueprint("auth", __name__)
@@ -75,7 +75,7 @@ def _new_password_field() -> PasswordField:
     return PasswordField(
         "Nouveau mot de passe",
         validators=[DataRequired("Choisissez un mot de passe.")],
-        description=f"Au moins {accounts.MIN_PASSWORD_LENGTH} caractères. Quelques mots sans rapport entre eux "
+        description=f"Au moins {passwords.MIN_PASSWORD_LENGTH} caractères. Quelques mots sans rapport entre eux "
         "font un mot de passe solide et facile à retenir.",
     )
 
@@ -285,7 +285,7 @@ def _choose_password(token: str, *, invitation: bool):
             user = apply(token, form.password.data)
         except accounts.AccountLinkError as error:
             return _link_error(error)
-        except accounts.PasswordRejected as error:
+        except passwords.PasswordRejected as error:
             db.session.rollback()
             form.password.errors.append(str(error))
         else:
@@ -332,9 +332,9 @@ def account():
     if form.validate_on_submit():
         try:
             accounts.change_password(current_user, form.current_password.data, form.password.data)
-        except accounts.PasswordRejected as error:
+        except passwords.PasswordRejected as error:
             db.session.rollback()
-            field = form.current_password if isinstance(error, accounts.WrongCurrentPassword) else form.password
+            field = form.current_password if isinstance(error, passwords.WrongCurrentPassword) else form.password
             field.errors.append(str(error))
         else:
             # This session stays; every other one ends with the old fingerprint.

@@ -11,6 +11,11 @@ from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
 from app.models.users import User
 
+# The fields of a need's own audit event when one of its matches is handed to another expert
+# (written by the needs service, read by the timeline): ``[old, new]`` ids.
+REASSIGNED_MATCH = "reassigned_match"
+REASSIGNED_EXPERT = "reassigned_expert"
+
 
 class AuditEvent(db.Model):
     __tablename__ = "audit_events"

@@ -1,4 +1,5 @@
-"""Account life cycle: invitation, password reset, password policy, lock, session binding.
+"""Account life cycle: invitation, password reset, lock, session binding (the password policy is
+``passwords``).
 
 Staff never choose a password for a partner: they invite, and the person picks one through a
 signed link. Invitation and reset links are single-use without any token table: each carries a
@@ -12,8 +13,6 @@ interfaces never pass them.
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,36 +20,20 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select
 
-from app.dates import PARIS, as_utc
+from app.dates import as_utc, paris_text
 from app.extensions import db
 from app.models import ROLES, Antenne, Institution, OutboundEmail, User
 from app.models.base import utcnow
-from app.services.accounts.pwned_passwords import PwnedPasswordsClient
+from app.services.accounts.passwords import PasswordRejected, WrongCurrentPassword
 from app.services.accounts.users import check_scope, normalize_email, set_password, verify_password
 from app.services.errors import ServiceError
 from app.services.messaging.outbox import queue_email, render_email
-
-MIN_PASSWORD_LENGTH = 12
-# Long enough for any passphrase; bounds the strength estimator's work on hostile input.
-MAX_PASSWORD_LENGTH = 128
-# zxcvbn's estimate below which a password is refused: 10^8 guesses is its score 3, "safely
-# unguessable" against an online attack and slow against an offline one on argon2 hashes.
-MIN_GUESSES_LOG10 = 8
-SERVICE_WORDS = ["place des entreprises", "placedesentreprises", "entreprises", "conseiller"]
 
 _INVITATION_SALT = "account-invitation-v1"
 _RESET_SALT = "account-password-reset-v1"
 
 
 # ---------------------------------------------------------------- errors
-
-
-class PasswordRejected(ServiceError):
-    """The chosen password breaks the policy; the message says which rule, in French."""
-
-
-class WrongCurrentPassword(PasswordRejected):
-    """« Mon compte »: the current password given is not the account's."""
 
 
 class AccountLinkError(ServiceError):
@@ -69,10 +52,9 @@ class ExpiredAccountLink(AccountLinkError):
 # ---------------------------------------------------------------- what staff and referents read
 
 
-def paris_text(value: datetime | None) -> str:
+def moment_text(value: datetime | None) -> str:
     """« 14/05/2026 à 09:30 », Paris time."""
-    value = as_utc(value)
-    return value.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M") if value else ""
+    return paris_text(value, "%d/%m/%Y à %H:%M")
 
 
 def role_and_scope(user: User) -> str:
@@ -96,119 +78,13 @@ def account_state(user: User, now: datetime | None = None) -> str:
     if user.deleted_at is not None:
         return "Supprimé"
     if is_locked(user, now):
-        return f"Verrouillé jusqu'au {paris_text(user.locked_until)}"
+        return f"Verrouillé jusqu'au {moment_text(user.locked_until)}"
     if not user.password_hash:
         if user.invited_at is None:
             return "Sans mot de passe (à inviter)"
         expired = as_utc(user.invited_at) + invitation_max_age() < now
-        return f"Invité le {paris_text(user.invited_at)}" + (" (invitation expirée)" if expired else "")
+        return f"Invité le {moment_text(user.invited_at)}" + (" (invitation expirée)" if expired else "")
     return "Actif"
-
-
-# ---------------------------------------------------------------- password policy
-
-
-def _plain(text: str) -> str:
-    """Lower case, accents and punctuation dropped: « Marie-Hélène » and « mariehelene » compare equal."""
-    decomposed = unicodedata.normalize("NFKD", text or "")
-    return re.sub(r"[^a-z0-9]", "", "".join(c for c in decomposed if not unicodedata.combining(c)).lower())
-
-
-def _personal_words(email: str | None, full_name: str | None) -> list[str]:
-    """The address, its local part and the name, plain, longest first."""
-    words = {_plain(w) for w in (email or "", (email or "").split("@", 1)[0], full_name or "")}
-    return sorted((w for w in words if len(w) >= 4), key=len, reverse=True)
-
-
-def _name_pieces(email: str | None, full_name: str | None) -> list[str]:
-    """« marie », « dupont »…: words the strength estimator treats as the most guessable of all."""
-    texts = [(email or "").split("@", 1)[0], full_name or ""]
-    return [piece for text in texts for piece in re.split(r"[^\w]+", text.lower()) if len(piece) >= 3]
-
-
-# What must remain of a password once the address and the name are taken out of it.
-MIN_OTHER_CHARACTERS = 8
-
-
-def _pwned_count(password: str) -> int | None:
-    if not current_app.config.get("PWNED_PASSWORDS_API"):
-        return None
-
-    client = PwnedPasswordsClient(
-        current_app.config["PWNED_PASSWORDS_API_URL"],
-        timeout=float(current_app.config.get("PWNED_PASSWORDS_TIMEOUT_SECONDS", 2)),
-    )
-    return client.breach_count(password)
-
-
-BREACHED_MESSAGE = (
-    "Ce mot de passe figure dans les listes de mots de passe divulgués lors de fuites de données : "
-    "choisissez-en un autre."
-)
-BREACHED_VARIANT_MESSAGE = (
-    "Ce mot de passe reprend, à peine modifié, un mot de passe divulgué lors de fuites de données : "
-    "choisissez-en un autre."
-)
-
-
-def check_password(
-    password: str, user: User | None = None, *, email: str | None = None, full_name: str | None = None
-) -> None:
-    """Refuse (``PasswordRejected``) a password that is short, personal, breached or guessable.
-
-    The breached list is zxcvbn's: the 30,000 passwords seen most often in public breaches
-    (French favourites such as « azertyuiop » or « motdepasse » included), matched exactly and,
-    through zxcvbn's estimator, with the usual disguises (digits appended, l33t, keyboard walks,
-    repetitions). Have I Been Pwned is asked as well when ``PWNED_PASSWORDS_API`` is on.
-    """
-    from zxcvbn import zxcvbn
-    from zxcvbn.frequency_lists import FREQUENCY_LISTS
-
-    password = password or ""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise PasswordRejected(f"Le mot de passe doit compter au moins {MIN_PASSWORD_LENGTH} caractères.")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise PasswordRejected(f"Le mot de passe ne doit pas dépasser {MAX_PASSWORD_LENGTH} caractères.")
-    email = email if email is not None else (user.email if user else None)
-    full_name = full_name if full_name is not None else (user.full_name if user else None)
-    personal = _personal_words(email, full_name)
-    rest = _plain(password)
-    for word in personal:
-        rest = rest.replace(word, "")
-    if personal and len(rest) < MIN_OTHER_CHARACTERS and len(rest) < len(_plain(password)):
-        raise PasswordRejected("Le mot de passe ne doit reprendre ni votre adresse email ni votre nom.")
-    if password.lower() in _breached_set(FREQUENCY_LISTS):
-        raise PasswordRejected(BREACHED_MESSAGE)
-    estimate = zxcvbn(password, user_inputs=[*personal, *_name_pieces(email, full_name), *SERVICE_WORDS])
-    if _disguised_breach(estimate["sequence"]):
-        raise PasswordRejected(BREACHED_VARIANT_MESSAGE)
-    if estimate["guesses_log10"] < MIN_GUESSES_LOG10:
-        raise PasswordRejected(
-            "Ce mot de passe est trop facile à deviner (mot de passe courant, suite de touches ou de chiffres, "
-            "répétition…) : allongez-le, par exemple avec quelques mots sans rapport entre eux."
-        )
-    if (_pwned_count(password) or 0) > 0:
-        raise PasswordRejected(BREACHED_MESSAGE)
-
-
-# « motdepasse2024 », « Marseille2024! »: one breached password and a few characters around it.
-MAX_CHARACTERS_AROUND_A_BREACH = 5
-
-
-def _disguised_breach(sequence: list[dict[str, Any]]) -> bool:
-    breached = [m for m in sequence if m["pattern"] == "dictionary" and m.get("dictionary_name") == "passwords"]
-    around = sum(len(m["token"]) for m in sequence if m not in breached)
-    return len(breached) == 1 and around <= MAX_CHARACTERS_AROUND_A_BREACH
-
-
-_BREACHED: set[str] | None = None
-
-
-def _breached_set(lists: dict[str, list[str]]) -> set[str]:
-    global _BREACHED
-    if _BREACHED is None:
-        _BREACHED = set(lists["passwords"])
-    return _BREACHED
 
 
 # ---------------------------------------------------------------- signed, single-use links
@@ -320,7 +196,7 @@ def _next_key(user: User, kind: str) -> str:
 def _expiry_text(issued: datetime, max_age: timedelta) -> str:
     hours = max_age.total_seconds() / 3600
     duration = f"{int(hours)} heure{'s' if hours >= 2 else ''}" if hours >= 1 else f"{int(hours * 60)} minutes"
-    return f"{duration}, jusqu'au {paris_text(issued + max_age)}"
+    return f"{duration}, jusqu'au {moment_text(issued + max_age)}"
 
 
 def _queue_invitation(user: User, now: datetime) -> OutboundEmail:
@@ -497,5 +373,5 @@ def describe(user: User) -> dict[str, Any]:
         "full_name": user.full_name or "",
         "email": user.email,
         "role_scope": role_and_scope(user),
-        "password_changed_at": paris_text(user.password_changed_at),
+        "password_changed_at": moment_text(user.password_changed_at),
     }

@@ -17,6 +17,7 @@ from app.dates import as_utc
 from app.extensions import db
 from app.models import ROLES, Antenne, Institution, User
 from app.models.base import utcnow
+from app.services.accounts.passwords import check_password
 from app.services.errors import ServiceError
 
 _hasher = PasswordHasher()
@@ -57,8 +58,6 @@ def create_user(
     With a password (the CLI, staff who set one), the policy applies; without one the account
     waits for an invitation (``accounts.invite_user``).
     """
-    from app.services.accounts.accounts import check_password
-
     if role not in ROLES:
         raise ServiceError(f"Rôle inconnu : « {role} » (attendu : admin ou referent).")
     address = normalize_email(email)
@@ -114,8 +113,6 @@ def check_scope(user: User) -> None:
 
 def set_password(user: User, password: str, *, now: datetime | None = None) -> None:
     """A new password under the policy; ends the account's other sessions and any lock."""
-    from app.services.accounts.accounts import check_password
-
     check_password(password, user)
     user.password_hash = hash_password(password)
     user.password_changed_at = now or utcnow()

@@ -34,9 +34,9 @@ from app.models.base import utcnow
 from app.models.discussion import COMMENT_SOURCES
 from app.models.requests import MATCH_STATUS_LABELS
 from app.services.errors import ServiceError
-from app.services.messaging.inbound import reply_address
 from app.services.messaging.links import expert_url, inbox_url
 from app.services.messaging.outbox import queue_email
+from app.services.messaging.reply_addresses import reply_address
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import logging
 
 from app.models import Match
 from app.services.messaging import links
-from app.services.messaging.inbound import reply_address
 from app.services.messaging.outbox import queue_email
+from app.services.messaging.reply_addresses import reply_address
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,11 @@ registry does not know (or a registry that is down) is still accepted, and staff
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+import httpx
 from flask import current_app
 
 
@@ -45,10 +47,104 @@ def get_registry() -> Registry:
     if name == "fake":
         return FakeRegistry()
     if name == "recherche-entreprises":
-        from app.services.reference.registry_client import RechercheEntreprisesClient
-
         return RechercheEntreprisesClient(
             base_url=current_app.config.get("RECHERCHE_ENTREPRISES_URL", "https://recherche-entreprises.api.gouv.fr"),
             timeout=float(current_app.config.get("REGISTRY_TIMEOUT_SECONDS", 3)),
         )
     raise RuntimeError(f"COMPANY_REGISTRY inconnu : {name!r}")
+
+
+# ---------------------------------------------------------------- the API Recherche d'entreprises
+
+# The API Recherche d'entreprises (recherche-entreprises.api.gouv.fr) as a company registry.
+#
+# Only used to enrich a request (company name, NAF code, legal form, commune): the form never
+# waits on it to accept a request, so every failure — network, timeout, HTTP error, rate limit,
+# malformed JSON, a SIRET the API does not know — is a logged warning and ``None``.
+#
+# A search by SIRET answers companies (unités légales); the établissement asked for is in
+# ``matching_etablissements`` (or is the ``siege``). The API can also answer a near match for
+# an unknown number, so the SIRET is checked against what comes back.
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "place-des-entreprises (+https://place-des-entreprises.beta.gouv.fr)"
+
+
+class RechercheEntreprisesClient:
+    """``lookup(siret)`` against ``GET {base_url}/search?q=<siret>``.
+
+    ``transport`` (an ``httpx`` transport, e.g. ``MockTransport`` in tests) or a ready
+    ``client`` can be injected; otherwise each lookup opens and closes its own client, so
+    no connection outlives the request that needed it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 3.0,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.transport = transport
+        self.client = client
+
+    def lookup(self, siret: str) -> CompanyInfo | None:
+        if not (isinstance(siret, str) and len(siret) == 14 and siret.isascii() and siret.isdigit()):
+            return None
+        try:
+            payload = self._search(siret)
+        except (httpx.HTTPError, ValueError) as error:
+            log.warning("Recherche d'entreprises : échec pour le SIRET %s (%s)", siret, error)
+            return None
+        try:
+            return _company_info(payload, siret)
+        except (AttributeError, KeyError, TypeError) as error:
+            log.warning("Recherche d'entreprises : réponse inattendue pour le SIRET %s (%r)", siret, error)
+            return None
+
+    def _search(self, siret: str) -> Any:
+        params = {"q": siret, "page": 1, "per_page": 5}
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if self.client is not None:
+            response = self.client.get(f"{self.base_url}/search", params=params, headers=headers, timeout=self.timeout)
+            response.raise_for_status()
+            return response.json()
+        with httpx.Client(transport=self.transport, timeout=self.timeout, headers=headers) as client:
+            response = client.get(f"{self.base_url}/search", params=params)
+            response.raise_for_status()
+            return response.json()
+
+
+def _text(value: Any) -> str | None:
+    """A non-empty string, or None: the API writes missing values as null or ""."""
+    if value is None:
+        return None
+    return str(value).strip() or None
+
+
+def _company_info(payload: Any, siret: str) -> CompanyInfo | None:
+    """The établissement ``siret`` in a search answer, or None when the answer does not hold it."""
+    siren = siret[:9]
+    for company in payload.get("results") or []:
+        if company.get("siren") != siren:
+            continue
+        candidates = [*(company.get("matching_etablissements") or []), company.get("siege") or {}]
+        etablissement = next((e for e in candidates if e.get("siret") == siret), None)
+        if etablissement is None:
+            continue
+        name = _text(company.get("nom_complet")) or _text(company.get("nom_raison_sociale")) or f"SIREN {siren}"
+        return CompanyInfo(
+            siret=siret,
+            siren=siren,
+            name=name,
+            naf_code=_text(etablissement.get("activite_principale")) or _text(company.get("activite_principale")),
+            legal_form=_text(company.get("nature_juridique")),
+            commune_code=_text(etablissement.get("commune")),
+            postal_code=_text(etablissement.get("code_postal")),
+            active=etablissement.get("etat_administratif", "A") == "A",
+        )
+    return None

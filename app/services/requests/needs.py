@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import MATCH_STATUS_LABELS, AuditEvent, Expert, Match, Need, NeedStar, OutboundEmail, User
+from app.models.audit import REASSIGNED_EXPERT, REASSIGNED_MATCH
 from app.models.base import utcnow
 from app.services.accounts.users import require_staff
 from app.services.audit import acting_as, actor_label
@@ -44,13 +45,11 @@ from app.services.errors import ServiceError
 from app.services.messaging.expert_emails import need_context, queue_new_match_email
 from app.services.messaging.outbox import queue_email, resend_email
 from app.services.requests.matches import recompute_need_status
+from app.services.requests.timeline import need_email_ids
 
 # A match still waiting for, or being handled by, its expert: the only ones worth handing over
 # (a closed one is history; a refused one is already out of the need's status).
 REASSIGNABLE_STATUSES = ("quo", "taking_care")
-# The fields of the need's own audit event for a reassignment (read by services.timeline).
-REASSIGNED_MATCH = "reassigned_match"
-REASSIGNED_EXPERT = "reassigned_expert"
 
 
 def _lock_need(need: Need) -> Need:
@@ -274,8 +273,6 @@ def resend_need_email(need: Need, email_id: int, *, user: User) -> OutboundEmail
     """« Renvoyer » from the need's page: only an email of this need's timeline (one sent for
     the need, its matches, its request or its thread), so a page cannot be made to resend
     another record's email. Commits (``outbox.resend_email``)."""
-    from app.services.requests.timeline import need_email_ids
-
     require_staff(user, "renvoyer un courriel")
     if email_id not in need_email_ids(need):
         raise ServiceError("Ce courriel ne concerne pas ce besoin.")

@@ -15,13 +15,13 @@ import dataclasses
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.dates import PARIS
+from app.dates import paris_text
 from app.extensions import db
 from app.models import (
     CommunePostalCode,
@@ -540,15 +540,6 @@ def _queue_cancellation_email(solicitation: Solicitation, code: str) -> None:
             "subject_slug": subject.slug if subject and not subject.is_archived else None,
             "description": solicitation.description,
             "company_name": solicitation.company_name,
-            "submitted_on": _paris_date(solicitation.created_at),
+            "submitted_on": paris_text(solicitation.created_at, "%d/%m/%Y"),
         },
     )
-
-
-def _paris_date(value: datetime | None) -> str:
-    """A day as the business reads it (stored in UTC)."""
-    if value is None:
-        return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(PARIS).strftime("%d/%m/%Y")

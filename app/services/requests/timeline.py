@@ -40,9 +40,9 @@ from app.models import (
     OutboundEmail,
     User,
 )
+from app.models.audit import REASSIGNED_EXPERT, REASSIGNED_MATCH
 from app.services.messaging.discussion import author_label, thread
 from app.services.messaging.outbox import LOGGED_ONLY, RESEND_MARK
-from app.services.requests.needs import REASSIGNED_EXPERT, REASSIGNED_MATCH
 from app.services.requests.notes import notes_for
 
 STAFF_PREFIX = "Équipe"
