@@ -111,12 +111,12 @@ def email_keys(db) -> set[str]:
 
 def test_a_held_request_shows_why_it_waits_and_the_experts_routing_suggests(admin_client, db, book):
     solicitation = held(db)
-    held(db, email=solicitation.email)  # a second open request from the same address: « Doublon »
+    held(db, email=solicitation.email)  # a second open request from the same address
     page = page_of(admin_client, solicitation)
     for text in (
         "Pourquoi elle attend l'équipe",
         "Mode revue : toute demande attend l&#39;équipe.",
-        '<span class="badge badge-warning">Doublon</span>',
+        '<span class="badge badge-warning">Autre demande en cours</span>',
         "Corriger le sujet",
         "Envoyer aux experts",
         "Alice CCI",
@@ -362,7 +362,7 @@ def test_cancel_needs_a_reason_and_a_confirmation(admin_client, db, book, data, 
 
 
 def test_cancel_a_sent_request_is_refused(admin_client, db, book, admin_user):
-    from app.services.requests.solicitations import route_solicitation
+    from app.services.requests.dispatch import route_solicitation
 
     solicitation = held(db)
     route_solicitation(solicitation)
@@ -384,7 +384,7 @@ def test_cancel_a_sent_request_is_refused(admin_client, db, book, admin_user):
 def test_bulk_cancel_with_a_templated_reason(admin_client, db, book, action, note, subject_line):
     first, second = held(db), held(db)
     sent = held(db)
-    from app.services.requests.solicitations import route_solicitation
+    from app.services.requests.dispatch import route_solicitation
 
     route_solicitation(sent)
     page = body(admin_client.get("/admin/solicitation/?onglet=a-qualifier"))
@@ -510,7 +510,7 @@ def test_the_return_url_is_kept_and_only_when_local(admin_client, db, book):
 
 @pytest.mark.parametrize("tab", ["a-qualifier", "toutes"])
 def test_the_list_costs_the_same_queries_for_5_or_40_rows(admin_client, db, book, count_queries, tab):
-    from app.services.requests.solicitations import cancel_solicitation
+    from app.services.requests.cancellation import cancel_solicitation
 
     def batch(number: int) -> None:
         for i in range(number):

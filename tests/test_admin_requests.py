@@ -73,7 +73,7 @@ def make_solicitation(db, *, full_name: str = "Alix Durand", status: str = "in_p
 
 def make_routed(db, count: int) -> list[Need]:
     """``count`` solicitations sent to the experts through the service, as staff would."""
-    from app.services.requests.solicitations import route_solicitation
+    from app.services.requests.dispatch import route_solicitation
 
     return [route_solicitation(make_solicitation(db, full_name="Claude Bernard")) for _ in range(count)]
 

@@ -18,6 +18,7 @@ from app.services.accounts.users import create_user
 from app.services.addressbook.addressbook import delete_antenne, delete_expert
 from app.services.addressbook.coverage import coverage_report, departement_detail
 from app.services.addressbook.routing import find_experts
+from app.services.reference.geo import commune_codes
 from tests.conftest import csrf_token_from, login
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
 
@@ -209,6 +210,65 @@ def test_the_figures_follow_the_routing_rule_commune_by_commune(db):
         communes(epci_code="249000241"),
         communes(epci_code="200069052"),
     )
+
+
+# Départements of several régions, metropolitan, Corsican and overseas, with every kind of zone.
+ORACLE_DEPARTEMENTS = ("90", "25", "69", "2A", "971")
+
+
+def test_the_coverage_sql_agrees_with_the_routing_oracle_across_departements(db):
+    """Coverage re-implements the routing rule in SQL, counted per département (the routing
+    query would cost one call per commune): for every commune of several départements, the
+    experts coverage lists and its figures are exactly what ``find_experts`` answers."""
+    cma = InstitutionFactory(name="CMA de plusieurs régions")
+    bfc = AntenneFactory(institution=cma, name="Bourgogne-Franche-Comté")
+    zone(bfc, "region:27")
+    lyon = AntenneFactory(institution=cma, name="Lyon")
+    zone(lyon, "epci:200046977")  # the Métropole de Lyon, inside the Rhône
+    zone(lyon, "commune:69264")  # Villefranche-sur-Saône, outside it
+    corse = AntenneFactory(institution=cma, name="Corse-du-Sud")
+    zone(corse, "departement:2A")
+    antilles = AntenneFactory(institution=cma, name="Guadeloupe")
+    zone(antilles, "departement:971")
+    taking(bfc, "tresorerie", name="Régine Région")
+    taking(bfc, "tresorerie", "departement:25", name="Dora Doubs")  # own zone: the Doubs only
+    taking(bfc, "tresorerie", "epci:200069052", "commune:90010", name="Eve Belfort")
+    taking(lyon, "tresorerie", name="Léo Lyon")
+    taking(lyon, "tresorerie", "departement:69", name="Rita Rhône")  # the whole Rhône, beyond the antenne
+    taking(corse, "tresorerie", "commune:2A004", name="Ajaccio seul")
+    taking(antilles, "tresorerie", name="Gaby Guadeloupe")
+    taking(antilles, "export", name="Xavier Export")  # another subject: never counted
+    taking(corse, "tresorerie", name="Paul Supprimé").deleted_at = func.now()
+    _db.session.commit()
+
+    tresorerie = subject("tresorerie").id
+    # The territory of reference: the communes the live antennes' zones hold (the oracle's own reading).
+    territory = {(z.kind, z.code) for antenne in (bfc, lyon, corse, antilles) for z in antenne.zones}
+    by_departement = figures(coverage_report(cma), "tresorerie")
+    for code in ORACLE_DEPARTEMENTS:
+        detail = departement_detail(cma, None, "tresorerie", code)
+        listed = {c.code: c.experts for c in detail.uncovered + detail.overlapping}
+        inside = uncovered = overlapping = 0
+        all_communes = list(_db.session.scalars(select(Commune).where(Commune.departement_code == code)))
+        assert all_communes, code
+        for commune in all_communes:
+            routed = sorted(r.expert for r in find_experts(tresorerie, commune.code) if r.institution_id == cma.id)
+            if not set(commune_codes(commune.code).references()) & territory:
+                assert commune.code not in listed, (code, commune.code)
+                continue
+            inside += 1
+            uncovered += not routed
+            overlapping += len(routed) > 1
+            if len(routed) == 1:
+                assert commune.code not in listed, (code, commune.code)
+            else:
+                assert listed.get(commune.code) == routed, (code, commune.code)
+        _state, total, reported_uncovered, reported_overlapping = by_departement[code]
+        assert (total, reported_uncovered, reported_overlapping) == (inside, uncovered, overlapping), code
+    # The oracle found each situation at least once, so the comparison meant something.
+    states = {by_departement[code][0] for code in ORACLE_DEPARTEMENTS}
+    assert {"covered", "partial"} <= states
+    assert any(by_departement[code][3] for code in ORACLE_DEPARTEMENTS)
 
 
 def test_an_antenne_scope_counts_that_antenne_only(db):

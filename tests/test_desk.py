@@ -1,5 +1,5 @@
 """The request desk: solicitation tabs (counts, contents, order, export) and the row flags
-« Doublon », « Relance », « Abandons répétés » (``app/services/desk.py``)."""
+« Autre demande en cours », « Relance », « Abandons répétés » (``app/services/desk.py``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from app.models import Solicitation
 from app.models.base import utcnow
 from app.services.requests import desk
-from app.services.requests.solicitations import SPAM_REASON, cancel_solicitation, route_solicitation
+from app.services.requests.cancellation import SPAM_REASON, cancel_solicitation
+from app.services.requests.dispatch import route_solicitation
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
 
 _numbers = itertools.count(1)
@@ -188,33 +189,33 @@ def flags_of(solicitation: Solicitation) -> list[str]:
     return desk.flags_for([solicitation])[solicitation.id]
 
 
-def test_duplicate_another_open_request_from_the_same_siret_or_email(db, experts):
+def test_other_open_request_from_the_same_siret_or_email(db, experts):
     first = ask(db, "Alix Durand", siret="11111111100011")
     second = ask(db, "Alix Durand", siret="11111111100011", subject_slug="formation")
     alone = ask(db, "Bastien Morel")
-    assert desk.FLAG_DUPLICATE in flags_of(first) and desk.FLAG_DUPLICATE in flags_of(second)
-    assert desk.FLAG_DUPLICATE not in flags_of(alone)
+    assert desk.FLAG_OTHER_OPEN in flags_of(first) and desk.FLAG_OTHER_OPEN in flags_of(second)
+    assert desk.FLAG_OTHER_OPEN not in flags_of(alone)
     by_email = ask(db, "Claude Bernard", email="Claude@Exemple.example")
     ask(db, "Claude Bernard", email="claude@exemple.example")
-    assert desk.FLAG_DUPLICATE in flags_of(by_email)
+    assert desk.FLAG_OTHER_OPEN in flags_of(by_email)
 
 
-def test_duplicate_counts_a_sent_request_only_while_its_need_is_open(db, experts):
+def test_other_open_request_counts_a_sent_request_only_while_its_need_is_open(db, experts):
     from app.services.requests.matches import change_match_status
 
     need = route_solicitation(ask(db, "Alix Durand", siret="22222222200011", days_ago=60))
     waiting = ask(db, "Alix Durand", siret="22222222200011")
-    assert desk.FLAG_DUPLICATE in flags_of(waiting)
+    assert desk.FLAG_OTHER_OPEN in flags_of(waiting)
     change_match_status(need.matches[0], "taking_care")
-    assert desk.FLAG_DUPLICATE in flags_of(waiting)
+    assert desk.FLAG_OTHER_OPEN in flags_of(waiting)
     change_match_status(need.matches[0], "done")
-    assert desk.FLAG_DUPLICATE not in flags_of(waiting)
+    assert desk.FLAG_OTHER_OPEN not in flags_of(waiting)
 
 
-def test_duplicate_ignores_closed_requests(db, experts):
+def test_other_open_request_ignores_closed_requests(db, experts):
     cancel_solicitation(ask(db, "Alix Durand", siret="33333333300011"))
     waiting = ask(db, "Alix Durand", siret="33333333300011")
-    assert desk.FLAG_DUPLICATE not in flags_of(waiting)
+    assert desk.FLAG_OTHER_OPEN not in flags_of(waiting)
 
 
 def test_relaunch_a_request_sent_on_the_same_subject_within_three_weeks(db, experts):
@@ -248,9 +249,9 @@ def test_the_list_shows_reasons_and_flag_badges(admin_client, db, experts):
     ask(db, "Alix Durand", siret="77777777700011")
     page = tab_page(admin_client, "a-qualifier")
     assert "Signaux" in page and "Points à vérifier" in page and "Mode revue" in page
-    assert '<span class="badge badge-warning">Doublon</span>' in page
+    assert '<span class="badge badge-warning">Autre demande en cours</span>' in page
     text = body(admin_client.get("/admin/solicitation/export/csv/", query_string={"onglet": "a-qualifier"}))
-    assert text.splitlines()[1].endswith(",Doublon")
+    assert text.splitlines()[1].endswith(",Autre demande en cours")
 
 
 # ---------------------------------------------------------------- query count

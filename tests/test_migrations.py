@@ -50,3 +50,39 @@ def test_migrations_match_models_on_postgresql():
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_cancel_reasons_are_read_from_the_notes_they_were_written_in(tmp_path):
+    """The migration that adds ``cancel_reason`` fills it from the French note each canceled
+    request carried (the last cancellation note wins; a reason typed by hand is « other »)."""
+    import json
+
+    url = f"sqlite:///{tmp_path / 'reasons.db'}"
+    application = create_app("testing", SQLALCHEMY_DATABASE_URI=url)
+    notes = {
+        1: ["Sujet non aiguillable", "Abandonnée : spam"],
+        2: ["Abandonnée : Hors du champ du service"],
+        3: ["Abandonnée : PAS UNE ENTREPRISE"],
+        4: ["Abandonnée : Demande incomplète", "Abandonnée : spam"],
+        5: ["Abandonnée : le dirigeant a trouvé seul"],
+        6: [],
+    }
+    with application.app_context():
+        upgrade(revision="2a46543482d7")
+        with db.engine.begin() as connection:
+            for ident, rows in notes.items():
+                connection.execute(
+                    text(
+                        "INSERT INTO solicitations (id, subject_id, status, full_name, email, phone, siret, postal_code,"
+                        " insee_code, description, qualification_notes, created_at, updated_at, search_document)"
+                        " VALUES (:id, 1, :status, 'A', 'a@b.fr', '+33612345678', '12345678200028', '69002', '69123',"
+                        " 'x', :notes, '2026-01-01', '2026-01-01', '')"
+                    ),
+                    {"id": ident, "status": "canceled" if ident != 6 else "in_progress", "notes": json.dumps(rows)},
+                )
+        upgrade()
+        with db.engine.connect() as connection:
+            reasons = dict(connection.execute(text("SELECT id, cancel_reason FROM solicitations")).all())
+        downgrade(revision="base")
+        db.engine.dispose()
+    assert reasons == {1: "spam", 2: "out_of_scope", 3: "not_a_company", 4: "spam", 5: "other", 6: None}

@@ -16,15 +16,10 @@ from app.services.accounts.users import create_user
 from app.services.addressbook import expert_lookup
 from app.services.errors import ServiceError
 from app.services.requests import qualification
+from app.services.requests.cancellation import SPAM_REASON, cancel_solicitation
+from app.services.requests.dispatch import route_solicitation
 from app.services.requests.qualification import correct_subject, send_solicitation, suggestions
-from app.services.requests.solicitations import (
-    REVIEW_MODE_NOTE,
-    SPAM_REASON,
-    cancel_solicitation,
-    qualification_issues,
-    route_solicitation,
-    submit_solicitation,
-)
+from app.services.requests.solicitations import REVIEW_MODE_NOTE, qualification_issues, submit_solicitation
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
 from tests.test_solicitations import request, siret
 
@@ -482,7 +477,9 @@ def test_cancel_reasons_email_the_business(db, app, held, staff, reason, note, s
 
 
 def test_the_cancel_email_escapes_what_the_business_typed(db, review, book):
-    solicitation = submit_solicitation(request(full_name="<b>Camille</b>", description="<script>x</script>"))
+    solicitation = submit_solicitation(
+        request(full_name="<b>Camille</b>", description="<script>x</script> nous cherchons à recruter")
+    )
     cancel_solicitation(solicitation, reason="incomplete")
     email = OutboundEmail.query.filter_by(key=f"solicitation:{solicitation.id}:canceled").one()
     assert "<script>" not in email.body_html and "&lt;script&gt;" in email.body_html

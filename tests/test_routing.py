@@ -91,6 +91,36 @@ def test_archived_subject_routes_to_nobody(db):
         routing.explain("recrutement", LYON)
 
 
+def test_a_subject_of_an_archived_theme_is_neither_routed_nor_accepted(db):
+    """One rule (``Subject.is_offered``) for the form, the service, routing and the desk: the
+    public form refused such a subject while the service and routing accepted it."""
+    from app.services.requests.solicitations import SolicitationInput, submit_solicitation
+
+    _expert("national")
+    recrutement = subject("recrutement")
+    recrutement.theme.archived_at = utcnow()
+    db.session.commit()
+    assert not recrutement.is_offered
+    assert routing.find_experts(recrutement.id, LYON) == []
+    assert routing.unroutable_reason(recrutement) == "Sujet non aiguillable : ce sujet est archivé."
+    with pytest.raises(ServiceError, match="archivé"):
+        routing.explain("recrutement", LYON)
+    with pytest.raises(ServiceError, match="n'est plus proposé"):
+        submit_solicitation(
+            SolicitationInput(
+                subject_slug="recrutement",
+                full_name="Camille Martin",
+                email="camille@boulangerie.example",
+                phone="04 72 00 00 00",
+                siret="12345678200028",
+                postal_code="69001",
+                insee_code=LYON,
+                description="Nous cherchons à recruter deux apprentis boulangers.",
+            )
+        )
+    assert recrutement not in [found for _theme, subjects in routing.routable_subjects() for found in subjects]
+
+
 def test_expert_not_taking_the_subject_is_excluded(db):
     _expert("national", subject_slug="formation")
     taker = _expert("national")

@@ -184,7 +184,7 @@ def test_a_solicitation_gets_its_document_and_keeps_it_current(db):
 
 
 def test_a_routed_solicitation_makes_a_need_with_its_document(db):
-    from app.services.requests.solicitations import route_solicitation
+    from app.services.requests.dispatch import route_solicitation
     from tests.factories import AntenneFactory, offer, zone
 
     antenne = AntenneFactory()

@@ -15,11 +15,11 @@ from app.services.addressbook.routing import find_experts
 from app.services.errors import ServiceError
 from app.services.messaging import expert_emails, links
 from app.services.requests import solicitations
+from app.services.requests.cancellation import cancel_solicitation
+from app.services.requests.dispatch import route_solicitation
 from app.services.requests.solicitations import (
     SolicitationInput,
-    cancel_solicitation,
     qualification_issues,
-    route_solicitation,
     submit_solicitation,
 )
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
@@ -102,10 +102,11 @@ def test_auto_mode_routes_a_clean_request_to_exactly_the_experts_of_the_rule(db,
     assert (need.status, need.subject.slug, need.description) == ("quo", "recrutement", solicitation.description)
     assert (need.facility.siret, need.facility.commune_code) == (solicitation.siret, LYON)
     assert need.facility.company.siren == solicitation.siret[:9]
+    # Stored in the form's normal form, whatever the interface (E.164 for the phone).
     assert (need.contact.full_name, need.contact.email, need.contact.phone) == (
         "Camille Martin",
         "camille@boulangerie.example",
-        "04 72 00 00 00",
+        "+33472000000",
     )
 
 
@@ -159,7 +160,7 @@ def test_an_unknown_siret_in_the_registry_still_routes(db, experts, monkeypatch)
         def lookup(self, _siret):
             return None
 
-    monkeypatch.setattr(solicitations, "get_registry", lambda: Silent())
+    monkeypatch.setattr("app.services.reference.registry.get_registry", lambda: Silent())
     solicitation = submit_solicitation(request())
     assert solicitation.status == "processed"
     assert solicitation.company_name is None and solicitation.registry_data is None
@@ -171,14 +172,14 @@ def test_a_failing_registry_never_blocks_a_request(db, experts, monkeypatch):
         def lookup(self, _siret):
             raise TimeoutError("registre injoignable")
 
-    monkeypatch.setattr(solicitations, "get_registry", lambda: Broken())
+    monkeypatch.setattr("app.services.reference.registry.get_registry", lambda: Broken())
     assert submit_solicitation(request()).status == "processed"
 
 
 def test_a_returning_company_and_contact_are_reused(db, experts):
     first = submit_solicitation(request())
     second = submit_solicitation(
-        request(subject_slug="recrutement", email="CAMILLE@boulangerie.example", phone="06 00")
+        request(subject_slug="recrutement", email="CAMILLE@boulangerie.example", phone="06 00 00 00 00")
     )
     # Same SIRET, same subject, first still open: a duplicate, left to staff.
     assert second.status == "in_progress"
@@ -189,7 +190,7 @@ def test_a_returning_company_and_contact_are_reused(db, experts):
     assert third.status == "processed"
     assert third.need.facility_id == first.need.facility_id
     assert third.need.contact_id == first.need.contact_id
-    assert third.need.contact.phone == "06 11 22 33 44"
+    assert third.need.contact.phone == "+33611223344"
     assert db.session.scalar(select(func.count()).select_from(Company)) == 1
     assert db.session.scalar(select(func.count()).select_from(Facility)) == 1
     assert db.session.scalar(select(func.count()).select_from(Contact)) == 1
@@ -310,21 +311,26 @@ def test_an_archived_subject_is_refused_on_submit_and_not_routable_later(db, app
 
 
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("overrides", "field", "message"),
     [
-        ({"insee_code": "13055"}, "n'a pas le code postal"),
-        ({"postal_code": "00000"}, "n'existe pas"),
-        ({"siret": "1234567890123"}, "14 chiffres"),
-        ({"siret": "1234567890123A"}, "14 chiffres"),
-        ({"subject_slug": "inconnu"}, "Sujet inconnu"),
-        ({"description": "   "}, "obligatoires"),
+        # The public form's own messages: one set of rules, whatever the interface.
+        ({"insee_code": "13055"}, "insee_code", "Cette commune ne correspond pas au code postal"),
+        ({"postal_code": "00000"}, "postal_code", "Ce code postal n'existe pas"),
+        ({"siret": "1234567890123"}, "siret", "14 chiffres"),
+        ({"siret": "1234567890123A"}, "siret", "14 chiffres"),
+        # A checksum the form refuses (the service used to store it).
+        ({"siret": "12345678901234"}, "siret", "Ce numéro SIRET n'est pas valide"),
+        ({"subject_slug": "inconnu"}, None, "Sujet inconnu"),
+        ({"description": "   "}, "description", "Décrivez votre besoin."),
         # A postal code of several communes needs the chosen one.
-        ({"postal_code": "01400", "insee_code": ""}, "Choisissez la commune"),
+        ({"postal_code": "01400", "insee_code": ""}, "insee_code", "couvre plusieurs communes"),
     ],
 )
-def test_submit_checks_its_invariants_again(db, experts, overrides, message):
-    with pytest.raises(ServiceError, match=message):
+def test_submit_checks_its_invariants_again(db, experts, overrides, field, message):
+    with pytest.raises(ServiceError, match=message) as refused:
         submit_solicitation(request(**overrides))
+    if field is not None:
+        assert message in refused.value.errors[field]
     assert db.session.scalar(select(func.count()).select_from(Solicitation)) == 0
     assert db.session.scalar(select(func.count()).select_from(OutboundEmail)) == 0
 

@@ -268,12 +268,7 @@ class AntenneView(ZoneEditingMixin, SecureModelView):
 
 
 def _subject_query():
-    return (
-        db.session.query(Subject)
-        .join(Theme)
-        .filter(Subject.archived_at.is_(None))
-        .order_by(Theme.position, Subject.position)
-    )
+    return db.session.query(Subject).join(Theme).filter(Subject.is_offered).order_by(Theme.position, Subject.position)
 
 
 def _subject_labels(expert: Expert) -> str:

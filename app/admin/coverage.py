@@ -18,7 +18,7 @@ from app import policy
 from app.admin.base import SecureBaseView
 from app.extensions import db
 from app.models import Antenne, Institution
-from app.services.addressbook import coverage
+from app.services.addressbook import coverage, coverage_map
 from app.services.errors import ServiceError
 
 
@@ -104,7 +104,7 @@ class CoverageView(SecureBaseView):
         selected = report.subject(request.args.get("sujet")) or (report.subjects[0] if report.subjects else None)
         context.update(report=report, selected=selected, scope_args=self._scope_args(institution))
         if selected is not None:
-            context["map"] = coverage.departement_map(selected)
+            context["map"] = coverage_map.departement_map(selected)
         return self.render("admin/coverage.html", **context)
 
     @expose("/departement")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey, String, and_, exists
+from sqlalchemy.ext.hybrid import hybrid_property
+from sqlalchemy.orm import Mapped, aliased, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import TimestampMixin, UTCDateTime
@@ -27,7 +28,8 @@ class Theme(TimestampMixin, db.Model):
 
 
 class Subject(TimestampMixin, db.Model):
-    """An archived subject stays attached to past needs but is neither offered nor routed."""
+    """An archived subject, or a subject of an archived theme, stays attached to past needs but
+    is neither offered nor routed (:attr:`is_offered`, the one rule, in Python and in SQL)."""
 
     __tablename__ = "subjects"
 
@@ -43,6 +45,19 @@ class Subject(TimestampMixin, db.Model):
     @property
     def is_archived(self) -> bool:
         return self.archived_at is not None
+
+    @hybrid_property
+    def is_offered(self) -> bool:
+        """Offered on the form and routed: neither the subject nor its theme is archived."""
+        return self.archived_at is None and (self.theme is None or self.theme.archived_at is None)
+
+    @is_offered.inplace.expression
+    @classmethod
+    def _is_offered_expression(cls):
+        # Its own alias of the themes, never correlated to a query that also reads themes.
+        theme = aliased(Theme, name="offered_theme")
+        offered_theme = exists().where(theme.id == cls.theme_id, theme.archived_at.is_(None)).correlate_except(theme)
+        return and_(cls.archived_at.is_(None), offered_theme)
 
     def __str__(self) -> str:
         return self.label

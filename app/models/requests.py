@@ -20,6 +20,9 @@ from app.models.geo import Commune
 
 SOLICITATION_STATUSES = ("in_progress", "processed", "canceled")
 SOLICITATION_STATUS_LABELS = {"in_progress": "À qualifier", "processed": "Transmise", "canceled": "Abandonnée"}
+# Why staff canceled a request (``services.requests.cancellation`` names them); ``other`` is a
+# reason typed by hand, kept in the notes.
+CANCEL_REASON_CODES = ("out_of_scope", "not_a_company", "incomplete", "spam", "other")
 
 MATCH_STATUSES = ("quo", "taking_care", "done", "done_no_help", "done_not_reachable", "not_for_me")
 MATCH_STATUS_LABELS = {
@@ -63,6 +66,8 @@ class Solicitation(TimestampMixin, db.Model):
     mtm_source: Mapped[str | None] = mapped_column(String(200))
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set with ``status == "canceled"``: the one fact the desk's tabs and the spam block read.
+    cancel_reason: Mapped[str | None] = mapped_column(String(20), index=True)
     # Lower-cased, accent-free words staff search on (services.search keeps it current).
     search_document: Mapped[str] = mapped_column(Text, default="", server_default="")
 
@@ -73,6 +78,10 @@ class Solicitation(TimestampMixin, db.Model):
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(SOLICITATION_STATUSES)})", name="status"),
+        CheckConstraint(
+            f"cancel_reason IS NULL OR (status = 'canceled' AND cancel_reason IN ({_in(CANCEL_REASON_CODES)}))",
+            name="cancel_reason",
+        ),
         # The desk's flags look up other requests by address, compared without case.
         Index("ix_solicitations_email_lower", text("lower(email::text)")).ddl_if(dialect="postgresql"),
         Index(

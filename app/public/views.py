@@ -38,7 +38,7 @@ def index():
         select(Theme).where(Theme.archived_at.is_(None)).order_by(Theme.position, Theme.label)
     ).all()
     subjects = db.session.scalars(
-        select(Subject).where(Subject.archived_at.is_(None)).order_by(Subject.position, Subject.label)
+        select(Subject).where(Subject.is_offered).order_by(Subject.position, Subject.label)
     ).all()
     by_theme: dict[int, list[Subject]] = {}
     for subject in subjects:
@@ -52,7 +52,7 @@ def _offered_subject(slug: str) -> Subject:
         select(Subject)
         .join(Subject.theme)
         .options(contains_eager(Subject.theme))
-        .where(Subject.slug == slug, Subject.archived_at.is_(None), Theme.archived_at.is_(None))
+        .where(Subject.slug == slug, Subject.is_offered)
     )
     if subject is None:
         raise NotFound()

@@ -43,14 +43,9 @@ from app.models import (
 from app.services.addressbook import expert_lookup, routing
 from app.services.errors import ServiceError
 from app.services.requests import desk, qualification
+from app.services.requests.cancellation import CANCEL_REASONS, EMAILED_REASONS, SPAM_REASON, cancel_solicitation
+from app.services.requests.dispatch import route_solicitation
 from app.services.requests.notes import add_note, notes_for
-from app.services.requests.solicitations import (
-    CANCEL_REASONS,
-    EMAILED_REASONS,
-    SPAM_REASON,
-    cancel_solicitation,
-    route_solicitation,
-)
 
 # The cancel form's choices, in the order staff meet them.
 CANCEL_CHOICES = [
@@ -346,7 +341,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         except ServiceError as exc:
             error = str(exc)
             found = []
-            if not solicitation.subject.is_archived:
+            if solicitation.subject.is_offered:
                 found = qualification.suggestions(solicitation, [solicitation.subject_id])
         blocks = []
         for suggestion in found:

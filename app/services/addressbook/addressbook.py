@@ -278,7 +278,7 @@ def _parse_rows(
             found = subjects.get(slug)
             if found is None:
                 report.error(line, f"sujet inconnu « {slug} »")
-            elif found.is_archived:
+            elif not found.is_offered:
                 report.error(line, f"le sujet « {slug} » est archivé")
             slugs.append(slug)
         antenne_zone = _parse_zone_field(cells["antenne_zone"], "antenne_zone", line, report)
@@ -517,11 +517,11 @@ def _apply(rows: list[_Row], book: _Book, report: ImportReport, *, write: bool) 
                 changes[label] = (getattr(expert, attr) or "", value or "")
                 if write:
                     setattr(expert, attr, value)
-        # Links to archived subjects are left alone: the file cannot name them, routing ignores them.
+        # Links to subjects no longer offered are left alone: the file cannot name them, routing ignores them.
         current: dict[int, ExpertSubject] = {}
         for link in expert.subjects:
             offer = offers_by_id.get(link.institution_subject_id)
-            if offer is not None and not subjects_by_id[offer.subject_id].is_archived:
+            if offer is not None and subjects_by_id[offer.subject_id].is_offered:
                 current[offer.subject_id] = link
         if set(current) != wanted_subjects:
             changes["sujets"] = (

@@ -243,7 +243,7 @@ def routing_query():
         *[(c.kind == _const(kind), literal_column(str(rank))) for kind, rank in SPECIFICITY.items()],
         else_=literal_column(str(len(SPECIFICITY))),
     )
-    subject_routable = exists().where(Subject.id == subject_id, Subject.archived_at.is_(None))
+    subject_routable = exists().where(Subject.id == subject_id, Subject.is_offered)
     return (
         select(
             c.expert_id,
@@ -282,6 +282,20 @@ def _route(subject_id: int, codes: geo.TerritoryCodes) -> list[RoutedExpert]:
 
 
 # ---------------------------------------------------------------- verbs
+
+
+# Catch-all subjects (« autre demande ») are never routed automatically: staff qualify them.
+CATCH_ALL_SUBJECT_SLUGS = frozenset({"autre", "autre-demande", "other"})
+
+
+def unroutable_reason(subject: Subject | None) -> str | None:
+    """Why a request on ``subject`` cannot go to experts automatically (French), or None: the
+    one place that says which subjects routing takes."""
+    if subject is None or not subject.is_offered:
+        return "Sujet non aiguillable : ce sujet est archivé."
+    if subject.slug in CATCH_ALL_SUBJECT_SLUGS:
+        return "Sujet non aiguillable : une demande « autre » est qualifiée par l'équipe."
+    return None
 
 
 def find_experts(subject_id: int, insee_code: str) -> list[RoutedExpert]:
@@ -375,12 +389,12 @@ def commune_suggestions(query: str) -> list[dict[str, str]]:
 
 
 def routable_subjects() -> list[tuple[Theme, list[Subject]]]:
-    """The catalog's non-archived subjects grouped by theme, in catalog order."""
+    """The catalog's offered subjects grouped by theme, in catalog order."""
     grouped: dict[int, tuple[Theme, list[Subject]]] = {}
     stmt = (
         select(Subject)
         .join(Subject.theme)
-        .where(Subject.archived_at.is_(None))
+        .where(Subject.is_offered)
         .options(contains_eager(Subject.theme))
         .order_by(Theme.position, Theme.id, Subject.position, Subject.id)
     )
@@ -394,7 +408,7 @@ def explain(subject_slug: str, insee_code: str) -> RoutingExplanation:
     subject = db.session.scalar(select(Subject).where(Subject.slug == (subject_slug or "").strip()))
     if subject is None:
         raise ServiceError(f"Sujet inconnu : « {subject_slug} » n'est pas dans le catalogue.")
-    if subject.is_archived:
+    if not subject.is_offered:
         raise ServiceError(f"Le sujet « {subject.label} » est archivé : aucune demande ne lui est aiguillée.")
     place = _place(insee_code)
     if place is None:

@@ -42,6 +42,15 @@ class FakeRegistry:
         return CompanyInfo(siret=siret, siren=siret[:9], name=f"Entreprise {siret[:9]}")
 
 
+def lookup_company(siret: str) -> CompanyInfo | None:
+    """The registry's answer, or None: a failing registry must never lose a request."""
+    try:
+        return get_registry().lookup(siret)
+    except Exception:
+        log.warning("registre des entreprises indisponible pour le SIRET %s", siret, exc_info=True)
+        return None
+
+
 def get_registry() -> Registry:
     name = current_app.config.get("COMPANY_REGISTRY", "fake")
     if name == "fake":

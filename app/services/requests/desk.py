@@ -5,21 +5,19 @@ Tabs split the solicitations by what staff do with them:
 - « À qualifier » — ``in_progress``, the queue, oldest first;
 - « Transmises » — ``processed``;
 - « Abandonnées » — ``canceled``, except spam;
-- « Spam » — ``canceled`` whose notes hold the spam note that ``cancel_solicitation`` writes
-  for ``SPAM_REASON`` (« Abandonnée : spam »). No column is added: the note is already what
-  blocks the address for later requests (``_blocked_reason``), so the tab and the block read
-  the same fact, compared without case as the block does.
+- « Spam » — ``canceled`` as spam (``cancel_reason``, the fact that also blocks the address
+  for later requests: ``cancellation.is_spam``).
 
 Flags are computed for a page of rows in one query, whatever the page size:
 
-- « Doublon » — another open request (``in_progress``, or ``processed`` with its need still
-  ``quo``/``taking_care``) from the same SIRET or email;
+- « Autre demande en cours » — another open request from the same SIRET or email
+  (``duplicates``: the « Doublon » that holds a request is the narrower rule of the same notion);
 - « Relance » — a ``processed`` request on the same subject from the same SIRET or email,
   made within the 21 days before this one;
 - « Abandons répétés » — 2 or more ``canceled`` requests from the same SIRET or email (this
   one included when it is canceled itself).
 
-Emails are compared without case, as ``_open_duplicate`` does.
+Emails are compared without case, as the holding rule does.
 """
 
 from __future__ import annotations
@@ -29,12 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from app.dates import as_utc
 from app.extensions import db
 from app.models import Need, Solicitation
-from app.services.requests.solicitations import CANCEL_NOTE_PREFIX, OPEN_NEED_STATUSES, SPAM_REASON
+from app.services.requests.cancellation import is_spam
+from app.services.requests.duplicates import OPEN_NEED_STATUSES, OTHER_OPEN_LABEL, is_open
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ TAB_SLUGS = frozenset(tab.slug for tab in TABS)
 RELAUNCH_WINDOW = timedelta(days=21)
 REPEATED_CANCELLATIONS = 2
 
-FLAG_DUPLICATE = "Doublon"
+FLAG_OTHER_OPEN = OTHER_OPEN_LABEL
 FLAG_RELAUNCH = "Relance"
 FLAG_CANCELLATIONS = "Abandons répétés"
 
@@ -66,18 +65,6 @@ FLAG_CANCELLATIONS = "Abandons répétés"
 def tab_slug(value: str | None) -> str:
     """The tab asked for, or « Toutes » when the value is missing or unknown."""
     return value if value in TAB_SLUGS else DEFAULT_TAB
-
-
-def is_spam() -> Any:
-    """SQL condition: the solicitation was canceled as spam (its notes hold the spam note)."""
-    note = (CANCEL_NOTE_PREFIX + SPAM_REASON).lower()
-    dialect = db.session.get_bind().dialect.name
-    elements = "json_array_elements_text" if dialect == "postgresql" else "json_each"
-    notes = getattr(func, elements)(Solicitation.qualification_notes).table_valued("value").alias("note")
-    return and_(
-        Solicitation.status == "canceled",
-        exists(select(literal(1)).select_from(notes).where(func.lower(notes.c.value) == note)),
-    )
 
 
 def tab_condition(slug: str) -> Any | None:
@@ -173,14 +160,7 @@ def flags_for(rows: Iterable[Solicitation]) -> dict[int, list[str]]:
         email = row.email.lower()
         created = as_utc(row.created_at)
         same = [_Other(*values) for values in related if values[1] == row.siret or values[2] == email]
-        duplicate = any(
-            other.id != row.id
-            and (
-                other.status == "in_progress"
-                or (other.status == "processed" and other.need_status in OPEN_NEED_STATUSES)
-            )
-            for other in same
-        )
+        other_open = any(other.id != row.id and is_open(other.status, other.need_status) for other in same)
         relaunch = any(
             other.id != row.id
             and other.status == "processed"
@@ -189,8 +169,8 @@ def flags_for(rows: Iterable[Solicitation]) -> dict[int, list[str]]:
             for other in same
         )
         canceled = sum(1 for other in same if other.status == "canceled")
-        if duplicate:
-            flags[row.id].append(FLAG_DUPLICATE)
+        if other_open:
+            flags[row.id].append(FLAG_OTHER_OPEN)
         if relaunch:
             flags[row.id].append(FLAG_RELAUNCH)
         if canceled >= REPEATED_CANCELLATIONS:

@@ -8,10 +8,10 @@ review (« À qualifier ») until it goes to experts or is dropped.
   ticked boxes.
 - ``send_solicitation``: staff send the request, possibly split into several needs (one per
   subject), to the experts they kept ticked plus any expert they added by hand. It shares the
-  one sending path with automatic routing (``solicitations.dispatch``): same needs, matches,
+  one sending path with automatic routing (``dispatch.dispatch``): same needs, matches,
   emails and confirmation, in one transaction, on a locked row.
 
-Cancelling (with a templated email to the business) is ``solicitations.cancel_solicitation``;
+Cancelling (with a templated email to the business) is ``cancellation.cancel_solicitation``;
 internal notes are ``services.notes``.
 """
 
@@ -31,13 +31,8 @@ from app.services.addressbook.absences import absence_text
 from app.services.addressbook.expert_lookup import Scope, parse_id, search_experts
 from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
-from app.services.requests.solicitations import (
-    REVIEW_MODE_NOTE,
-    Assignment,
-    dispatch,
-    lock_for_sending,
-    qualification_issues,
-)
+from app.services.requests.dispatch import Assignment, dispatch, lock_for_sending
+from app.services.requests.solicitations import REVIEW_MODE_NOTE, qualification_issues
 
 # How many experts the « ajouter un expert » autocomplete offers at once.
 EXPERT_CHOICES_LIMIT = 20
@@ -82,7 +77,7 @@ def correct_subject(solicitation: Solicitation, subject: Subject | int | str, *,
     _require_staff(user)
     _still_to_qualify(solicitation)
     chosen = _subject(subject)
-    if chosen.is_archived:
+    if not chosen.is_offered:
         raise ServiceError(f"Le sujet « {chosen.label} » est archivé : choisissez un sujet proposé.")
     if chosen.id == solicitation.subject_id:
         raise ServiceError(f"La demande porte déjà sur le sujet « {chosen.label} ».")
@@ -128,7 +123,7 @@ def suggestions(solicitation: Solicitation, subject_ids: Iterable[int | str | Su
     chosen: list[Subject] = []
     for value in subject_ids:
         found = _subject(value)
-        if found.is_archived:
+        if not found.is_offered:
             raise ServiceError(f"Le sujet « {found.label} » est archivé : aucune demande ne lui est aiguillée.")
         if found not in chosen:
             chosen.append(found)
@@ -207,7 +202,7 @@ def _checked_plan(
     wanted: list[list[int]] = []
     for subject_value, expert_values in plan:
         subject = _subject(subject_value)
-        if subject.is_archived:
+        if not subject.is_offered:
             raise ServiceError(f"Le sujet « {subject.label} » est archivé : la demande ne peut lui être envoyée.")
         if subject in subjects:
             raise ServiceError(f"Le sujet « {subject.label} » est choisi deux fois : un besoin par sujet.")
