@@ -13,7 +13,7 @@ from flask.cli import AppGroup
 from app.extensions import db
 from app.models.outbox import FailureCause
 from app.services.accounts.users import create_user
-from app.services.addressbook.addressbook import import_addressbook
+from app.services.addressbook.importer import import_addressbook
 from app.services.addressbook.routing import explain
 from app.services.audit import acting_as
 from app.services.errors import ServiceError

@@ -111,7 +111,7 @@ def test_preview_lists_every_error_with_its_line_and_offers_no_confirmation(app,
 
 
 def test_preview_shows_updates_with_changed_fields(app, admin_client):
-    from app.services.addressbook.addressbook import import_addressbook
+    from app.services.addressbook.importer import import_addressbook
 
     with app.app_context():
         import_addressbook((DATA / "addressbook_valid.csv").read_bytes())

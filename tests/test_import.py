@@ -10,16 +10,15 @@ from sqlalchemy import func, select
 
 from app.models import Antenne, AuditEvent, Expert, ExpertSubject, Institution, InstitutionSubject, Zone
 from app.services.addressbook.addressbook import (
-    COLUMNS,
     delete_antenne,
     delete_expert,
     delete_institution,
-    import_addressbook,
     restore_antenne,
     restore_institution,
     set_zone,
     slugify,
 )
+from app.services.addressbook.importer import COLUMNS, import_addressbook
 from app.services.errors import ServiceError
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
 

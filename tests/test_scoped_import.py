@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from app.models import AddressbookUpload, Antenne, Expert, Institution, InstitutionSubject, User
 from app.policy import referent_scope
 from app.services.accounts.users import create_user
-from app.services.addressbook.addressbook import import_addressbook
+from app.services.addressbook.importer import import_addressbook
 from tests.conftest import csrf_token_from, login
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, zone
 

@@ -22,12 +22,7 @@ from wtforms.validators import InputRequired
 from app import policy
 from app.admin.base import SecureBaseView
 from app.models import Antenne
-from app.services.addressbook.addressbook import (
-    COLUMNS,
-    ImportReport,
-    import_addressbook,
-    scope_label,
-)
+from app.services.addressbook.importer import COLUMNS, ImportReport, import_addressbook, scope_label
 from app.services.addressbook.uploads import import_upload, stage_upload
 from app.services.audit import acting_as
 from app.services.errors import ServiceError

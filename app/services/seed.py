@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Institution, Solicitation, User
 from app.services.accounts.users import create_user
-from app.services.addressbook.addressbook import import_addressbook
+from app.services.addressbook.importer import import_addressbook
 from app.services.errors import ServiceError
 from app.services.requests.matches import change_match_status
 from app.services.requests.solicitations import SolicitationInput, submit_solicitation

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from app.extensions import db
 from app.models import AddressbookUpload
 from app.models.base import utcnow
-from app.services.addressbook.addressbook import import_addressbook
+from app.services.addressbook.importer import import_addressbook
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 # A preview older than this is no longer confirmable (the address book may have moved on).
