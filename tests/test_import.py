@@ -18,7 +18,8 @@ from app.services.addressbook.addressbook import (
     set_zone,
     slugify,
 )
-from app.services.addressbook.importer import COLUMNS, import_addressbook
+from app.services.addressbook.import_file import COLUMNS
+from app.services.addressbook.importer import import_addressbook
 from app.services.errors import ServiceError
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
 

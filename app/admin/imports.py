@@ -22,7 +22,8 @@ from wtforms.validators import InputRequired
 from app import policy
 from app.admin.base import SecureBaseView
 from app.models import Antenne
-from app.services.addressbook.importer import COLUMNS, ImportReport, import_addressbook, scope_label
+from app.services.addressbook.import_file import COLUMNS, ImportReport
+from app.services.addressbook.importer import import_addressbook, scope_label
 from app.services.addressbook.uploads import import_upload, stage_upload
 from app.services.audit import acting_as
 from app.services.errors import ServiceError
