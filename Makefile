@@ -6,11 +6,13 @@ FLASK := $(VENV)/bin/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint format bench clean lock
 
-$(VENV)/.installed: requirements.txt
+# requirements.txt is what production installs; requirements-dev.txt adds tests, benchmarks and
+# lint. Both are compiled from their .in files (`make lock`), every transitive version pinned.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 node_modules/.installed: package-lock.json
@@ -52,6 +54,12 @@ run: setup
 
 test: setup
 	$(VENV)/bin/pytest
+
+# Re-pin after editing requirements*.in (or to take upgrades: add --upgrade).
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --strip-extras --no-annotate --allow-unsafe --no-emit-index-url --no-emit-find-links
+lock: setup
+	$(PIP_COMPILE) --output-file requirements.txt requirements.in
+	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
 
 lint: setup
 	$(VENV)/bin/ruff check .

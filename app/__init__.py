@@ -20,7 +20,14 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
     app.config.update(overrides)
     if not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY doit être défini en production.")
+    if app.config["ENV_NAME"] == "production" and not app.config.get("REDIS_URL"):
+        # Without Redis, jobs would run inside web requests and rate limits would count per process.
+        raise RuntimeError("REDIS_URL doit être défini en production (file des tâches et limites de débit).")
     INSTANCE.mkdir(exist_ok=True)
+    if app.config.get("JINJA_LOUD_UNDEFINED"):
+        from app.templating import LoudUndefined
+
+        app.jinja_env.undefined = LoudUndefined
     if app.config["TRUSTED_PROXIES"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -40,12 +47,11 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
         app.logger.info("REDIS_URL absent : les tâches sont exécutées dans le processus (RQ_ASYNC=False).")
 
     from app import models  # noqa: F401  (every table known to Alembic and the admin)
-    from app.services import audit
-    from app.services.messaging import outbox
+    from app.services import audit, transactions
     from app.services.requests import search
 
     audit.init_app(app)
-    outbox.init_app(app)
+    transactions.init_app(app)
     search.init_app(app)
 
     from app.auth import init_app as init_auth

@@ -10,7 +10,6 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app.extensions import db
 from app.models.outbox import FailureCause
 from app.services.accounts.users import create_user
 from app.services.addressbook.importer import import_addressbook
@@ -23,6 +22,7 @@ from app.services.reference.catalog import load_catalog
 from app.services.reference.geo import load_territories
 from app.services.requests.search import reindex_all
 from app.services.seed import seed_demo
+from app.services.transactions import transaction
 
 
 def _fail(message: str) -> None:
@@ -46,7 +46,8 @@ outbox_cli = AppGroup("outbox", help="Boîte d'envoi des courriels.")
 def geo_load(data_dir: str | None) -> None:
     """Charge ou met à jour les territoires depuis @etalab/decoupage-administratif."""
     try:
-        report = load_territories(data_dir or current_app.config["GEO_DATA_DIR"])
+        with transaction():
+            report = load_territories(data_dir or current_app.config["GEO_DATA_DIR"])
     except ServiceError as error:
         _fail(str(error))
     for line in report.lines():
@@ -59,7 +60,8 @@ def catalog_load(path: str | None) -> None:
     """Charge le catalogue (par défaut : celui du projet)."""
     with acting_as("cli"):
         try:
-            report = load_catalog(path or current_app.config["CATALOG_DEFAULT_PATH"])
+            with transaction():
+                report = load_catalog(path or current_app.config["CATALOG_DEFAULT_PATH"])
         except ServiceError as error:
             _fail(str(error))
     for line in report.lines():
@@ -75,7 +77,7 @@ def addressbook_import(path: str, dry_run: bool) -> None:
         raw = Path(path).read_bytes()
     except OSError as error:
         _fail(f"Impossible de lire {path} : {error.strerror}.")
-    with acting_as(f"import {Path(path).name}"):
+    with acting_as(f"import {Path(path).name}"), transaction():
         report = import_addressbook(raw, dry_run=dry_run)
     for line in report.lines():
         click.echo(line)
@@ -101,14 +103,15 @@ def users_create(email, role, institution_slug, antenne_id, password, full_name)
         password = click.prompt("Mot de passe", hide_input=True, confirmation_prompt=True)
     with acting_as("cli"):
         try:
-            user = create_user(
-                email,
-                role=role,
-                password=password,
-                full_name=full_name,
-                institution_slug=institution_slug,
-                antenne_id=antenne_id,
-            )
+            with transaction():
+                user = create_user(
+                    email,
+                    role=role,
+                    password=password,
+                    full_name=full_name,
+                    institution_slug=institution_slug,
+                    antenne_id=antenne_id,
+                )
         except ServiceError as error:
             _fail(str(error))
     click.echo(f"Compte créé : {user.email} ({user.role}).")
@@ -134,7 +137,7 @@ def routing_explain(subject_slug: str, insee_code: str, as_json: bool) -> None:
 @seed_cli.command("demo")
 def seed_demo_command() -> None:
     """Annuaire et demandes de démonstration (pour make run)."""
-    with acting_as("seed"):
+    with acting_as("seed"), transaction():
         report = seed_demo()
     for line in report.lines():
         click.echo(line)
@@ -156,7 +159,7 @@ def inbound_deliver(source) -> None:
     """
     try:
         raw = source.read(MAX_MESSAGE_BYTES + 1)
-        with acting_as("courriel entrant"):
+        with acting_as("courriel entrant"), transaction():
             message = receive_email(raw)
         click.echo(outcome_text(message))
     except Exception as error:
@@ -188,11 +191,11 @@ def outbox_sweep() -> None:
 @click.option("--dry-run", is_flag=True, help="Compter sans rien renvoyer.")
 def outbox_resend(cause: str | None, dry_run: bool) -> None:
     """Renvoie les courriels en échec définitif, par exemple après la correction d'un défaut du service."""
-    count = resend_failed(cause=FailureCause(cause) if cause else None, dry_run=dry_run)
+    with transaction():
+        count = resend_failed(cause=FailureCause(cause) if cause else None, dry_run=dry_run)
     if dry_run:
         click.echo(f"{count} courriel(s) en échec seraient renvoyés.")
         return
-    db.session.commit()
     click.echo(f"{count} courriel(s) remis en file d'envoi.")
 
 

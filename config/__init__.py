@@ -177,6 +177,10 @@ class TestingConfig(Config):
     RQ_CONNECTION: str | dict = {}
     RQ_ASYNC = False
     RQ_CONNECTION_CLASS = "fakeredis.FakeRedis"
+    # A back-office view that fails raises in tests instead of flashing a generic message, and a
+    # template printing an unknown variable fails instead of rendering blank (app.templating).
+    FLASK_ADMIN_RAISE_ON_VIEW_EXCEPTION = True
+    JINJA_LOUD_UNDEFINED = True
 
 
 class ProductionConfig(Config):

@@ -18,6 +18,8 @@ from sqlalchemy import event, text
 
 from app import create_app
 from app.extensions import db as _db
+from app.services.transactions import transaction
+from tests.helpers import csrf_token_from, login  # noqa: F401 - the fixtures log in
 
 pytest_plugins = ["tests.plugins.mail", "tests.plugins.queue"]
 
@@ -73,8 +75,9 @@ def app(tmp_path_factory):
             from app.services.reference.catalog import load_catalog
             from app.services.reference.geo import load_territories
 
-            load_territories(application.config["GEO_DATA_DIR"])
-            load_catalog(application.config["CATALOG_DEFAULT_PATH"])
+            with transaction():
+                load_territories(application.config["GEO_DATA_DIR"])
+                load_catalog(application.config["CATALOG_DEFAULT_PATH"])
         yield application
         with application.app_context():
             _db.session.remove()
@@ -103,7 +106,8 @@ def _clean_tables(request):
         _db.session.commit()
         from app.services.reference.catalog import load_catalog
 
-        load_catalog(application.config["CATALOG_DEFAULT_PATH"])
+        with transaction():
+            load_catalog(application.config["CATALOG_DEFAULT_PATH"])
         _db.session.remove()
 
 
@@ -129,18 +133,10 @@ def client(app):
 def admin_user(db):
     from app.services.accounts.users import create_user
 
-    return create_user(
-        "support@place.example", role="admin", password="motdepasse-tres-long", full_name="Équipe support"
-    )
-
-
-def login(client, email: str, password: str = "motdepasse-tres-long"):
-    """Log in through the real form, CSRF token included."""
-    import re
-
-    page = client.get("/connexion")
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-    return client.post("/connexion", data={"email": email, "password": password, "csrf_token": token})
+    with transaction():
+        return create_user(
+            "support@place.example", role="admin", password="motdepasse-tres-long", full_name="Équipe support"
+        )
 
 
 @pytest.fixture
@@ -157,7 +153,8 @@ def referent_client(client, db):
     from tests.factories import InstitutionFactory
 
     InstitutionFactory(slug="bpi")
-    create_user("referent@bpi.example", role="referent", institution_slug="bpi", password="motdepasse-tres-long")
+    with transaction():
+        create_user("referent@bpi.example", role="referent", institution_slug="bpi", password="motdepasse-tres-long")
     assert login(client, "referent@bpi.example").status_code == 302
     return client
 
@@ -264,20 +261,21 @@ def _build_scope_world(db) -> ScopeWorld:
             (Match, match),
         ):
             world.ids.setdefault(model, {})[side] = record.id
-    world.institution_referent = create_user(
-        "referente@alpha.example",
-        role="referent",
-        institution_slug="alpha-conseil",
-        password=world.password,
-        full_name="Rita Référente",
-    )
-    world.antenne_referent = create_user(
-        "referent@alpha-lyon.example",
-        role="referent",
-        antenne_id=world.ids[Antenne]["A1"],
-        password=world.password,
-        full_name="Rémi Référent",
-    )
+    with transaction():
+        world.institution_referent = create_user(
+            "referente@alpha.example",
+            role="referent",
+            institution_slug="alpha-conseil",
+            password=world.password,
+            full_name="Rita Référente",
+        )
+        world.antenne_referent = create_user(
+            "referent@alpha-lyon.example",
+            role="referent",
+            antenne_id=world.ids[Antenne]["A1"],
+            password=world.password,
+            full_name="Rémi Référent",
+        )
     world.alpha, world.zorglub = alpha, zorglub
     return world
 
@@ -318,14 +316,70 @@ def antenne_referent_client(scope_world, logged_in):
     return logged_in(scope_world.antenne_referent)
 
 
-def csrf_token_from(html: str) -> str:
-    import re
+# ---------------------------------------------------------------- the address books tests share
 
-    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
-        r'value="([^"]+)"[^>]*name="csrf_token"', html
-    )
-    assert match, "no CSRF token in the page"
-    return match.group(1)
+
+@pytest.fixture
+def book(db):
+    """The routing world: two institutions cover the Rhône for recruitment, so every need
+    routed in Lyon gets two matches — Camille Martin (CCI Lyon Métropole, antenne « CCI Lyon —
+    Centre ») and Dominique Petit (France Travail, antenne « France Travail — Rhône »)."""
+    from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, zone
+
+    cci = InstitutionFactory(name="CCI Lyon Métropole", slug="cci-lyon-metropole")
+    antenne = AntenneFactory(institution=cci, name="CCI Lyon — Centre")
+    zone(antenne, "departement:69")
+    camille = ExpertFactory(antenne=antenne, full_name="Camille Martin", email="camille@cci.example")
+    offer(camille, "recrutement")
+    ft = AntenneFactory(institution=InstitutionFactory(name="France Travail"), name="France Travail — Rhône")
+    zone(ft, "departement:69")
+    dominique = ExpertFactory(antenne=ft, full_name="Dominique Petit")
+    offer(dominique, "recrutement")
+    return {"institution": cci, "antenne": antenne, "expert": camille, "experts": [camille, dominique]}
+
+
+@pytest.fixture
+def desk_book(db):
+    """The desk's world, who covers Lyon: Alice (CCI, by the antenne's département) and Bruno
+    (national) for recruitment; Chloé (OPCO, her own zone: the Rhône) for training; Denis in
+    Marseille for both, outside the rule; Eve deleted."""
+    from app.models.base import utcnow
+    from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, zone
+
+    cci = InstitutionFactory(name="CCI Lyon Métropole")
+    rhone = AntenneFactory(institution=cci, name="CCI — Rhône")
+    zone(rhone, "departement:69")
+    alice = ExpertFactory(antenne=rhone, full_name="Alice CCI", email="alice@cci.example")
+    offer(alice, "recrutement")
+    national = AntenneFactory(institution=InstitutionFactory(name="France Travail"), name="France Travail — national")
+    zone(national, "national")
+    bruno = ExpertFactory(antenne=national, full_name="Bruno FT", email="bruno@ft.example")
+    offer(bruno, "recrutement")
+    opco = AntenneFactory(institution=InstitutionFactory(name="OPCO EP"), name="OPCO — Auvergne-Rhône-Alpes")
+    zone(opco, "region:84")
+    chloe = ExpertFactory(antenne=opco, full_name="Chloé OPCO", email="chloe@opco.example")
+    zone(chloe, "departement:69")
+    offer(chloe, "formation")
+    south = AntenneFactory(institution=cci, name="CCI — Bouches-du-Rhône")
+    zone(south, "departement:13")
+    denis = ExpertFactory(antenne=south, full_name="Denis Marseille", email="denis@cci.example")
+    offer(denis, "recrutement")
+    offer(denis, "formation")
+    eve = ExpertFactory(antenne=rhone, full_name="Eve Partie", email="eve@cci.example")
+    offer(eve, "recrutement")
+    eve.deleted_at = utcnow()
+    eve.email = None
+    db.session.commit()
+    return {"alice": alice, "bruno": bruno, "chloe": chloe, "denis": denis, "eve": eve}
+
+
+@pytest.fixture
+def domain(app, monkeypatch):
+    """Replies by email switched on, on the test domain."""
+    from tests.helpers import INBOUND_DOMAIN
+
+    monkeypatch.setitem(app.config, "INBOUND_EMAIL_DOMAIN", INBOUND_DOMAIN)
+    return INBOUND_DOMAIN
 
 
 class QueryCounter:
@@ -409,17 +463,6 @@ def page(browser):
         yield context.new_page()
     finally:
         context.close()
-
-
-def axe_violations(page) -> list[str]:
-    """RGAA-relevant axe-core violations of the page, as readable lines."""
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page)
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-    ]
 
 
 @pytest.fixture

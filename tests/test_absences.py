@@ -16,9 +16,8 @@ from app.extensions import db as _db
 from app.models import Expert
 from app.services.addressbook.absences import absence_text
 from app.services.messaging.links import expert_token
-from tests.conftest import csrf_token_from
-from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer
-from tests.test_matches import make_need
+from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, make_need, offer
+from tests.helpers import csrf_token_from
 
 TODAY = date(2026, 6, 15)
 

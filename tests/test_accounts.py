@@ -21,16 +21,13 @@ from sqlalchemy import func, select
 
 from app.models import OutboundEmail, User
 from app.models.base import utcnow
-from tests.conftest import csrf_token_from, login
+from app.services.transactions import transaction
 from tests.factories import AntenneFactory, InstitutionFactory
+from tests.helpers import body, csrf_token_from, login
 
 PASSWORD = "motdepasse-tres-long"
 NEW_PASSWORD = "vélo-rouge-tulipe-7-orage"
 PWNED_DATA = Path(__file__).parent / "data" / "pwned"
-
-
-def text(response) -> str:
-    return response.get_data(as_text=True)
 
 
 def without_tokens(html: str, *emails: str) -> str:
@@ -43,7 +40,7 @@ def without_tokens(html: str, *emails: str) -> str:
 
 def post_page(client, url: str, data: dict, *, token_from: str | None = None):
     page = client.get(token_from or url)
-    return client.post(url, data={**data, "csrf_token": csrf_token_from(text(page))})
+    return client.post(url, data={**data, "csrf_token": csrf_token_from(body(page))})
 
 
 def outbox(kind: str | None = None) -> list[OutboundEmail]:
@@ -71,7 +68,8 @@ def cci(db):
 def invited(db, admin_user, cci):
     from app.services.accounts.accounts import invite_user
 
-    return invite_user("Referente@CCI.example", "referent", cci, by=admin_user, full_name="Camille Dupont")
+    with transaction():
+        return invite_user("Referente@CCI.example", "referent", cci, by=admin_user, full_name="Camille Dupont")
 
 
 def choose(client, path: str, password: str, confirmation: str | None = None):
@@ -87,7 +85,7 @@ def test_staff_invite_a_referent_from_the_users_view(admin_client, db, cci):
         "/admin/user/new/",
         {"email": "Referente@CCI.example", "full_name": "Camille Dupont", "role": "referent", "institution": cci.id},
     )
-    assert response.status_code == 302, text(response)
+    assert response.status_code == 302, body(response)
     user = db.session.scalar(select(User).where(User.email == "referente@cci.example"))
     assert user.password_hash is None and user.invited_at is not None
     assert user.invited_by.email == "support@place.example"
@@ -98,7 +96,7 @@ def test_staff_invite_a_referent_from_the_users_view(admin_client, db, cci):
     assert "Référent de l'institution CCI Rhône" in email.body_text
     assert "72 heures" in email.body_text
     assert "Référent de l&#39;institution CCI Rhône" in email.body_html
-    listing = text(admin_client.get("/admin/user/"))
+    listing = body(admin_client.get("/admin/user/"))
     assert "Invité le" in listing and "Actif" in listing
 
 
@@ -113,13 +111,13 @@ def test_the_invitation_names_the_antenne_and_its_institution(db, admin_user, cc
 
 def test_the_invitation_link_activates_the_account_once(client, db, invited):
     path = path_in(outbox("invitation")[0], "invitation")
-    form = text(client.get(path))
+    form = body(client.get(path))
     assert "referente@cci.example" in form and "Référent de l&#39;institution CCI Rhône" in form
 
     response = choose(client, path, NEW_PASSWORD)
     assert response.status_code == 302
     assert response.location == "/admin/"
-    account = text(client.get("/mon-compte"))
+    account = body(client.get("/mon-compte"))
     assert "Référent de l&#39;institution CCI Rhône" in account and "Camille Dupont" in account
     db.session.refresh(invited)
     assert invited.password_hash and invited.password_changed_at is not None
@@ -127,7 +125,7 @@ def test_the_invitation_link_activates_the_account_once(client, db, invited):
     client.post("/deconnexion", data={"csrf_token": csrf_token_from(account)})
     used = client.get(path)
     assert used.status_code == 404
-    assert "déjà servi" in text(used)
+    assert "déjà servi" in body(used)
     assert login(client, "referente@cci.example", NEW_PASSWORD).status_code == 302
 
 
@@ -144,14 +142,14 @@ def test_an_invitation_expires(client, db, admin_user, cci):
 
     expired = client.get(path)
     assert expired.status_code == 410
-    assert "Cette invitation a expiré" in text(expired) and "Mot de passe oublié" in text(expired)
+    assert "Cette invitation a expiré" in body(expired) and "Mot de passe oublié" in body(expired)
     refused = post_page(client, path, {"password": NEW_PASSWORD, "confirmation": NEW_PASSWORD}, token_from="/connexion")
     assert refused.status_code == 410
     assert db.session.scalar(select(User.password_hash).where(User.email == "tard@cci.example")) is None
 
 
 def test_a_new_invitation_is_sent_again_and_replaces_the_old_link(admin_client, db, invited, admin_user):
-    from tests.test_admin_views import post_action
+    from tests.helpers import post_action
 
     first = path_in(outbox()[0], "invitation")
     post_action(admin_client, "user", "renvoyer_invitation", [invited.id])
@@ -164,7 +162,7 @@ def test_a_new_invitation_is_sent_again_and_replaces_the_old_link(admin_client, 
 def test_an_active_account_is_not_invited_again(admin_client, db, admin_user):
     from app.services.accounts.accounts import invite_user
     from app.services.errors import ServiceError
-    from tests.test_admin_views import post_action
+    from tests.helpers import post_action
 
     with pytest.raises(ServiceError, match="lien de réinitialisation"):
         invite_user(admin_user.email, "admin", by=admin_user)
@@ -175,7 +173,7 @@ def test_an_active_account_is_not_invited_again(admin_client, db, admin_user):
 
 def test_a_referent_invitation_needs_a_scope(admin_client, db):
     response = post_page(admin_client, "/admin/user/new/", {"email": "seul@x.example", "role": "referent"})
-    assert "Un référent doit être rattaché" in text(response)
+    assert "Un référent doit être rattaché" in body(response)
     assert db.session.scalar(select(func.count(User.id))) == 1
     assert outbox() == []
 
@@ -187,19 +185,20 @@ def test_the_invitation_email_reaches_a_real_smtp_server(make_smtp_app, smtp_ser
 
     mailing = make_smtp_app()
     with mailing.app_context():
-        staff = create_user("chef@place.example", role="admin", password=PASSWORD, full_name="Alix Martin")
-        institution = InstitutionFactory(name="CMA Bretagne", slug="cma-bretagne")
-        invite_user("ref@cma.example", "referent", institution, by=staff)
+        with transaction():
+            staff = create_user("chef@place.example", role="admin", password=PASSWORD, full_name="Alix Martin")
+            institution = InstitutionFactory(name="CMA Bretagne", slug="cma-bretagne")
+            invite_user("ref@cma.example", "referent", institution, by=staff)
         assert db.session.scalar(select(OutboundEmail.state)) == "sent"
     (message,) = smtp_server.to("ref@cma.example")
     assert message["Subject"] == "Votre accès à l'espace de gestion de Place des Entreprises"
-    body = message.get_body(("plain",)).get_content()
-    assert "Alix Martin vous invite" in body and "Référent de l'institution CMA Bretagne" in body
-    path = re.search(r"http://127\.0\.0\.1:5000(/invitation/\S+)", body).group(1)
+    plain = message.get_body(("plain",)).get_content()
+    assert "Alix Martin vous invite" in plain and "Référent de l'institution CMA Bretagne" in plain
+    path = re.search(r"http://127\.0\.0\.1:5000(/invitation/\S+)", plain).group(1)
     with mailing.test_client() as browser:
         assert browser.get(path).status_code == 200
         assert choose(browser, path, NEW_PASSWORD).status_code == 302
-        assert "Référent de l&#39;institution CMA Bretagne" in text(browser.get("/mon-compte"))
+        assert "Référent de l&#39;institution CMA Bretagne" in body(browser.get("/mon-compte"))
 
 
 # ---------------------------------------------------------------- password policy
@@ -224,7 +223,7 @@ def test_weak_passwords_are_refused_in_french_next_to_the_field(client, db, invi
     path = path_in(outbox()[0], "invitation")
     response = choose(client, path, password)
     assert response.status_code == 422
-    page = text(response)
+    page = body(response)
     assert message in page.replace("&#39;", "'")
     assert 'id="password-error"' in page
     db.session.refresh(invited)
@@ -235,7 +234,7 @@ def test_weak_passwords_are_refused_in_french_next_to_the_field(client, db, invi
 def test_the_two_passwords_must_match(client, db, invited):
     response = choose(client, path_in(outbox()[0], "invitation"), NEW_PASSWORD, NEW_PASSWORD + "!")
     assert response.status_code == 422
-    assert "Les deux mots de passe ne sont pas identiques." in text(response)
+    assert "Les deux mots de passe ne sont pas identiques." in body(response)
 
 
 def test_the_policy_applies_to_the_cli_too(app, db):
@@ -359,8 +358,8 @@ def test_reset_answers_the_same_for_unknown_addresses_and_sends_nothing(client, 
     known = post_page(client, "/mot-de-passe-oublie", {"email": admin_user.email})
     unknown = post_page(client, "/mot-de-passe-oublie", {"email": "personne@place.example"})
     assert known.status_code == unknown.status_code == 200
-    assert text(known) == text(unknown)
-    assert "Si un compte existe pour cette adresse, un email vient de lui être envoyé." in text(known)
+    assert body(known) == body(unknown)
+    assert "Si un compte existe pour cette adresse, un email vient de lui être envoyé." in body(known)
     assert [e.recipient for e in outbox()] == [admin_user.email]
 
 
@@ -399,7 +398,7 @@ def test_a_reset_link_expires_after_an_hour_and_dies_with_a_password_change(clie
 
     set_password(admin_user, "un-tout-autre-mot-de-passe")
     dead = client.get(f"/mot-de-passe/{token}")
-    assert dead.status_code == 404 and "déjà servi" in text(dead)
+    assert dead.status_code == 404 and "déjà servi" in body(dead)
     assert client.get("/mot-de-passe/pas-un-jeton").status_code == 404
 
 
@@ -418,7 +417,7 @@ def test_a_reset_lifts_a_lock(client, db, admin_user):
 
 def test_staff_send_a_reset_link_and_see_the_state(admin_client, db, cci):
     from app.services.accounts.users import create_user
-    from tests.test_admin_views import post_action
+    from tests.helpers import post_action
 
     user = create_user("actif@cci.example", role="referent", password=PASSWORD, institution_slug="cci-rhone")
     post_action(admin_client, "user", "lien_reinitialisation", [user.id])
@@ -428,7 +427,7 @@ def test_staff_send_a_reset_link_and_see_the_state(admin_client, db, cci):
 
 
 def test_the_login_page_links_to_the_forgotten_password_page(client):
-    page = text(client.get("/connexion"))
+    page = body(client.get("/connexion"))
     assert 'href="/mot-de-passe-oublie"' in page and "Mot de passe oublié ?" in page
 
 
@@ -439,14 +438,14 @@ def test_login_answers_the_same_for_unknown_addresses_wrong_passwords_and_locked
     unknown = login(client, "personne@place.example", "pas-le-bon-mot-de-passe")
     wrong = login(client, admin_user.email, "pas-le-bon-mot-de-passe")
     assert unknown.status_code == wrong.status_code == 422
-    assert without_tokens(text(unknown), "personne@place.example") == without_tokens(text(wrong), admin_user.email)
-    assert "Adresse email ou mot de passe incorrect." in text(wrong)
+    assert without_tokens(body(unknown), "personne@place.example") == without_tokens(body(wrong), admin_user.email)
+    assert "Adresse email ou mot de passe incorrect." in body(wrong)
 
     for _ in range(4):
         login(client, admin_user.email, "pas-le-bon-mot-de-passe")
     locked = login(client, admin_user.email, PASSWORD)  # the right password, on a locked account
     assert locked.status_code == 422
-    assert without_tokens(text(locked)) == without_tokens(text(wrong))
+    assert without_tokens(body(locked)) == without_tokens(body(wrong))
 
 
 def test_an_account_locks_after_five_failures_and_unlocks_after_the_delay(client, db, admin_user):
@@ -478,12 +477,12 @@ def test_a_success_resets_the_count(client, db, admin_user):
 
 def test_staff_see_and_lift_a_lock(admin_client, app, db, cci):
     from app.services.accounts.users import create_user
-    from tests.test_admin_views import post_action
+    from tests.helpers import post_action
 
     user = create_user("bloque@cci.example", role="referent", password=PASSWORD, institution_slug="cci-rhone")
     for _ in range(5):
         login(app.test_client(), user.email, "pas-le-bon-mot-de-passe")
-    assert "Verrouillé jusqu&#39;au" in text(admin_client.get("/admin/user/"))
+    assert "Verrouillé jusqu&#39;au" in body(admin_client.get("/admin/user/"))
     post_action(admin_client, "user", "deverrouiller", [user.id])
     db.session.refresh(user)
     assert user.locked_until is None
@@ -514,7 +513,7 @@ def test_too_many_attempts_on_any_address_get_the_same_429(limited, admin_user):
     for address in (admin_user.email, "personne@place.example"):
         with limited.test_client() as client:
             statuses = [login(client, address, "pas-le-bon-mot-de-passe").status_code for _ in range(6)]
-            answers[address] = (statuses, without_tokens(text(login(client, address, PASSWORD)), address))
+            answers[address] = (statuses, without_tokens(body(login(client, address, PASSWORD)), address))
     assert answers[admin_user.email] == answers["personne@place.example"]
     statuses, page = answers[admin_user.email]
     assert statuses == [422] * 5 + [429]
@@ -523,9 +522,10 @@ def test_too_many_attempts_on_any_address_get_the_same_429(limited, admin_user):
 
 def test_staff_unlocking_also_clears_the_login_limit(limited, admin_user, db, cci):
     from app.services.accounts.users import create_user
-    from tests.test_admin_views import post_action
+    from tests.helpers import post_action
 
-    user = create_user("bloque@cci.example", role="referent", password=PASSWORD, institution_slug="cci-rhone")
+    with transaction():
+        user = create_user("bloque@cci.example", role="referent", password=PASSWORD, institution_slug="cci-rhone")
     with limited.test_client() as client:
         for _ in range(5):
             login(client, user.email, "pas-le-bon-mot-de-passe")
@@ -579,7 +579,7 @@ def test_a_session_ends_after_an_hour_idle(admin_client):
     _age_session(admin_client, seen=61 * 60)
     response = admin_client.get("/admin/")
     assert response.status_code == 302 and "/connexion" in response.location
-    assert "Votre session a expiré" in text(admin_client.get(response.location))
+    assert "Votre session a expiré" in body(admin_client.get(response.location))
 
 
 def test_a_session_ends_twelve_hours_after_login_even_when_active(admin_client):
@@ -613,11 +613,11 @@ def test_a_referent_sees_their_role_and_scope(client, db, cci):
     antenne = AntenneFactory(institution=cci, name="CCI Villefranche")
     create_user("ref@cci.example", role="referent", password=PASSWORD, full_name="Lou Bernard", antenne_id=antenne.id)
     assert login(client, "ref@cci.example").status_code == 302
-    page = text(client.get("/mon-compte"))
+    page = body(client.get("/mon-compte"))
     assert "Lou Bernard" in page and "ref@cci.example" in page
     assert "Référent de l&#39;antenne CCI Villefranche (institution CCI Rhône)" in page
     assert client.get("/admin/").status_code == 200
-    assert 'href="/mon-compte"' in text(client.get("/admin/"))
+    assert 'href="/mon-compte"' in body(client.get("/admin/"))
 
 
 def test_changing_ones_password_needs_the_current_one_and_ends_other_sessions(app, admin_client, db, admin_user):
@@ -629,13 +629,13 @@ def test_changing_ones_password_needs_the_current_one_and_ends_other_sessions(ap
         "/mon-compte",
         {"current_password": "pas-le-bon", "password": NEW_PASSWORD, "confirmation": NEW_PASSWORD},
     )
-    assert wrong.status_code == 422 and "Mot de passe actuel incorrect." in text(wrong)
+    assert wrong.status_code == 422 and "Mot de passe actuel incorrect." in body(wrong)
     weak = post_page(
         admin_client,
         "/mon-compte",
         {"current_password": PASSWORD, "password": "azertyuiop123", "confirmation": "azertyuiop123"},
     )
-    assert weak.status_code == 422 and "un mot de passe divulgué" in text(weak)
+    assert weak.status_code == 422 and "un mot de passe divulgué" in body(weak)
     assert other.get("/admin/").status_code == 200
 
     done = post_page(
@@ -665,4 +665,4 @@ def test_the_demo_referent_logs_in(app, client, db):
 
     assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
     assert login(client, DEMO_REFERENT_EMAIL, DEMO_REFERENT_PASSWORD).status_code == 302
-    assert "Référent de l&#39;institution CCI France" in text(client.get("/mon-compte"))
+    assert "Référent de l&#39;institution CCI France" in body(client.get("/mon-compte"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html as html_lib
 import io
 import re
 from pathlib import Path
@@ -11,21 +10,17 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import AuditEvent, Expert
-from tests.conftest import csrf_token_from
+from app.services.transactions import transaction
+from tests.helpers import csrf_token_from, text
 
 DATA = Path(__file__).parent / "data"
 URL = "/admin/import/"
 
 
-def text(response) -> str:
-    """The page as a reader sees it (apostrophes are escaped in the HTML)."""
-    return html_lib.unescape(response.get_data(as_text=True))
-
-
 def experts(app) -> int:
     from app.extensions import db
 
-    with app.app_context():
+    with app.app_context(), transaction():
         return db.session.scalar(select(func.count()).select_from(Expert))
 
 
@@ -85,7 +80,7 @@ def test_preview_shows_counts_and_rows_then_confirm_imports(app, admin_client):
     assert "Annuaire importé" in follow and "experts : 4 créé(s)" in follow
     from app.extensions import db
 
-    with app.app_context():
+    with app.app_context(), transaction():
         actors = set(db.session.scalars(select(AuditEvent.actor).where(AuditEvent.object_type == "Expert")))
     assert actors == {"support@place.example"}
 
@@ -113,7 +108,7 @@ def test_preview_lists_every_error_with_its_line_and_offers_no_confirmation(app,
 def test_preview_shows_updates_with_changed_fields(app, admin_client):
     from app.services.addressbook.importer import import_addressbook
 
-    with app.app_context():
+    with app.app_context(), transaction():
         import_addressbook((DATA / "addressbook_valid.csv").read_bytes())
     changed = (DATA / "addressbook_valid.csv").read_text().replace("04 72 00 00 01", "04 72 99 99 99")
 
@@ -129,7 +124,7 @@ def test_data_changed_between_preview_and_confirmation(app, admin_client):
     from app.services.reference.catalog import archive_subject
     from tests.factories import subject
 
-    with app.app_context():
+    with app.app_context(), transaction():
         archive_subject(subject("export"))
 
     response = confirm(admin_client, html)
@@ -163,13 +158,13 @@ def test_upload_of_another_user_is_rejected(app, admin_client):
     from app.services.addressbook.uploads import stage_upload
 
     html = text(upload(admin_client, (DATA / "addressbook_valid.csv").read_bytes()))
-    with app.app_context():
+    with app.app_context(), transaction():
         colleague = create_user("collegue@place.example", role="admin", password="motdepasse-tres-long")
         other = stage_upload((DATA / "addressbook_valid.csv").read_bytes(), filename="a.csv", user_id=colleague.id)
 
     assert confirm(admin_client, html, token=other).status_code == 302
     assert experts(app) == 0
-    with app.app_context():
+    with app.app_context(), transaction():
         # Both previews are still waiting for their own uploader.
         assert db.session.scalar(select(func.count()).select_from(AddressbookUpload)) == 2
 
@@ -182,7 +177,7 @@ def test_stale_preview_cannot_be_confirmed(app, admin_client):
     from app.services.addressbook.uploads import UPLOAD_TTL
 
     html = text(upload(admin_client, (DATA / "addressbook_valid.csv").read_bytes()))
-    with app.app_context():
+    with app.app_context(), transaction():
         staged = db.session.scalar(select(AddressbookUpload))
         staged.created_at = staged.created_at - UPLOAD_TTL - timedelta(minutes=1)
         db.session.commit()

@@ -9,12 +9,8 @@ from sqlalchemy import select
 from app.models import OutboundEmail
 from app.models.base import utcnow
 from app.services.messaging.outbox import LOGGED_ONLY, message_id_for
-from tests.conftest import csrf_token_from, login
 from tests.factories import InstitutionFactory
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
+from tests.helpers import body, csrf_token_from, login
 
 
 def email(db, key: str, **fields) -> OutboundEmail:

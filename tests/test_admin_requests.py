@@ -3,79 +3,18 @@ access, query counts, and the two solicitation actions through the service verbs
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
-from flask import current_app
 from sqlalchemy import func, select
 
 from app.models import Match, Need, Solicitation
-from tests.conftest import csrf_token_from
-from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
+from tests.factories import (
+    make_routed,
+    make_solicitation,
+    subject,
+)
+from tests.helpers import body, csrf_token_from, filter_arg, post_action
 
 ENDPOINTS = ["solicitation", "need", "match"]
-VILLEURBANNE = ("69266", "69100")
-_sirets = itertools.count(1)
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
-
-
-def post_action(client, endpoint: str, action: str, ids: list[int], *, page_url: str | None = None):
-    page = client.get(page_url or f"/admin/{endpoint}/")
-    return client.post(
-        f"/admin/{endpoint}/action/",
-        data={"action": action, "rowid": [str(i) for i in ids], "csrf_token": csrf_token_from(body(page))},
-        follow_redirects=True,
-    )
-
-
-def filter_arg(endpoint: str, name: str) -> str:
-    view = next(v for v in current_app.extensions["pde_admin"]._views if getattr(v, "endpoint", "") == endpoint)
-    return next(key for key, (_i, flt) in view._filter_args.items() if flt.name == name)
-
-
-@pytest.fixture
-def book(db):
-    """Two institutions covering the Rhône for recruitment: every routed need gets two matches."""
-    experts = []
-    for name, expert_name in (("CCI Lyon Métropole", "Camille Martin"), ("France Travail", "Dominique Petit")):
-        antenne = AntenneFactory(institution=InstitutionFactory(name=name), name=f"{name} — Rhône")
-        zone(antenne, "departement:69")
-        expert = ExpertFactory(antenne=antenne, full_name=expert_name)
-        offer(expert, "recrutement")
-        experts.append(expert)
-    return experts
-
-
-def make_solicitation(db, *, full_name: str = "Alix Durand", status: str = "in_progress", **fields) -> Solicitation:
-    n = next(_sirets)
-    solicitation = Solicitation(
-        subject=subject("recrutement"),
-        status=status,
-        full_name=full_name,
-        email=f"alix{n}@boulangerie.example",
-        phone="0472000000",
-        siret=f"{n:09d}00012",
-        postal_code=VILLEURBANNE[1],
-        insee_code=VILLEURBANNE[0],
-        description="Nous cherchons à recruter deux apprentis boulangers.",
-        company_name=f"Boulangerie n°{n} du centre",
-        qualification_notes=["Mode revue : toute demande attend l'équipe."],
-        mtm_campaign="printemps-2026",
-        **fields,
-    )
-    db.session.add(solicitation)
-    db.session.commit()
-    return solicitation
-
-
-def make_routed(db, count: int) -> list[Need]:
-    """``count`` solicitations sent to the experts through the service, as staff would."""
-    from app.services.requests.dispatch import route_solicitation
-
-    return [route_solicitation(make_solicitation(db, full_name="Claude Bernard")) for _ in range(count)]
 
 
 # ---------------------------------------------------------------- access
@@ -117,8 +56,8 @@ def test_the_menu_groups_the_views_under_demandes(admin_client):
 
 
 def test_the_solicitation_list_shows_what_came_in(admin_client, db, book):
-    make_solicitation(db, full_name="Alix Durand")
-    make_routed(db, 1)
+    make_solicitation(full_name="Alix Durand")
+    make_routed(1)
     page = body(admin_client.get("/admin/solicitation/"))
     for text in (
         "Alix Durand",
@@ -140,12 +79,12 @@ def test_the_solicitation_list_shows_what_came_in(admin_client, db, book):
 
 
 def test_solicitation_search_and_filters(admin_client, db, book):
-    kept = make_solicitation(db, full_name="Alix Durand")
-    other = make_solicitation(db, full_name="Bastien Morel")
+    kept = make_solicitation(full_name="Alix Durand")
+    other = make_solicitation(full_name="Bastien Morel")
     for query in ("durand", kept.email, kept.siret, kept.company_name):
         page = body(admin_client.get("/admin/solicitation/", query_string={"search": query}))
         assert "Alix Durand" in page and "Bastien Morel" not in page, query
-    make_routed(db, 1)
+    make_routed(1)
     page = body(admin_client.get(f"/admin/solicitation/?flt0_{filter_arg('solicitation', 'Statut')}=processed"))
     assert "Alix Durand" not in page and "Bastien Morel" not in page and "Transmise" in page
     recruit = subject("recrutement").id
@@ -157,7 +96,7 @@ def test_solicitation_search_and_filters(admin_client, db, book):
 def test_solicitation_date_filter(admin_client, db, book):
     from datetime import datetime, timedelta
 
-    make_solicitation(db, full_name="Alix Durand")
+    make_solicitation(full_name="Alix Durand")
     arg = filter_arg("solicitation", "Date")  # the first « Date » filter: « après le »
     for days, shown in ((-1, True), (1, False)):
         when = (datetime.now() + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S")
@@ -166,7 +105,7 @@ def test_solicitation_date_filter(admin_client, db, book):
 
 
 def test_need_and_match_search(admin_client, db, book):
-    first, second = make_routed(db, 2)
+    first, second = make_routed(2)
     company = first.facility.company.name
     for query in (company, first.facility.siret, first.contact.email):
         page = body(admin_client.get("/admin/need/", query_string={"search": query}))
@@ -178,7 +117,7 @@ def test_need_and_match_search(admin_client, db, book):
 def test_the_need_list_counts_matches(admin_client, db, book):
     from app.services.requests.matches import change_match_status
 
-    need = make_routed(db, 1)[0]
+    need = make_routed(1)[0]
     change_match_status(need.matches[0], "taking_care")
     response = admin_client.get("/admin/need/")
     assert response.status_code == 200
@@ -199,7 +138,7 @@ def test_the_need_list_counts_matches(admin_client, db, book):
 
 
 def test_the_match_list_shows_experts_and_why(admin_client, db, book):
-    need = make_routed(db, 1)[0]
+    need = make_routed(1)[0]
     page = body(admin_client.get("/admin/match/"))
     for text in (
         "Camille Martin",
@@ -212,7 +151,7 @@ def test_the_match_list_shows_experts_and_why(admin_client, db, book):
         "Recruter",
     ):
         assert text in page, text
-    institution_id = book[0].antenne.institution_id
+    institution_id = book["expert"].antenne.institution_id
     page = body(admin_client.get(f"/admin/match/?flt0_{filter_arg('match', 'Institution')}={institution_id}"))
     assert "Camille Martin" in page and "Dominique Petit" not in page
     page = body(admin_client.get(f"/admin/match/?flt0_{filter_arg('match', 'Statut')}=done"))
@@ -236,7 +175,7 @@ def test_the_match_list_shows_experts_and_why(admin_client, db, book):
     ],
 )
 def test_csv_exports(admin_client, db, book, endpoint, header, row):
-    make_routed(db, 1)
+    make_routed(1)
     response = admin_client.get(f"/admin/{endpoint}/export/csv/")
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
@@ -249,7 +188,7 @@ def test_csv_exports(admin_client, db, book, endpoint, header, row):
 
 
 def test_solicitation_details_link_to_the_need(admin_client, db, book):
-    need = make_routed(db, 1)[0]
+    need = make_routed(1)[0]
     solicitation = need.solicitation
     response = admin_client.get(f"/admin/solicitation/details/?id={solicitation.id}")
     assert response.status_code == 200
@@ -268,7 +207,7 @@ def test_solicitation_details_link_to_the_need(admin_client, db, book):
 
 
 def test_waiting_solicitation_details_offer_the_actions(admin_client, db, book):
-    solicitation = make_solicitation(db)
+    solicitation = make_solicitation()
     page = body(admin_client.get(f"/admin/solicitation/details/?id={solicitation.id}"))
     assert "Pas encore" in page
     assert "Mode revue : toute demande attend l&#39;équipe." in page
@@ -276,13 +215,13 @@ def test_waiting_solicitation_details_offer_the_actions(admin_client, db, book):
 
 
 def test_need_details_show_its_matches(admin_client, db, book):
-    need = make_routed(db, 1)[0]
+    need = make_routed(1)[0]
     response = admin_client.get(f"/admin/need/details/?id={need.id}")
     assert response.status_code == 200
     page = body(response)
     for text in (
         "Camille Martin",
-        "CCI Lyon Métropole — Rhône",
+        "CCI Lyon — Centre",
         "France Travail",
         "En attente",
         "departement:69, zone de l&#39;antenne",
@@ -295,7 +234,7 @@ def test_need_details_show_its_matches(admin_client, db, book):
 
 
 def test_match_details_render(admin_client, db, book):
-    match = make_routed(db, 1)[0].matches[0]
+    match = make_routed(1)[0].matches[0]
     response = admin_client.get(f"/admin/match/details/?id={match.id}")
     assert response.status_code == 200
     page = body(response)
@@ -313,21 +252,21 @@ def test_unknown_records_are_404(admin_client, db):
 
 
 def test_transmettre_routes_a_waiting_solicitation(admin_client, db, book, admin_user):
-    solicitation = make_solicitation(db)
-    response = post_action(admin_client, "solicitation", "transmettre", [solicitation.id])
+    solicitation = make_solicitation()
+    response = post_action(admin_client, "solicitation", "transmettre", [solicitation.id], follow_redirects=True)
     assert response.status_code == 200
     assert "1 demande(s) transmise(s) aux experts." in body(response)
     db.session.expire_all()
     solicitation = db.session.get(Solicitation, solicitation.id)
     assert solicitation.status == "processed"
-    assert {m.expert_id for m in solicitation.need.matches} == {expert.id for expert in book}
+    assert {m.expert_id for m in solicitation.need.matches} == {expert.id for expert in book["experts"]}
     # The audit trail names the staff member who sent it.
     page = body(admin_client.get(f"/admin/solicitation/details/?id={solicitation.id}"))
     assert admin_user.email in page
 
 
 def test_transmettre_from_the_details_page(admin_client, db, book):
-    solicitation = make_solicitation(db)
+    solicitation = make_solicitation()
     url = f"/admin/solicitation/details/?id={solicitation.id}"
     page = admin_client.get(url)
     response = admin_client.post(
@@ -346,8 +285,8 @@ def test_transmettre_from_the_details_page(admin_client, db, book):
 
 
 def test_transmettre_refuses_a_canceled_solicitation_in_french(admin_client, db, book):
-    solicitation = make_solicitation(db, status="canceled")
-    response = post_action(admin_client, "solicitation", "transmettre", [solicitation.id])
+    solicitation = make_solicitation(status="canceled")
+    response = post_action(admin_client, "solicitation", "transmettre", [solicitation.id], follow_redirects=True)
     assert response.status_code == 200
     assert "a été abandonnée : elle ne peut plus être transmise" in body(response)
     assert "transmise(s) aux experts" not in body(response)
@@ -358,8 +297,8 @@ def test_transmettre_refuses_a_canceled_solicitation_in_french(admin_client, db,
 
 
 def test_transmettre_without_expert_changes_nothing(admin_client, db):
-    solicitation = make_solicitation(db)
-    response = post_action(admin_client, "solicitation", "transmettre", [solicitation.id])
+    solicitation = make_solicitation()
+    response = post_action(admin_client, "solicitation", "transmettre", [solicitation.id], follow_redirects=True)
     assert "Aucun expert ne couvre le sujet" in body(response)
     db.session.expire_all()
     assert db.session.get(Solicitation, solicitation.id).status == "in_progress"
@@ -367,9 +306,11 @@ def test_transmettre_without_expert_changes_nothing(admin_client, db):
 
 
 def test_one_refusal_does_not_stop_the_others(admin_client, db, book):
-    waiting = make_solicitation(db)
-    canceled = make_solicitation(db, status="canceled")
-    page = body(post_action(admin_client, "solicitation", "transmettre", [waiting.id, canceled.id]))
+    waiting = make_solicitation()
+    canceled = make_solicitation(status="canceled")
+    page = body(
+        post_action(admin_client, "solicitation", "transmettre", [waiting.id, canceled.id], follow_redirects=True)
+    )
     assert "1 demande(s) transmise(s) aux experts." in page
     assert "ne peut plus être transmise" in page
     db.session.expire_all()
@@ -377,8 +318,8 @@ def test_one_refusal_does_not_stop_the_others(admin_client, db, book):
 
 
 def test_abandonner_cancels_a_waiting_solicitation(admin_client, db, book):
-    solicitation = make_solicitation(db)
-    response = post_action(admin_client, "solicitation", "abandonner", [solicitation.id])
+    solicitation = make_solicitation()
+    response = post_action(admin_client, "solicitation", "abandonner", [solicitation.id], follow_redirects=True)
     assert "1 demande(s) abandonnée(s)." in body(response)
     db.session.expire_all()
     solicitation = db.session.get(Solicitation, solicitation.id)
@@ -386,23 +327,23 @@ def test_abandonner_cancels_a_waiting_solicitation(admin_client, db, book):
     assert solicitation.canceled_at is not None
     assert db.session.scalar(select(func.count(Need.id))) == 0
     # A sent one cannot be abandoned: the message says why.
-    need = make_routed(db, 1)[0]
-    response = post_action(admin_client, "solicitation", "abandonner", [need.solicitation_id])
+    need = make_routed(1)[0]
+    response = post_action(admin_client, "solicitation", "abandonner", [need.solicitation_id], follow_redirects=True)
     assert "a déjà été transmise aux experts" in body(response)
     db.session.expire_all()
     assert db.session.get(Solicitation, need.solicitation_id).status == "processed"
 
 
 def test_abandonner_comme_spam_keeps_the_reason(admin_client, db, book):
-    solicitation = make_solicitation(db)
-    response = post_action(admin_client, "solicitation", "spam", [solicitation.id])
+    solicitation = make_solicitation()
+    response = post_action(admin_client, "solicitation", "spam", [solicitation.id], follow_redirects=True)
     assert "abandonnée(s) comme spam" in body(response)
     db.session.expire_all()
     assert db.session.get(Solicitation, solicitation.id).qualification_notes[-1] == "Abandonnée : spam"
 
 
 def test_an_action_without_csrf_token_is_refused(admin_client, db, book):
-    solicitation = make_solicitation(db)
+    solicitation = make_solicitation()
     response = admin_client.post(
         "/admin/solicitation/action/", data={"action": "abandonner", "rowid": str(solicitation.id)}
     )
@@ -425,10 +366,10 @@ def _queries_for(client, count_queries, url: str) -> int:
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("suffix", ["", "export/csv/"])
 def test_lists_and_exports_do_not_query_per_row(admin_client, db, book, count_queries, endpoint, suffix):
-    make_routed(db, 3)
-    make_solicitation(db)
+    make_routed(3)
+    make_solicitation()
     few = _queries_for(admin_client, count_queries, f"/admin/{endpoint}/{suffix}")
-    make_routed(db, 17)
-    make_solicitation(db)
+    make_routed(17)
+    make_solicitation()
     many = _queries_for(admin_client, count_queries, f"/admin/{endpoint}/{suffix}")
     assert few == many

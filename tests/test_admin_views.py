@@ -19,29 +19,11 @@ from app.models import (
     User,
     Zone,
 )
-from tests.conftest import csrf_token_from
-from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
+from app.services.transactions import transaction
+from tests.factories import ExpertFactory, InstitutionFactory, offer, subject, zone
+from tests.helpers import body, post_action, post_form
 
 VIEWS = ["institution", "antenne", "expert", "institution_subject", "theme", "subject", "user", "journal"]
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
-
-
-def post_form(client, url: str, data: dict, *, token_from: str | None = None):
-    """POST a back-office form with the CSRF token of the page it comes from."""
-    page = client.get(token_from or url)
-    assert page.status_code == 200, body(page)
-    return client.post(url, data={**data, "csrf_token": csrf_token_from(body(page))})
-
-
-def post_action(client, endpoint: str, action: str, ids: list[int]):
-    page = client.get(f"/admin/{endpoint}/")
-    return client.post(
-        f"/admin/{endpoint}/action/",
-        data={"action": action, "rowid": [str(i) for i in ids], "csrf_token": csrf_token_from(body(page))},
-    )
 
 
 def audit_for(db, obj) -> list[AuditEvent]:
@@ -50,17 +32,6 @@ def audit_for(db, obj) -> list[AuditEvent]:
             select(AuditEvent).where(AuditEvent.object_type == type(obj).__name__, AuditEvent.object_id == obj.id)
         )
     )
-
-
-@pytest.fixture
-def book(db):
-    """One institution, one antenne with a zone, one expert with a subject."""
-    institution = InstitutionFactory(name="CCI Lyon Métropole", slug="cci-lyon-metropole")
-    antenne = AntenneFactory(institution=institution, name="CCI Lyon — Centre")
-    zone(antenne, "departement:69")
-    expert = ExpertFactory(antenne=antenne, full_name="Camille Martin", email="camille@cci.example")
-    offer(expert, "recrutement")
-    return {"institution": institution, "antenne": antenne, "expert": expert}
 
 
 # ---------------------------------------------------------------- access
@@ -267,7 +238,7 @@ def test_an_unknown_territory_is_a_french_form_error_and_stores_nothing(admin_cl
     assert "commune:99999" in page
     assert "inconnu" in page
     assert db.session.scalar(select(Antenne).where(Antenne.name == "Antenne fantôme")) is None
-    assert db.session.scalar(select(func.count(Zone.id))) == 1  # the fixture's own zone only
+    assert db.session.scalar(select(func.count(Zone.id))) == 2  # the fixture's own zones only
 
 
 def test_edit_an_antenne_zone(admin_client, db, book):
@@ -391,7 +362,7 @@ def test_expert_soft_delete_blanks_personal_data(admin_client, db, book):
     db.session.refresh(expert)
     assert expert.deleted_at is not None
     assert expert.email is None
-    assert db.session.scalar(select(func.count(ExpertSubject.id))) == 1  # history kept
+    assert db.session.scalar(select(func.count(ExpertSubject.id))) == 2  # history kept (both experts')
 
 
 # ---------------------------------------------------------------- offers and catalog
@@ -572,7 +543,8 @@ def test_csv_exports_do_not_query_per_row(admin_client, db, count_queries, endpo
 def test_a_user_cannot_be_made_a_referent_without_institution(admin_client, db):
     from app.services.accounts.users import create_user
 
-    other = create_user("futur-referent@place.example", role="admin", password="ancien-mot-de-passe")
+    with transaction():
+        other = create_user("futur-referent@place.example", role="admin", password="ancien-mot-de-passe")
     url = f"/admin/user/edit/?id={other.id}"
     response = post_form(
         admin_client, url, {"email": "futur-referent@place.example", "full_name": "X", "role": "referent"}

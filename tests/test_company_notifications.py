@@ -16,8 +16,8 @@ from app.services.messaging import links
 from app.services.messaging.outbox import message_id_for
 from app.services.requests import matches as matches_service
 from app.services.requests.matches import change_match_status, expert_phone
-from tests.conftest import csrf_token_from
-from tests.test_matches import make_need
+from tests.factories import make_need
+from tests.helpers import csrf_token_from
 
 BUSINESS = "julie@durand.example"
 SUBJECT = "Recruter un ou plusieurs salariés"

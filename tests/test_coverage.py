@@ -5,7 +5,6 @@ scoped for partner referents; and a referent's first day, from the invitation to
 
 from __future__ import annotations
 
-import html as html_lib
 import io
 import re
 
@@ -19,8 +18,8 @@ from app.services.addressbook.addressbook import delete_antenne, delete_expert
 from app.services.addressbook.coverage import coverage_report, departement_detail
 from app.services.addressbook.routing import find_experts
 from app.services.reference.geo import commune_codes
-from tests.conftest import csrf_token_from, login
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
+from tests.helpers import csrf_token_from, login, text
 
 PASSWORD = "motdepasse-tres-long"
 
@@ -39,10 +38,6 @@ def figures(report, slug: str) -> dict[str, tuple[str, int, int, int]]:
     found = report.subject(slug)
     assert found is not None, f"{slug} is not offered"
     return {d.code: (d.state, d.communes, d.uncovered, d.overlapping) for d in found.departements}
-
-
-def text(response) -> str:
-    return html_lib.unescape(response.get_data(as_text=True))
 
 
 def plain(html: str) -> str:

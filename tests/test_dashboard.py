@@ -9,18 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.models import Commune, Company, Contact, Facility, Match, Need, OutboundEmail, Solicitation
+from app.models import OutboundEmail, Solicitation
 from app.services.requests.dashboard import age_text, dashboard_figures, week_start
-from tests.factories import ExpertFactory, subject
+from tests.factories import make_need, subject
+from tests.helpers import body
+
+_numbers = itertools.count(1)
 
 # A Wednesday, 13:00 in Paris; that week started on Monday 23 November 00:00 Paris = Sunday 23:00 UTC.
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 MONDAY_UTC = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)
-_numbers = itertools.count(1)
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
 
 
 def make_solicitation(db, created_at: datetime, status: str = "in_progress", full_name: str = "Alix Durand"):
@@ -40,32 +38,6 @@ def make_solicitation(db, created_at: datetime, status: str = "in_progress", ful
     db.session.add(row)
     db.session.commit()
     return row
-
-
-def make_need(
-    db, created_at: datetime, status: str = "quo", taken_care_at: datetime | None = None, name: str | None = None
-) -> Need:
-    n = next(_numbers)
-    company = Company(siren=f"{n:09d}", name=name or f"Boulangerie n°{n}")
-    need = Need(
-        subject=subject("recrutement"),
-        facility=Facility(company=company, siret=f"{n:09d}00017", commune=db.session.get(Commune, "69123")),
-        contact=Contact(company=company, full_name="Julie Durand", email="julie@durand.example", phone="0612345678"),
-        description="Un apprenti boulanger.",
-        status=status,
-        created_at=created_at,
-    )
-    need.matches.append(
-        Match(
-            expert=ExpertFactory(),
-            status="taking_care" if taken_care_at else "quo",
-            taken_care_at=taken_care_at,
-            created_at=created_at,
-        )
-    )
-    db.session.add(need)
-    db.session.commit()
-    return need
 
 
 def make_email(db, state: str, created_at: datetime, recipient: str, cause: str | None = None) -> OutboundEmail:
@@ -92,10 +64,22 @@ def desk(db):
     make_solicitation(db, MONDAY_UTC - timedelta(minutes=30), "canceled", "Abandonnée dimanche")  # last week
     make_solicitation(db, NOW - timedelta(days=20), "processed", "Transmise il y a longtemps")  # neither
 
-    make_need(db, NOW - timedelta(days=6))  # no taker after 5 days; last week
-    make_need(db, NOW - timedelta(days=4))  # not yet 5 days; last week
-    make_need(db, NOW - timedelta(days=10), "taking_care", taken_care_at=NOW - timedelta(days=5))  # taken last week
-    make_need(db, NOW - timedelta(days=1), "taking_care", taken_care_at=NOW - timedelta(hours=2))  # this week
+    make_need(1, created_at=NOW - timedelta(days=6), status="quo")  # no taker after 5 days; last week
+    make_need(1, created_at=NOW - timedelta(days=4), status="quo")  # not yet 5 days; last week
+    make_need(
+        1,
+        created_at=NOW - timedelta(days=10),
+        status="taking_care",
+        statuses=("taking_care",),
+        taken_care_at=NOW - timedelta(days=5),
+    )  # taken last week
+    make_need(
+        1,
+        created_at=NOW - timedelta(days=1),
+        status="taking_care",
+        statuses=("taking_care",),
+        taken_care_at=NOW - timedelta(hours=2),
+    )  # this week
 
     make_email(db, "failed", NOW - timedelta(days=2), "echec@example.fr", cause="recipient")
     make_email(db, "failed", NOW - timedelta(days=3), "ligne-trop-longue@example.fr", cause="message")
@@ -156,7 +140,13 @@ def test_the_query_count_does_not_grow_with_the_data(db, count_queries):
         dashboard_figures(now=NOW)
     for day in range(8):
         make_solicitation(db, NOW - timedelta(days=day))
-        make_need(db, NOW - timedelta(days=day), taken_care_at=NOW - timedelta(days=day))
+        make_need(
+            1,
+            created_at=NOW - timedelta(days=day),
+            status="quo",
+            statuses=("taking_care",),
+            taken_care_at=NOW - timedelta(days=day),
+        )
         make_email(db, "failed", NOW - timedelta(days=day), f"echec{day}@example.fr")
     with count_queries() as full:
         dashboard_figures(now=NOW)
@@ -225,9 +215,16 @@ def test_the_weeks_solicitations_link_starts_on_monday(admin_client, db):
 
 def test_the_no_taker_link_lists_exactly_the_needs_counted(admin_client, db):
     now = datetime.now(UTC)
-    make_need(db, now - timedelta(days=6), name="Attend depuis six jours")
-    make_need(db, now - timedelta(days=4), name="Attend depuis quatre jours")
-    make_need(db, now - timedelta(days=9), "taking_care", taken_care_at=now - timedelta(days=8), name="Prise en charge")
+    make_need(1, created_at=now - timedelta(days=6), status="quo", company="Attend depuis six jours")
+    make_need(1, created_at=now - timedelta(days=4), status="quo", company="Attend depuis quatre jours")
+    make_need(
+        1,
+        created_at=now - timedelta(days=9),
+        status="taking_care",
+        statuses=("taking_care",),
+        taken_care_at=now - timedelta(days=8),
+        company="Prise en charge",
+    )
 
     html = body(admin_client.get("/admin/"))
     listed = body(admin_client.get(home_links(html)["no-taker"]))
@@ -240,7 +237,7 @@ def test_the_no_taker_link_lists_exactly_the_needs_counted(admin_client, db):
 
 def test_the_no_taker_link_follows_the_setting(app, admin_client, db, monkeypatch):
     monkeypatch.setitem(app.config, "DASHBOARD_NO_TAKER_DAYS", 3)
-    make_need(db, datetime.now(UTC) - timedelta(days=4), name="Attend depuis quatre jours")
+    make_need(1, created_at=datetime.now(UTC) - timedelta(days=4), status="quo", company="Attend depuis quatre jours")
 
     html = body(admin_client.get("/admin/"))
 
@@ -249,10 +246,24 @@ def test_the_no_taker_link_follows_the_setting(app, admin_client, db, monkeypatc
 
 def test_the_weeks_needs_and_taken_care_links_start_on_monday(admin_client, db):
     now = datetime.now(UTC)
-    make_need(db, now - timedelta(days=15), name="Besoin ancien")
-    make_need(db, now, name="Besoin du jour")
-    make_need(db, now - timedelta(days=20), "taking_care", taken_care_at=now - timedelta(days=15), name="Pris avant")
-    make_need(db, now - timedelta(days=20), "taking_care", taken_care_at=now, name="Pris ce jour")
+    make_need(1, created_at=now - timedelta(days=15), status="quo", company="Besoin ancien")
+    make_need(1, created_at=now, status="quo", company="Besoin du jour")
+    make_need(
+        1,
+        created_at=now - timedelta(days=20),
+        status="taking_care",
+        statuses=("taking_care",),
+        taken_care_at=now - timedelta(days=15),
+        company="Pris avant",
+    )
+    make_need(
+        1,
+        created_at=now - timedelta(days=20),
+        status="taking_care",
+        statuses=("taking_care",),
+        taken_care_at=now,
+        company="Pris ce jour",
+    )
 
     links = home_links(body(admin_client.get("/admin/")))
     needs = body(admin_client.get(links["week-needs"]))

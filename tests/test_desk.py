@@ -15,13 +15,10 @@ from app.services.requests import desk
 from app.services.requests.cancellation import SPAM_REASON, cancel_solicitation
 from app.services.requests.dispatch import route_solicitation
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
+from tests.helpers import body
 
 _numbers = itertools.count(1)
 LIST = "/admin/solicitation/"
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
 
 
 @pytest.fixture
@@ -165,7 +162,7 @@ def test_the_export_respects_the_tab(admin_client, db, desk_rows):
 
 
 def test_the_actions_return_to_the_tab(admin_client, db, experts):
-    from tests.conftest import csrf_token_from
+    from tests.helpers import csrf_token_from
 
     solicitation = ask(db, "Alix Durand")
     page = tab_page(admin_client, "a-qualifier")

@@ -24,9 +24,9 @@ from app.services.messaging.discussion import (
     thread,
 )
 from app.services.messaging.links import expert_token, match_for_token
-from tests.conftest import csrf_token_from
-from tests.factories import ExpertFactory
-from tests.test_matches import make_need
+from app.services.transactions import transaction
+from tests.factories import ExpertFactory, make_need
+from tests.helpers import csrf_token_from
 
 LATER = timedelta(seconds=61)
 
@@ -58,7 +58,8 @@ def _emails() -> dict[str, OutboundEmail]:
 
 def test_an_expert_of_the_need_posts_a_stripped_comment(need, grouped):
     expert = need.matches[0].expert
-    comment = post_comment(need, body="  Je l'appelle demain.\r\nÀ suivre\t!  \n", expert=expert)
+    with transaction():
+        comment = post_comment(need, body="  Je l'appelle demain.\r\nÀ suivre\t!  \n", expert=expert)
     _db.session.expire_all()
     stored = _db.session.get(Comment, comment.id)
     assert stored.body == "Je l'appelle demain.\nÀ suivre\t!"
@@ -82,7 +83,8 @@ def test_a_body_empty_too_long_or_with_control_characters_is_refused(need, body,
 
 
 def test_the_longest_body_is_accepted(need, grouped):
-    post_comment(need, body="x" * MAX_BODY_LENGTH, expert=need.matches[0].expert)
+    with transaction():
+        post_comment(need, body="x" * MAX_BODY_LENGTH, expert=need.matches[0].expert)
     assert len(_db.session.scalar(select(Comment)).body) == MAX_BODY_LENGTH
 
 
@@ -110,8 +112,10 @@ def test_only_the_experts_of_the_need_and_staff_may_write(need, admin_user, grou
     assert _db.session.scalars(select(Comment)).all() == []
 
     # A declined expert is still part of the conversation's history: they may write.
-    post_comment(need, body="Je ne peux pas, désolé.", expert=need.matches[2].expert)
-    post_comment(need, body="Merci à tous.", user=admin_user, source="admin")
+    with transaction():
+        post_comment(need, body="Je ne peux pas, désolé.", expert=need.matches[2].expert)
+    with transaction():
+        post_comment(need, body="Merci à tous.", user=admin_user, source="admin")
     assert [c.source for c in thread(need)] == ["web", "admin"]
 
 
@@ -119,8 +123,10 @@ def test_the_thread_reads_oldest_first_with_its_authors_in_a_fixed_number_of_que
     need, admin_user, grouped, count_queries
 ):
     for index, match in enumerate(need.matches):
-        post_comment(need, body=f"Message {index}", expert=match.expert)
-    post_comment(need, body="Message de l'équipe", user=admin_user, source="admin")
+        with transaction():
+            post_comment(need, body=f"Message {index}", expert=match.expert)
+    with transaction():
+        post_comment(need, body="Message de l'équipe", user=admin_user, source="admin")
     _db.session.expire_all()
     assert need.id  # loaded again before counting
     with count_queries() as counter:
@@ -215,7 +221,8 @@ def test_a_comment_without_csrf_token_is_refused(client, need):
 
 
 def test_staff_read_and_write_the_thread_from_the_need_page(admin_client, need, grouped):
-    post_comment(need, body="Je prends contact https://exemple.fr", expert=need.matches[0].expert)
+    with transaction():
+        post_comment(need, body="Je prends contact https://exemple.fr", expert=need.matches[0].expert)
     page = admin_client.get(f"/admin/need/details/?id={need.id}")
     html = page.get_data(as_text=True)
     assert "Discussion entre experts" in html and "Claire Martin — " in html
@@ -245,9 +252,11 @@ def test_staff_read_and_write_the_thread_from_the_need_page(admin_client, need, 
 
 def test_a_burst_makes_one_email_per_recipient_never_to_its_author_nor_to_who_declined(need, admin_user, grouped):
     claire, second, declined = (match.expert for match in need.matches)
-    post_comment(need, body="L'équipe suit ce besoin.", user=admin_user, source="admin")
+    with transaction():
+        post_comment(need, body="L'équipe suit ce besoin.", user=admin_user, source="admin")
     for text in ("Premier message", "Deuxième message", "Troisième message https://exemple.fr"):
-        post_comment(need, body=text, expert=claire)
+        with transaction():
+            post_comment(need, body=text, expert=claire)
     newest = _db.session.scalars(select(Comment).order_by(Comment.id.desc())).first()
 
     # The burst is not over yet: nothing is sent.
@@ -288,7 +297,8 @@ def test_a_burst_makes_one_email_per_recipient_never_to_its_author_nor_to_who_de
 
 def test_a_comment_nobody_else_needs_to_read_sends_nothing(db, grouped):
     lone = make_need(1)
-    post_comment(lone, body="Note pour moi", expert=lone.matches[0].expert)
+    with transaction():
+        post_comment(lone, body="Note pour moi", expert=lone.matches[0].expert)
     assert notify_pending_comments(now=utcnow() + LATER) == 0
     assert _emails() == {}
     assert thread(lone)[0].notified_at is not None
@@ -296,11 +306,13 @@ def test_a_comment_nobody_else_needs_to_read_sends_nothing(db, grouped):
 
 def test_a_burst_still_going_on_waits_for_its_last_comment(need, grouped, monkeypatch, app):
     monkeypatch.setitem(app.config, "COMMENT_GROUPING_SECONDS", 600)
-    post_comment(need, body="Un", expert=need.matches[0].expert)
+    with transaction():
+        post_comment(need, body="Un", expert=need.matches[0].expert)
     first = _db.session.scalar(select(Comment))
     first.created_at = utcnow() - timedelta(seconds=900)
     _db.session.commit()
-    post_comment(need, body="Deux", expert=need.matches[0].expert)
+    with transaction():
+        post_comment(need, body="Deux", expert=need.matches[0].expert)
     assert notify_pending_comments() == 0  # the newest is recent
     assert notify_pending_comments(now=utcnow() + timedelta(seconds=601)) == 1
     [email] = _emails().values()
@@ -308,9 +320,11 @@ def test_a_burst_still_going_on_waits_for_its_last_comment(need, grouped, monkey
 
 
 def test_without_a_worker_each_comment_is_notified_at_once(need, admin_user):
-    post_comment(need, body="Bonjour à tous", expert=need.matches[0].expert)
+    with transaction():
+        post_comment(need, body="Bonjour à tous", expert=need.matches[0].expert)
     assert set(_emails()) == {need.matches[1].expert.email}
-    post_comment(need, body="Bonjour", user=admin_user, source="admin")
+    with transaction():
+        post_comment(need, body="Bonjour", user=admin_user, source="admin")
     _db.session.expire_all()
     recipients = sorted(email.recipient for email in _db.session.scalars(select(OutboundEmail)))
     # Then both experts still involved: the second one a second time, for the new comment.
@@ -330,7 +344,8 @@ def test_a_burst_from_the_page_reaches_the_right_people_once_through_the_worker(
     from app.jobs import notify_comments_job
 
     claire, second, declined = (match.expert for match in need.matches)
-    post_comment(need, body="L'équipe suit ce besoin.", user=admin_user, source="admin")
+    with transaction():
+        post_comment(need, body="L'équipe suit ce besoin.", user=admin_user, source="admin")
     worker_app.config["COMMENT_GROUPING_SECONDS"] = 0
     client = worker_app.test_client()
     url = f"/expert/{expert_token(need.matches[0])}"
@@ -368,8 +383,10 @@ def test_expert_emails_link_the_inbox_and_take_replies_when_inbound_email_is_on(
     need, admin_user, grouped, app, monkeypatch
 ):
     monkeypatch.setitem(app.config, "INBOUND_EMAIL_DOMAIN", "reponses.place.example")
-    post_comment(need, body="L'équipe suit ce besoin.", user=admin_user, source="admin")
-    post_comment(need, body="Bien reçu", expert=need.matches[0].expert)
+    with transaction():
+        post_comment(need, body="L'équipe suit ce besoin.", user=admin_user, source="admin")
+    with transaction():
+        post_comment(need, body="Bien reçu", expert=need.matches[0].expert)
     notify_pending_comments(now=utcnow() + LATER)
     emails = _emails()
     to_expert = emails[need.matches[1].expert.email]

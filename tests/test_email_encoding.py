@@ -20,6 +20,7 @@ from app.models import OutboundEmail
 from app.services.messaging.delivery import deliver_emails, describe_failure
 from app.services.messaging.email_wire import build_message
 from app.services.messaging.outbox import queue_email
+from app.services.transactions import transaction
 from tests.plugins.mail import add_test_templates
 
 # What people type, and worse: one paragraph of 5,000 characters, accented or not, emoji,
@@ -169,7 +170,8 @@ def test_rows_failed_for_our_defect_are_resent_once_fixed(smtp_app, smtp_server)
         )
         _db.session.commit()
         email = _db.session.scalar(select(OutboundEmail).where(OutboundEmail.key == "old"))
-        resend_email(email)
+        with transaction():
+            resend_email(email)
         _db.session.expire_all()
         email = _db.session.scalar(select(OutboundEmail).where(OutboundEmail.key == "old"))
         assert (email.state, email.failure_cause) == ("sent", None)

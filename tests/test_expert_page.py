@@ -13,9 +13,8 @@ from app.extensions import db as _db
 from app.models import AuditEvent, Match, Need
 from app.services.addressbook.addressbook import delete_expert
 from app.services.messaging.links import expert_token
-from tests.conftest import csrf_token_from
-from tests.factories import ExpertFactory
-from tests.test_matches import make_need
+from tests.factories import ExpertFactory, make_need
+from tests.helpers import csrf_token_from
 
 
 @pytest.fixture

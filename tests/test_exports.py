@@ -19,50 +19,19 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from app.admin.export_builder import build_export
-from app.models import Company, Contact, Export, Facility, Match, Need, Solicitation
+from app.models import Export, Solicitation
 from app.models.base import utcnow
 from app.services.errors import ServiceError
 from app.services.requests import exports as service
-from app.services.requests.matches import recompute_need_status
-from tests.conftest import csrf_token_from, login
-from tests.factories import ExpertFactory, subject
+from app.services.transactions import transaction
+from tests.factories import ExpertFactory, make_need, queued_export, subject
+from tests.helpers import body, csrf_token_from, filter_arg, login
 
 _numbers = itertools.count(1)
 
 
-def body(response) -> str:
-    return response.get_data(as_text=True)
-
-
 def view_for(endpoint: str):
     return next(v for v in current_app.extensions["pde_admin"]._views if getattr(v, "endpoint", "") == endpoint)
-
-
-def filter_arg(endpoint: str, name: str) -> str:
-    view = view_for(endpoint)
-    return next(key for key, (_i, flt) in view._filter_args.items() if flt.name == name)
-
-
-def make_need(db, company: str, *, statuses: tuple[str, ...], created_at: datetime, experts=None) -> Need:
-    n = next(_numbers)
-    firm = Company(siren=f"{n:09d}", name=company)
-    facility = Facility(company=firm, siret=f"{n:09d}00017", commune_code="69123")
-    contact = Contact(company=firm, full_name=f"Contact {company}", email=f"contact{n}@entreprise.example", phone="")
-    need = Need(
-        subject=subject("recrutement"),
-        facility=facility,
-        contact=contact,
-        description="Nous cherchons un apprenti.",
-        created_at=created_at,
-    )
-    for index, status in enumerate(statuses):
-        expert = experts[index] if experts and index < len(experts) else ExpertFactory()
-        need.matches.append(Match(expert=expert, status=status, zone="departement:69", zone_owner="antenne"))
-    db.session.add(need)
-    db.session.commit()
-    recompute_need_status(need)
-    db.session.commit()
-    return need
 
 
 @pytest.fixture
@@ -71,18 +40,20 @@ def needs(db):
     in UTC, so already the next day in Paris)."""
     return {
         "durand": make_need(
-            db,
-            "Boulangerie Durand",
+            0,
+            company="Boulangerie Durand",
             statuses=("taking_care", "quo"),
             created_at=datetime(2026, 1, 15, 23, 30, tzinfo=UTC),
         ),
-        "petit": make_need(db, "Boulangerie Petit", statuses=("quo",), created_at=datetime(2026, 2, 1, 9, tzinfo=UTC)),
+        "petit": make_need(
+            0, company="Boulangerie Petit", statuses=("quo",), created_at=datetime(2026, 2, 1, 9, tzinfo=UTC)
+        ),
         "martin": make_need(
-            db, "Garage Martin", statuses=("taking_care",), created_at=datetime(2026, 2, 10, 9, tzinfo=UTC)
+            0, company="Garage Martin", statuses=("taking_care",), created_at=datetime(2026, 2, 10, 9, tzinfo=UTC)
         ),
         "morel": make_need(
-            db,
-            "Boulangerie Morel",
+            0,
+            company="Boulangerie Morel",
             statuses=("taking_care", "quo", "quo"),
             created_at=datetime(2026, 3, 1, 12, tzinfo=UTC),
         ),
@@ -271,28 +242,10 @@ def test_text_that_looks_like_a_formula_stays_text(admin_client, db):
 # ---------------------------------------------------------------- progress, failure, twice
 
 
-def queued_export(db, user, kind: str = "needs", fmt: str = "csv", params: dict | None = None, **fields) -> Export:
-    now = fields.pop("created_at", utcnow())
-    export = Export(
-        user_id=user.id,
-        kind=kind,
-        format=fmt,
-        params=params or {},
-        state="queued",
-        rows_done=0,
-        created_at=now,
-        expires_at=now + service.EXPORT_LIFETIME,
-        **fields,
-    )
-    db.session.add(export)
-    db.session.commit()
-    return export
-
-
 def test_the_progress_is_committed_after_each_batch(app, db, admin_user):
     for n in range(5):
-        make_need(db, f"Entreprise {n}", statuses=("quo",), created_at=utcnow() - timedelta(days=n))
-    export = queued_export(db, admin_user)
+        make_need(0, company=f"Entreprise {n}", statuses=("quo",), created_at=utcnow() - timedelta(days=n))
+    export = queued_export(admin_user)
     seen = []
 
     def read_from_elsewhere(session):
@@ -326,8 +279,8 @@ def test_a_batch_costs_the_same_queries_whatever_its_length(app, db, admin_user,
     def queries_for(count: int) -> int:
         db.session.execute(Export.__table__.delete())
         for n in range(count):
-            make_need(db, f"Entreprise {count}-{n}", statuses=("quo", "taking_care"), created_at=utcnow())
-        export = queued_export(db, admin_user, fmt="xlsx")
+            make_need(0, company=f"Entreprise {count}-{n}", statuses=("quo", "taking_care"), created_at=utcnow())
+        export = queued_export(admin_user, fmt="xlsx")
         with count_queries() as counter:
             assert build_export(export.id) == "done"
         return counter.count
@@ -336,7 +289,7 @@ def test_a_batch_costs_the_same_queries_whatever_its_length(app, db, admin_user,
 
 
 def test_a_done_export_is_left_alone_when_the_job_runs_twice(app, db, admin_user, needs):
-    export = queued_export(db, admin_user)
+    export = queued_export(admin_user)
     assert build_export(export.id) == "done"
     db.session.expire_all()
     first = (export.content, export.finished_at)
@@ -348,9 +301,11 @@ def test_a_done_export_is_left_alone_when_the_job_runs_twice(app, db, admin_user
 def test_a_failure_is_recorded_in_french(app, db, admin_user, needs):
     from app.services.accounts.users import create_user, delete_user
 
-    gone = create_user("parti@place.example", role="admin", password="motdepasse-tres-long")
-    export = queued_export(db, gone)
-    delete_user(gone)
+    with transaction():
+        gone = create_user("parti@place.example", role="admin", password="motdepasse-tres-long")
+    export = queued_export(gone)
+    with transaction():
+        delete_user(gone)
     assert build_export(export.id) == "failed"
     db.session.expire_all()
     assert export.state == "failed"
@@ -359,7 +314,7 @@ def test_a_failure_is_recorded_in_french(app, db, admin_user, needs):
 
 
 def test_a_failed_export_shows_its_reason_on_the_page(admin_client, db, admin_user):
-    export = queued_export(db, admin_user)
+    export = queued_export(admin_user)
     export.state, export.error = "failed", "Ce compte n'a plus accès à cette liste : l'export n'a pas été préparé."
     db.session.commit()
     page = body(admin_client.get("/admin/exports/"))
@@ -428,7 +383,7 @@ def test_params_keep_what_selects_rows():
 
 def test_too_many_exports_at_once_are_refused(app, db, admin_user):
     for _ in range(service.MAX_PENDING_EXPORTS):
-        queued_export(db, admin_user)
+        queued_export(admin_user)
     with pytest.raises(ServiceError, match="exports en préparation"):
         service.request_export(admin_user, "needs", "csv", {})
 
@@ -443,7 +398,8 @@ def test_only_the_owner_downloads(make_app, admin_client, db, admin_user, needs)
     export = only_export(db)
     assert download(admin_client, export).status_code == 200
     assert admin_client.get(f"/admin/exports/{export.id}/etat").json["state"] == "done"
-    create_user("collegue@place.example", role="admin", password="motdepasse-tres-long")
+    with transaction():
+        create_user("collegue@place.example", role="admin", password="motdepasse-tres-long")
 
     # Other people's clients run on an app of their own: the test's application context (and
     # its ``g``, where Flask-Login keeps the current user) belongs to the staff member above.
@@ -472,7 +428,11 @@ def test_a_referent_exports_their_own_scope_only(referent_client, db, needs):
     bpi = db.session.scalar(select(Institution).where(Institution.slug == "bpi"))
     expert = ExpertFactory(antenne=AntenneFactory(institution=bpi))
     make_need(
-        db, "Boulangerie de la BPI", statuses=("quo",), created_at=datetime(2026, 4, 1, tzinfo=UTC), experts=[expert]
+        0,
+        company="Boulangerie de la BPI",
+        statuses=("quo",),
+        created_at=datetime(2026, 4, 1, tzinfo=UTC),
+        experts=[expert],
     )
     response = ask_export(referent_client, "needs", "csv", "/admin/need/")
     assert response.status_code == 303
@@ -494,7 +454,7 @@ def test_a_referent_cannot_export_a_list_they_do_not_see(referent_client, db):
 
 
 def test_a_referent_never_gets_a_staff_export(admin_user, referent_client, db):
-    export = queued_export(db, admin_user)
+    export = queued_export(admin_user)
     export.state, export.content = "done", b"x"
     db.session.commit()
     assert referent_client.get(f"/admin/exports/{export.id}/fichier").status_code in (403, 404)
@@ -506,8 +466,8 @@ def test_a_referent_never_gets_a_staff_export(admin_user, referent_client, db):
 
 def test_an_expired_export_is_not_served_then_purged(admin_client, db, admin_user, needs):
     now = utcnow()
-    old = queued_export(db, admin_user, created_at=now - timedelta(days=8))
-    recent = queued_export(db, admin_user, created_at=now - timedelta(days=6))
+    old = queued_export(admin_user, created_at=now - timedelta(days=8))
+    recent = queued_export(admin_user, created_at=now - timedelta(days=6))
     for export in (old, recent):
         export.state, export.content, export.filename = "done", b"x", "besoins.csv"
     db.session.commit()
@@ -561,7 +521,7 @@ def test_a_real_worker_builds_the_file(make_redis_app, run_worker, db, admin_use
 
 
 def test_status_json_for_the_progress_bar(admin_client, db, admin_user):
-    export = queued_export(db, admin_user)
+    export = queued_export(admin_user)
     export.state, export.rows_done, export.rows_total = "running", 1200, 5000
     db.session.commit()
     state = admin_client.get(f"/admin/exports/{export.id}/etat").json
@@ -572,7 +532,6 @@ def test_status_json_for_the_progress_bar(admin_client, db, admin_user):
 
 
 def test_a_list_too_long_for_an_immediate_export_is_sent_to_the_prepared_one(admin_client, app, db, monkeypatch):
-    from tests.test_matches import make_need
 
     make_need(1)  # one row: over a limit of 0, within a limit of 1
     monkeypatch.setitem(app.config, "EXPORT_IMMEDIATE_MAX_ROWS", 0)

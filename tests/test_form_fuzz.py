@@ -18,7 +18,7 @@ from stdnum import luhn
 from app.extensions import db as _db
 from app.models import Solicitation
 from app.services.requests.validation import FIELDS, clean_solicitation
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 
 FORM = "/demande/recrutement"
 FUZZ = settings(

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from app.models import Commune, CommunePostalCode, Departement, Epci, Region
 from app.services.errors import ServiceError
 from app.services.reference import geo
+from app.services.transactions import transaction
 
 
 def _count(db, model) -> int:
@@ -25,7 +26,8 @@ def test_load_counts_match_the_package(db):
 
 def test_load_is_idempotent(app, db):
     before = {m: _count(db, m) for m in (Region, Departement, Epci, Commune, CommunePostalCode)}
-    report = geo.load_territories(app.config["GEO_DATA_DIR"])
+    with transaction():
+        report = geo.load_territories(app.config["GEO_DATA_DIR"])
     assert all(value == 0 for value in report.created.values()), report.created
     assert all(value == 0 for value in report.updated.values()), report.updated
     assert {m: _count(db, m) for m in before} == before
@@ -35,7 +37,8 @@ def test_load_repairs_a_changed_row(app, db):
     lyon = db.session.get(Commune, "69123")
     lyon.name = "Lugdunum"
     db.session.commit()
-    report = geo.load_territories(app.config["GEO_DATA_DIR"])
+    with transaction():
+        report = geo.load_territories(app.config["GEO_DATA_DIR"])
     assert report.updated["communes"] == 1
     assert db.session.get(Commune, "69123").name == "Lyon"
 

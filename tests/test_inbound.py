@@ -15,17 +15,11 @@ from app.services.messaging import reply_addresses
 from app.services.messaging.inbound import discard_inbound, receive_email
 from app.services.messaging.reply_addresses import reply_address, reply_token, verify_token
 from app.services.messaging.reply_parsing import clean_reply, html_to_text
-from tests.test_matches import make_need
+from tests.factories import covering_expert, make_need, solicitation_input
+from tests.helpers import INBOUND_DOMAIN
 
 DATA = Path(__file__).parent / "data" / "inbound"
-DOMAIN = "reponses.place-des-entreprises.example"
 SECRET = "un-secret-partage-assez-long"
-
-
-@pytest.fixture
-def domain(app, monkeypatch):
-    monkeypatch.setitem(app.config, "INBOUND_EMAIL_DOMAIN", DOMAIN)
-    return DOMAIN
 
 
 def fixture(name: str, *, reply: str, sender: str) -> bytes:
@@ -61,7 +55,7 @@ def test_the_address_is_a_lowercase_plus_address_that_survives_case_changes(db, 
     match = make_need(1).matches[0]
     address = reply_address(match)
     local, at = address.split("@")
-    assert at == DOMAIN and local.startswith("reponse+") and len(local) <= 64
+    assert at == INBOUND_DOMAIN and local.startswith("reponse+") and len(local) <= 64
     assert local == local.lower() and set(local) <= set("abcdefghijklmnopqrstuvwxyz0123456789+-")
     token = local.split("+", 1)[1]
     assert verify_token(token).match_id == match.id
@@ -79,24 +73,22 @@ def test_a_token_signed_with_another_key_is_refused(db, app, domain, monkeypatch
 
 def test_the_match_new_email_carries_the_reply_to_when_the_domain_is_set(db, domain):
     from app.services.requests.solicitations import submit_solicitation
-    from tests.test_solicitations import _expert, request
 
-    _expert("departement:69")
-    solicitation = submit_solicitation(request())
+    covering_expert("departement:69")
+    solicitation = submit_solicitation(solicitation_input())
     match = solicitation.need.matches[0]
     email = db.session.scalar(select(OutboundEmail).where(OutboundEmail.key == f"match:{match.id}:new"))
-    assert email.reply_to.startswith("reponse+") and email.reply_to.endswith(f"@{DOMAIN}")
+    assert email.reply_to.startswith("reponse+") and email.reply_to.endswith(f"@{INBOUND_DOMAIN}")
     token = email.reply_to.split("+", 1)[1].split("@")[0]
     assert verify_token(token).match_id == match.id
 
 
 def test_the_match_new_email_has_no_reply_to_without_the_domain(db, app, monkeypatch):
     from app.services.requests.solicitations import submit_solicitation
-    from tests.test_solicitations import _expert, request
 
     monkeypatch.setitem(app.config, "INBOUND_EMAIL_DOMAIN", None)
-    _expert("departement:69")
-    match = submit_solicitation(request()).need.matches[0]
+    covering_expert("departement:69")
+    match = submit_solicitation(solicitation_input()).need.matches[0]
     email = db.session.scalar(select(OutboundEmail).where(OutboundEmail.key == f"match:{match.id}:new"))
     assert email.reply_to is None
 
@@ -215,7 +207,7 @@ def test_a_token_for_another_match_id_is_held(db, domain):
     first, second = need.matches
     token = reply_token(first)
     tampered = token.replace(token.split("-", 1)[0], reply_addresses._b36(second.id), 1)
-    message = receive_email(simple(to=f"reponse+{tampered}@{DOMAIN}", sender=second.expert.email))
+    message = receive_email(simple(to=f"reponse+{tampered}@{INBOUND_DOMAIN}", sender=second.expert.email))
     assert message.state == "held" and "falsifiée" in message.reason
     assert comment_count() == 0
 
@@ -390,7 +382,7 @@ def test_admin_lists_details_and_discards(admin_client, db, domain):
     assert details.status_code == 200 and "Je m&#39;en occupe." in details.get_data(as_text=True)
     assert admin_client.get("/admin/inbound_messages/new/").status_code in (302, 403, 404)
 
-    from tests.conftest import csrf_token_from
+    from tests.helpers import csrf_token_from
 
     token = csrf_token_from(html)
     response = admin_client.post(

@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 from app.models import Comment
 from app.services.messaging.inbound import receive_email
 from app.services.messaging.reply_addresses import reply_address
-from tests.test_inbound import DOMAIN, domain  # noqa: F401 - the fixture
-from tests.test_matches import make_need
+from tests.factories import make_need
+from tests.helpers import INBOUND_DOMAIN
 
 FIXTURE = (Path(__file__).parent / "data" / "inbound" / "reply_gmail.eml").read_bytes()
 FUZZ = settings(
@@ -49,7 +49,7 @@ def _comments(db) -> list[Comment]:
     return list(db.session.scalars(select(Comment).order_by(Comment.id)))
 
 
-def test_random_bytes_never_raise_nor_post(db, domain):  # noqa: F811 - the fixture
+def test_random_bytes_never_raise_nor_post(db, domain):
     make_need(1)
 
     @FUZZ
@@ -62,7 +62,7 @@ def test_random_bytes_never_raise_nor_post(db, domain):  # noqa: F811 - the fixt
     assert db.session.scalar(select(func.count(Comment.id))) == 0
 
 
-def test_damaged_replies_post_only_for_the_verified_expert(db, domain):  # noqa: F811 - the fixture
+def test_damaged_replies_post_only_for_the_verified_expert(db, domain):
     need = make_need(2)
     first, second = need.matches
     experts = {first.id: first.expert.email, second.id: second.expert.email}
@@ -73,8 +73,8 @@ def test_damaged_replies_post_only_for_the_verified_expert(db, domain):  # noqa:
         (reply_address(second), second.id),
         (reply_address(first).upper(), first.id),  # a mail server that uppercases
         (reply_address(first, issued_at=now - 400 * 86400), None),  # expired
-        (reply_address(first)[: -len(DOMAIN) - 3] + "aaa@" + DOMAIN, None),  # forged signature
-        (f"reponse+1-1-1-aaaaaaaaaaaaaaaa@{DOMAIN}", None),
+        (reply_address(first)[: -len(INBOUND_DOMAIN) - 3] + "aaa@" + INBOUND_DOMAIN, None),  # forged signature
+        (f"reponse+1-1-1-aaaaaaaaaaaaaaaa@{INBOUND_DOMAIN}", None),
         ("contact@place-des-entreprises.example", None),
     ]
     senders = [

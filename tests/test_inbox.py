@@ -5,37 +5,18 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
 
 import pytest
 from itsdangerous.timed import TimestampSigner
 
 from app.extensions import db as _db
-from app.models import Company, Contact, Expert, Facility, Match, Need
-from app.models.base import utcnow
-from app.models.geo import Commune
+from app.models import Expert
 from app.services.addressbook.addressbook import delete_expert
 from app.services.messaging import links
 from app.services.messaging.inbox import inbox, tab_counts
 from app.services.requests.solicitations import submit_solicitation
-from tests.factories import ExpertFactory, subject
-from tests.test_matches import make_need
-from tests.test_solicitations import _expert, emails, expert_links, request
-
-_serial = iter(range(1, 10_000))
-
-
-def add_match(expert: Expert, status: str = "quo", *, days_ago: float = 1, company: str | None = None) -> Match:
-    """One more need for ``expert``, from its own company, received ``days_ago`` days ago."""
-    n = next(_serial)
-    company_row = Company(siren=f"9{n:08d}", name=company or f"Entreprise {n}")
-    facility = Facility(company=company_row, siret=f"9{n:08d}00011", commune=_db.session.get(Commune, "69123"))
-    contact = Contact(company=company_row, full_name=f"Contact {n}", email=f"c{n}@example.fr", phone="0472000000")
-    need = Need(subject=subject("export"), facility=facility, contact=contact, description="Exporter au Québec.")
-    match = Match(need=need, expert=expert, status=status, created_at=utcnow() - timedelta(days=days_ago))
-    _db.session.add(match)
-    _db.session.commit()
-    return match
+from tests.factories import ExpertFactory, add_match, covering_expert, make_need, solicitation_input
+from tests.helpers import emails_by_key, expert_links
 
 
 @pytest.fixture
@@ -266,10 +247,10 @@ def test_the_expert_page_links_back_to_the_inbox(client, box):
 
 
 def test_the_expert_email_links_the_inbox_and_still_one_expert_page(app, db):
-    expert = _expert("departement:69")
-    solicitation = submit_solicitation(request())
+    expert = covering_expert("departement:69")
+    solicitation = submit_solicitation(solicitation_input())
     [match] = solicitation.need.matches
-    email = emails()[f"match:{match.id}:new"]
+    email = emails_by_key()[f"match:{match.id}:new"]
     base_url = app.config["BASE_URL"]
 
     [page_link] = expert_links(email.body_text, base_url)

@@ -87,3 +87,31 @@ def test_every_job_a_service_names_is_a_job_of_app_jobs_on_its_queue(app, job):
     wrapper = getattr(importlib.import_module(module), name)
     assert wrapper.queue == job.queue
     assert job.queue in app.config["RQ_QUEUES"]
+
+
+def _session_calls(path: Path, names: set[str]) -> list[int]:
+    """Lines of ``db.session.<name>()`` calls in ``path``."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in names
+            and isinstance(node.func.value, ast.Attribute)
+            and node.func.value.attr == "session"
+            and isinstance(node.func.value.value, ast.Name)
+            and node.func.value.value.id == "db"
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_services_flush_and_the_outermost_caller_commits():
+    """One transaction convention: no service commits or rolls back the caller's session (the
+    helper ``services.transactions`` is where the interfaces do)."""
+    found = {
+        str(path.relative_to(APP.parent)): lines
+        for path in sorted((APP / "services").rglob("*.py"))
+        if path.name != "transactions.py" and (lines := _session_calls(path, {"commit", "rollback"}))
+    }
+    assert found == {}

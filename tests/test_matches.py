@@ -7,8 +7,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
-from app.extensions import db as _db
-from app.models import Commune, Company, Contact, Facility, Match, Need
+from app.models import Match, Need
 from app.models.requests import MATCH_STATUSES
 from app.services.errors import ServiceError
 from app.services.requests.matches import (
@@ -16,31 +15,8 @@ from app.services.requests.matches import (
     allowed_transitions,
     change_match_status,
     derive_need_status,
-    recompute_need_status,
 )
-from tests.factories import ExpertFactory, subject
-
-
-def make_need(expert_count: int = 2, *, statuses: tuple[str, ...] = ()) -> Need:
-    """A need in Lyon with one match per new expert; ``statuses`` sets the first matches'."""
-    company = Company(siren="123456789", name="Boulangerie Durand")
-    facility = Facility(company=company, siret="12345678900017", commune=_db.session.get(Commune, "69123"))
-    contact = Contact(company=company, full_name="Julie Durand", email="julie@durand.example", phone="06 12 34 56 78")
-    need = Need(
-        subject=subject("recrutement"),
-        facility=facility,
-        contact=contact,
-        description="Nous cherchons un apprenti boulanger.\nNous n'avons jamais embauché.",
-    )
-    for index in range(expert_count):
-        status = statuses[index] if index < len(statuses) else "quo"
-        need.matches.append(Match(expert=ExpertFactory(), status=status, zone="departement:69", zone_owner="antenne"))
-    _db.session.add(need)
-    _db.session.commit()
-    recompute_need_status(need)
-    _db.session.commit()
-    return need
-
+from tests.factories import make_need
 
 ALLOWED = [(current, target) for current, targets in TRANSITIONS.items() for target in targets]
 REFUSED = [

@@ -3,7 +3,6 @@ one of its emails — through the service verbs, then through the need page's en
 
 from __future__ import annotations
 
-import itertools
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -22,38 +21,9 @@ from app.services.requests.needs import (
     star_need,
     unstar_need,
 )
-from tests.conftest import csrf_token_from
-from tests.factories import ExpertFactory
-from tests.test_admin_requests import book, make_routed, make_solicitation  # noqa: F401 - book is a fixture
-
-_numbers = itertools.count(1)
-
-
-def make_need(expert_count: int = 2, *, statuses: tuple[str, ...] = ()) -> Need:
-    """A need in Lyon with one match per new expert (``statuses`` sets the first matches'), its
-    company distinct from the previous one's, so a test may make several."""
-    from app.extensions import db as _db
-    from app.models import Commune, Company, Contact, Facility
-    from app.services.requests.matches import recompute_need_status
-    from tests.factories import subject
-
-    n = next(_numbers)
-    company = Company(siren=f"9{n:08d}", name=f"Boulangerie n°{n}")  # 9…: apart from make_routed's
-    facility = Facility(company=company, siret=f"9{n:08d}00017", commune=_db.session.get(Commune, "69123"))
-    contact = Contact(company=company, full_name="Julie Durand", email=f"julie{n}@durand.example", phone="0612345678")
-    need = Need(subject=subject("recrutement"), facility=facility, contact=contact, description="Un apprenti.")
-    for index in range(expert_count):
-        status = statuses[index] if index < len(statuses) else "quo"
-        need.matches.append(Match(expert=ExpertFactory(), status=status, zone="departement:69", zone_owner="antenne"))
-    _db.session.add(need)
-    _db.session.commit()
-    recompute_need_status(need)
-    _db.session.commit()
-    return need
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
+from app.services.transactions import transaction
+from tests.factories import ExpertFactory, make_need, make_routed, make_solicitation
+from tests.helpers import body, csrf_token_from
 
 
 def emails(db, prefix: str = "") -> dict[str, OutboundEmail]:
@@ -87,7 +57,8 @@ def test_staff_add_an_expert_who_is_emailed_and_counted(db, admin_user):
     assert need.status == "not_for_me"
     expert = ExpertFactory(full_name="Sacha Leroy")
 
-    match = add_expert_to_need(need, expert, user=admin_user)
+    with transaction():
+        match = add_expert_to_need(need, expert, user=admin_user)
 
     assert (match.status, match.zone, match.zone_owner) == ("quo", None, None)
     assert need_status(db, need) == "quo"  # someone new may take it: no longer refused by all
@@ -115,7 +86,7 @@ def test_adding_an_expert_is_refused_in_french_and_writes_nothing(db, admin_user
         delete_expert(expert)
         expected = "supprimé de l'annuaire"
     elif case == "canceled":
-        solicitation = make_solicitation(db, status="canceled")
+        solicitation = make_solicitation(status="canceled")
         need.solicitation_id = solicitation.id
         db.session.commit()
         expected = "abandonnée"
@@ -249,16 +220,19 @@ def test_star_and_unstar_are_idempotent(db, admin_user):
 
 def test_resend_copies_a_sent_email_of_the_need_only(db, admin_user):
     need = make_need(1)
-    match = add_expert_to_need(need, ExpertFactory(), user=admin_user)
+    with transaction():
+        match = add_expert_to_need(need, ExpertFactory(), user=admin_user)
     original = emails(db)[f"match:{match.id}:new"]
     assert original.state == "sent"  # no MAIL_SERVER in tests: logged, marked sent
 
-    copy = resend_need_email(need, original.id, user=admin_user)
+    with transaction():
+        copy = resend_need_email(need, original.id, user=admin_user)
     assert copy.key == f"match:{match.id}:new:renvoi:1"
     assert copy.body_text == original.body_text
 
     other = make_need(1)
-    stranger = add_expert_to_need(other, ExpertFactory(), user=admin_user)
+    with transaction():
+        stranger = add_expert_to_need(other, ExpertFactory(), user=admin_user)
     stranger_email = emails(db)[f"match:{stranger.id}:new"]
     with pytest.raises(ServiceError, match="ne concerne pas ce besoin"):
         resend_need_email(need, stranger_email.id, user=admin_user)
@@ -393,7 +367,8 @@ def test_star_from_the_page_and_the_list(admin_client, db):
 
 def test_resend_from_the_page(admin_client, db, admin_user):
     need = make_need(1)
-    match = add_expert_to_need(need, ExpertFactory(), user=admin_user)
+    with transaction():
+        match = add_expert_to_need(need, ExpertFactory(), user=admin_user)
     original = emails(db)[f"match:{match.id}:new"]
     page = body(page_of(admin_client, need.id))
     assert f'name="email_id" value="{original.id}"' in page
@@ -477,8 +452,8 @@ def test_an_unknown_need_is_404(admin_client, db, endpoint, data, need_id):
 # ---------------------------------------------------------------- lists
 
 
-def test_the_match_list_links_each_row_to_its_need(admin_client, db, book):  # noqa: F811
-    need = make_routed(db, 1)[0]
+def test_the_match_list_links_each_row_to_its_need(admin_client, db, book):
+    need = make_routed(1)[0]
     page = body(admin_client.get("/admin/match/"))
     assert f'href="/admin/need/details/?id={need.id}"' in page
     header = body(admin_client.get("/admin/match/export/csv/")).splitlines()[0]

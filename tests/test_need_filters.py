@@ -4,59 +4,17 @@ number of queries whatever its length."""
 
 from __future__ import annotations
 
-import itertools
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from flask import current_app
 
-from app.models import Commune, Company, Contact, Facility, Match, Need, NeedStar
+from app.models import NeedStar
 from app.services.accounts.users import create_user
-from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, subject
+from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, make_need, subject
+from tests.helpers import body, filter_arg
 
-_numbers = itertools.count(1)
 NOW = datetime.now(UTC)
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
-
-
-def make_need(
-    db,
-    company: str,
-    *,
-    commune: str,
-    subject_slug: str,
-    experts: list,
-    status: str = "quo",
-    age: timedelta = timedelta(days=1),
-    match_statuses: tuple[str, ...] = (),
-) -> Need:
-    n = next(_numbers)
-    firm = Company(siren=f"{n:09d}", name=company)
-    need = Need(
-        subject=subject(subject_slug),
-        facility=Facility(company=firm, siret=f"{n:09d}00017", commune=db.session.get(Commune, commune)),
-        contact=Contact(company=firm, full_name=f"Contact {n}", email=f"contact{n}@example.fr", phone="0600000000"),
-        description="Un besoin.",
-        status=status,
-        created_at=NOW - age,
-    )
-    for index, expert in enumerate(experts):
-        match_status = match_statuses[index] if index < len(match_statuses) else "quo"
-        need.matches.append(
-            Match(
-                expert=expert,
-                status=match_status,
-                created_at=NOW - age,
-                taken_care_at=NOW - age + timedelta(hours=1) if match_status == "taking_care" else None,
-            )
-        )
-    db.session.add(need)
-    db.session.commit()
-    return need
 
 
 @pytest.fixture
@@ -78,25 +36,33 @@ def desk(db):
         antenne=AntenneFactory(institution=travail, name="FT Paris"), full_name="Dominique Paris"
     )
     lyon = make_need(
-        db, "Lyonnaise", commune="69123", subject_slug="recrutement", experts=[cci_lyon], age=timedelta(days=10)
+        0,
+        company="Lyonnaise",
+        commune="69123",
+        subject_slug="recrutement",
+        experts=[cci_lyon],
+        status="quo",
+        created_at=NOW - timedelta(days=10),
     )
     paris = make_need(
-        db,
-        "Parisienne",
+        0,
+        company="Parisienne",
         commune="75056",
         subject_slug="export",
         experts=[travail_paris],
         status="taking_care",
-        match_statuses=("taking_care",),
-        age=timedelta(days=2),
+        created_at=NOW - timedelta(days=2),
+        statuses=("taking_care",),
+        taken_care_at=NOW - timedelta(days=2) + timedelta(hours=1),
     )
     marseille = make_need(
-        db,
-        "Marseillaise",
+        0,
+        company="Marseillaise",
         commune="13055",
         subject_slug="formation",
         experts=[cci_marseille, travail_paris],
-        age=timedelta(days=1),
+        status="quo",
+        created_at=NOW - timedelta(days=1),
     )
     return {
         "needs": {"Lyonnaise": lyon, "Parisienne": paris, "Marseillaise": marseille},
@@ -107,19 +73,6 @@ def desk(db):
 
 
 COMPANIES = ("Lyonnaise", "Parisienne", "Marseillaise")
-
-
-def _view(endpoint: str):
-    return next(v for v in current_app.extensions["pde_admin"]._views if getattr(v, "endpoint", "") == endpoint)
-
-
-def filter_arg(endpoint: str, name: str, operation: str | None = None) -> str:
-    view = _view(endpoint)
-    return next(
-        key
-        for key, (_i, flt) in view._filter_args.items()
-        if flt.name == name and (operation is None or str(flt.operation()) == operation)
-    )
 
 
 def listed(client, endpoint: str, *filters: tuple[str, str | None, str], search: str | None = None) -> set[str]:
@@ -340,12 +293,13 @@ def _many_needs(db, desk, count: int, *, start: int) -> None:
     experts = list(desk["experts"].values())
     for n in range(start, start + count):
         make_need(
-            db,
-            f"Entreprise en série {n}",
+            0,
+            company=f"Entreprise en série {n}",
             commune="69123",
             subject_slug="recrutement",
             experts=experts[: 1 + n % 3],
-            age=timedelta(days=1 + n),
+            status="quo",
+            created_at=NOW - (timedelta(days=1 + n)),
         )
 
 

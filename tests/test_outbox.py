@@ -23,6 +23,7 @@ from app.services.messaging.outbox import (
     resend_email,
     sweep_outbox,
 )
+from app.services.transactions import transaction
 
 
 def cause(key: str, to: str = "marie@entreprise.example", name: str = "Marie", **kwargs) -> int:
@@ -224,7 +225,8 @@ def test_resending_a_failed_email_retries_the_same_row(smtp_app, smtp_server):
         email_id = cause("event:1")
         assert row("event:1").state == "failed"
         smtp_server.accept()
-        resent = resend_email(row("event:1"))
+        with transaction():
+            resent = resend_email(row("event:1"))
         assert resent.id == email_id
         email = row("event:1")
         assert (email.state, email.attempts, email.last_error) == ("sent", 1, None)
@@ -235,9 +237,11 @@ def test_resending_a_failed_email_retries_the_same_row(smtp_app, smtp_server):
 def test_resending_a_sent_email_writes_a_copy_with_its_own_message_id(smtp_app, smtp_server):
     with smtp_app.app_context():
         cause("event:1")
-        first = resend_email(row("event:1"))
+        with transaction():
+            first = resend_email(row("event:1"))
         assert first.key == "event:1:renvoi:1"
-        second = resend_email(row("event:1:renvoi:1"))  # resending the copy counts from the original
+        with transaction():
+            second = resend_email(row("event:1:renvoi:1"))  # resending the copy counts from the original
         assert second.key == "event:1:renvoi:2"
         assert [e.state for e in _db.session.scalars(select(OutboundEmail).order_by(OutboundEmail.id))] == ["sent"] * 3
         expected = [message_id_for(k) for k in ("event:1", "event:1:renvoi:1", "event:1:renvoi:2")]
@@ -252,7 +256,8 @@ def test_resending_a_queued_email_drops_its_backoff(make_smtp_app, smtp_server):
         cause("event:1")
         assert row("event:1").next_attempt_at is not None
         smtp_server.accept()
-        resend_email(row("event:1"))
+        with transaction():
+            resend_email(row("event:1"))
         assert (row("event:1").state, row("event:1").attempts) == ("sent", 2)
 
 
@@ -361,7 +366,8 @@ def test_a_stranded_job_cannot_hold_a_row_back(make_redis_app, smtp_server, run_
             stranded.set_status(JobStatus.QUEUED)
             assert stranded.get_status() == JobStatus.QUEUED and stranded.id not in queue.job_ids
 
-        resend_email(row("resent"))
+        with transaction():
+            resend_email(row("resent"))
         sweep_outbox_job.enqueue()
         worker = run_worker(built)
         assert worker.failed == []

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from app.models import Antenne, Expert, Institution, InstitutionSubject, Match, Need
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 
 ROLES = ("anonymous", "staff", "institution", "antenne")
 REFERENTS = ("institution", "antenne")

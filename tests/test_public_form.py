@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db as _db
 from app.models import Solicitation
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 
 SUBJECT = "recrutement"
 FORM = f"/demande/{SUBJECT}"

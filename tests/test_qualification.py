@@ -20,8 +20,15 @@ from app.services.requests.cancellation import SPAM_REASON, cancel_solicitation
 from app.services.requests.dispatch import route_solicitation
 from app.services.requests.qualification import correct_subject, send_solicitation, suggestions
 from app.services.requests.solicitations import REVIEW_MODE_NOTE, qualification_issues, submit_solicitation
-from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
-from tests.test_solicitations import request, siret
+from app.services.transactions import transaction
+from tests.factories import (
+    AntenneFactory,
+    ExpertFactory,
+    InstitutionFactory,
+    solicitation_input,
+    subject,
+    valid_siret,
+)
 
 
 @pytest.fixture
@@ -31,50 +38,23 @@ def review(app, monkeypatch):
 
 
 @pytest.fixture
-def book(db):
-    """Who covers Lyon: Alice (CCI, by the antenne's département) and Bruno (national) for
-    recruitment; Chloé (her own zone: the Rhône) for training; Denis in Marseille for both,
-    outside the rule; Eve deleted."""
-    cci = InstitutionFactory(name="CCI Lyon Métropole")
-    rhone = AntenneFactory(institution=cci, name="CCI — Rhône")
-    zone(rhone, "departement:69")
-    alice = ExpertFactory(antenne=rhone, full_name="Alice CCI", email="alice@cci.example")
-    offer(alice, "recrutement")
-    national = AntenneFactory(institution=InstitutionFactory(name="France Travail"), name="France Travail — national")
-    zone(national, "national")
-    bruno = ExpertFactory(antenne=national, full_name="Bruno FT", email="bruno@ft.example")
-    offer(bruno, "recrutement")
-    opco = AntenneFactory(institution=InstitutionFactory(name="OPCO EP"), name="OPCO — Auvergne-Rhône-Alpes")
-    zone(opco, "region:84")
-    chloe = ExpertFactory(antenne=opco, full_name="Chloé OPCO", email="chloe@opco.example")
-    zone(chloe, "departement:69")
-    offer(chloe, "formation")
-    south = AntenneFactory(institution=cci, name="CCI — Bouches-du-Rhône")
-    zone(south, "departement:13")
-    denis = ExpertFactory(antenne=south, full_name="Denis Marseille", email="denis@cci.example")
-    offer(denis, "recrutement")
-    offer(denis, "formation")
-    eve = ExpertFactory(antenne=rhone, full_name="Eve Partie", email="eve@cci.example")
-    offer(eve, "recrutement")
-    eve.deleted_at = utcnow()
-    eve.email = None
-    db.session.commit()
-    return {"alice": alice, "bruno": bruno, "chloe": chloe, "denis": denis, "eve": eve}
-
-
-@pytest.fixture
 def staff(db):
-    return create_user("equipe@place.example", role="admin", password="motdepasse-tres-long")
+    with transaction():
+        return create_user("equipe@place.example", role="admin", password="motdepasse-tres-long")
 
 
 @pytest.fixture
-def held(db, review, book):
-    return submit_solicitation(request())
+def held(db, review, desk_book):
+    with transaction():
+        return submit_solicitation(solicitation_input())
 
 
 def a_referent():
     InstitutionFactory(slug="bpi")
-    return create_user("referent@bpi.example", role="referent", institution_slug="bpi", password="motdepasse-tres-long")
+    with transaction():
+        return create_user(
+            "referent@bpi.example", role="referent", institution_slug="bpi", password="motdepasse-tres-long"
+        )
 
 
 def keys() -> set[str]:
@@ -92,9 +72,9 @@ def count(model) -> int:
 # ---------------------------------------------------------------- correct the subject
 
 
-def test_staff_correct_the_subject_and_the_reasons_are_worked_out_again(db, app, book, staff, monkeypatch):
+def test_staff_correct_the_subject_and_the_reasons_are_worked_out_again(db, app, desk_book, staff, monkeypatch):
     monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
-    solicitation = submit_solicitation(request(subject_slug="cybersecurite"))
+    solicitation = submit_solicitation(solicitation_input(subject_slug="cybersecurite"))
     assert "Aucun expert trouvé pour ce sujet sur cette commune." in solicitation.qualification_notes
 
     correct_subject(solicitation, subject("formation").id, user=staff)
@@ -120,7 +100,7 @@ def test_correcting_to_a_subject_nobody_covers_says_so(db, held, staff):
     assert qualification_issues(held) == held.qualification_notes[1:]
 
 
-def test_correct_subject_refusals(db, held, staff, book):
+def test_correct_subject_refusals(db, held, staff, desk_book):
     archived = subject("export")
     archived.archived_at = utcnow()
     db.session.commit()
@@ -145,7 +125,7 @@ def test_correct_subject_refusals(db, held, staff, book):
 # ---------------------------------------------------------------- suggestions
 
 
-def test_suggestions_name_the_experts_of_the_rule_and_why(db, held, book):
+def test_suggestions_name_the_experts_of_the_rule_and_why(db, held, desk_book):
     recruitment, training, cyber = suggestions(
         held, [subject("recrutement").id, str(subject("formation").id), subject("cybersecurite")]
     )
@@ -161,7 +141,7 @@ def test_suggestions_name_the_experts_of_the_rule_and_why(db, held, book):
     assert cyber.experts == []
 
 
-def test_suggestions_drop_repeated_subjects_and_refuse_archived_ones(db, held, book):
+def test_suggestions_drop_repeated_subjects_and_refuse_archived_ones(db, held, desk_book):
     found = suggestions(held, [subject("recrutement").id, str(subject("recrutement").id)])
     assert len(found) == 1
     archived = subject("export")
@@ -171,19 +151,23 @@ def test_suggestions_drop_repeated_subjects_and_refuse_archived_ones(db, held, b
         suggestions(held, [archived.id])
 
 
-def test_suggestions_show_announced_absences(db, held, book):
-    book["alice"].absent_until = date.today() + timedelta(days=10)
-    book["bruno"].absent_until = date.today() - timedelta(days=1)  # over: says nothing
+def test_suggestions_show_announced_absences(db, held, desk_book):
+    desk_book["alice"].absent_until = date.today() + timedelta(days=10)
+    desk_book["bruno"].absent_until = date.today() - timedelta(days=1)  # over: says nothing
     db.session.commit()
     (recruitment,) = suggestions(held, [subject("recrutement").id])
-    assert recruitment.absences == {book["alice"].id: f"Absent jusqu'au {(date.today() + timedelta(days=10)):%d/%m/%Y}"}
+    assert recruitment.absences == {
+        desk_book["alice"].id: f"Absent jusqu'au {(date.today() + timedelta(days=10)):%d/%m/%Y}"
+    }
 
 
 # ---------------------------------------------------------------- send
 
 
-def test_send_to_the_ticked_experts_with_their_zone(db, held, book, staff):
-    (need,) = send_solicitation(held, [(subject("recrutement"), [book["alice"].id, book["bruno"].id])], user=staff)
+def test_send_to_the_ticked_experts_with_their_zone(db, held, desk_book, staff):
+    (need,) = send_solicitation(
+        held, [(subject("recrutement"), [desk_book["alice"].id, desk_book["bruno"].id])], user=staff
+    )
 
     db.session.expire_all()
     solicitation = db.session.get(Solicitation, held.id)
@@ -204,8 +188,10 @@ def test_send_to_the_ticked_experts_with_their_zone(db, held, book, staff):
     assert len(events) == 3 and {(e.user_id, e.actor) for e in events} == {(staff.id, staff.email)}
 
 
-def test_an_unticked_expert_receives_nothing_and_an_added_one_is_recorded_as_added(db, held, book, staff):
-    send_solicitation(held, [(subject("recrutement").id, [str(book["alice"].id), str(book["denis"].id)])], user=staff)
+def test_an_unticked_expert_receives_nothing_and_an_added_one_is_recorded_as_added(db, held, desk_book, staff):
+    send_solicitation(
+        held, [(subject("recrutement").id, [str(desk_book["alice"].id), str(desk_book["denis"].id)])], user=staff
+    )
 
     need = db.session.get(Solicitation, held.id).need
     by_name = {m.expert.full_name: m for m in need.matches}
@@ -219,10 +205,10 @@ def test_an_unticked_expert_receives_nothing_and_an_added_one_is_recorded_as_add
     assert "1 autre expert a aussi reçu cette demande" in denis_email.body_text
 
 
-def test_split_a_request_into_two_needs(db, held, book, staff):
+def test_split_a_request_into_two_needs(db, held, desk_book, staff):
     plan = [
-        (subject("recrutement"), [book["alice"].id, book["bruno"].id]),
-        (subject("formation"), [book["chloe"].id]),
+        (subject("recrutement"), [desk_book["alice"].id, desk_book["bruno"].id]),
+        (subject("formation"), [desk_book["chloe"].id]),
     ]
     recruitment, training = send_solicitation(held, plan, user=staff)
 
@@ -242,14 +228,14 @@ def test_split_a_request_into_two_needs(db, held, book, staff):
     assert "Former mes salariés" in chloe.subject + chloe.body_text
 
 
-def test_the_same_expert_on_two_subjects_gets_one_email_per_need(db, held, book, staff):
-    plan = [(subject("recrutement"), [book["denis"].id]), (subject("formation"), [book["denis"].id])]
+def test_the_same_expert_on_two_subjects_gets_one_email_per_need(db, held, desk_book, staff):
+    plan = [(subject("recrutement"), [desk_book["denis"].id]), (subject("formation"), [desk_book["denis"].id])]
     first, second = send_solicitation(held, plan, user=staff)
     assert OutboundEmail.query.filter_by(recipient="denis@cci.example").count() == 2
     assert {m.zone for m in first.matches + second.matches} == {None}
 
 
-def test_a_request_held_without_confirmation_gets_one_when_sent(db, book, staff):
+def test_a_request_held_without_confirmation_gets_one_when_sent(db, desk_book, staff):
     """A request made by hand (seed, import) never had its confirmation: sending queues it,
     naming the institutions that may call."""
     solicitation = Solicitation(
@@ -258,7 +244,7 @@ def test_a_request_held_without_confirmation_gets_one_when_sent(db, book, staff)
         full_name="Camille Martin",
         email="camille@boulangerie.example",
         phone="0472000000",
-        siret=siret(42),
+        siret=valid_siret(42),
         postal_code="69001",
         insee_code="69123",
         description="Deux apprentis.",
@@ -266,7 +252,9 @@ def test_a_request_held_without_confirmation_gets_one_when_sent(db, book, staff)
     )
     db.session.add(solicitation)
     db.session.commit()
-    send_solicitation(solicitation, [(subject("recrutement"), [book["alice"].id, book["denis"].id])], user=staff)
+    send_solicitation(
+        solicitation, [(subject("recrutement"), [desk_book["alice"].id, desk_book["denis"].id])], user=staff
+    )
     confirmation = OutboundEmail.query.filter_by(key=f"solicitation:{solicitation.id}:confirmation").one()
     assert confirmation.recipient == "camille@boulangerie.example"
     assert "CCI Lyon Métropole" in confirmation.body_text
@@ -287,40 +275,40 @@ def test_a_request_held_without_confirmation_gets_one_when_sent(db, book, staff)
         (lambda b: [("nope", [b["alice"].id])], "Choisissez un sujet"),
     ],
 )
-def test_send_refusals_change_nothing(db, held, book, staff, plan, message):
+def test_send_refusals_change_nothing(db, held, desk_book, staff, plan, message):
     with pytest.raises(ServiceError, match=message):
-        send_solicitation(held, plan(book), user=staff)
+        send_solicitation(held, plan(desk_book), user=staff)
     db.session.expire_all()
     assert db.session.get(Solicitation, held.id).status == "in_progress"
     assert count(Need) == count(Match) == 0
     assert keys() == {f"solicitation:{held.id}:confirmation"}
 
 
-def test_an_expert_of_a_deleted_antenne_is_refused(db, held, book, staff):
-    book["denis"].antenne.deleted_at = utcnow()
+def test_an_expert_of_a_deleted_antenne_is_refused(db, held, desk_book, staff):
+    desk_book["denis"].antenne.deleted_at = utcnow()
     db.session.commit()
     with pytest.raises(ServiceError, match="« Denis Marseille » a été supprimé"):
-        send_solicitation(held, [(subject("recrutement"), [book["denis"].id])], user=staff)
+        send_solicitation(held, [(subject("recrutement"), [desk_book["denis"].id])], user=staff)
 
 
-def test_an_archived_subject_cannot_be_sent(db, held, book, staff):
+def test_an_archived_subject_cannot_be_sent(db, held, desk_book, staff):
     archived = subject("recrutement")
     archived.archived_at = utcnow()
     db.session.commit()
     with pytest.raises(ServiceError, match="archivé"):
-        send_solicitation(held, [(archived, [book["alice"].id])], user=staff)
+        send_solicitation(held, [(archived, [desk_book["alice"].id])], user=staff)
 
 
-def test_only_staff_send(db, held, book):
+def test_only_staff_send(db, held, desk_book):
     referent = a_referent()
     with pytest.raises(ServiceError, match="Seule l'équipe"):
-        send_solicitation(held, [(subject("recrutement"), [book["alice"].id])], user=referent)
+        send_solicitation(held, [(subject("recrutement"), [desk_book["alice"].id])], user=referent)
 
 
-def test_a_request_is_sent_once(db, held, book, staff):
-    send_solicitation(held, [(subject("recrutement"), [book["alice"].id])], user=staff)
+def test_a_request_is_sent_once(db, held, desk_book, staff):
+    send_solicitation(held, [(subject("recrutement"), [desk_book["alice"].id])], user=staff)
     for again in (
-        lambda: send_solicitation(held, [(subject("formation"), [book["chloe"].id])], user=staff),
+        lambda: send_solicitation(held, [(subject("formation"), [desk_book["chloe"].id])], user=staff),
         lambda: route_solicitation(held),
     ):
         with pytest.raises(ServiceError, match="déjà été transmise"):
@@ -331,19 +319,19 @@ def test_a_request_is_sent_once(db, held, book, staff):
     assert f"solicitation:{held.id}:canceled" not in keys()
 
 
-def test_a_canceled_request_cannot_be_sent(db, held, book, staff):
+def test_a_canceled_request_cannot_be_sent(db, held, desk_book, staff):
     cancel_solicitation(held, reason=SPAM_REASON)
     with pytest.raises(ServiceError, match="abandonnée : elle ne peut plus être transmise"):
-        send_solicitation(held, [(subject("recrutement"), [book["alice"].id])], user=staff)
+        send_solicitation(held, [(subject("recrutement"), [desk_book["alice"].id])], user=staff)
     assert count(Need) == 0
 
 
-def test_two_sends_at_once_wait_for_each_other(app, db, held, book, staff):
+def test_two_sends_at_once_wait_for_each_other(app, db, held, desk_book, staff):
     """The row lock: a send that starts while another holds the row waits, then reads the
     committed status and is refused, instead of creating a second set of needs."""
     if db.engine.dialect.name != "postgresql":
         pytest.skip("SQLite has no row locks; PostgreSQL runs in CI")
-    solicitation_id, alice_id, staff_id = held.id, book["alice"].id, staff.id
+    solicitation_id, alice_id, staff_id = held.id, desk_book["alice"].id, staff.id
     outcome: dict[str, object] = {}
 
     def second_click() -> None:
@@ -363,7 +351,7 @@ def test_two_sends_at_once_wait_for_each_other(app, db, held, book, staff):
                 other_db.session.remove()
 
     with db.engine.connect() as first:
-        transaction = first.begin()
+        locked = first.begin()
         # The first click holds the row, as send_solicitation does, and has not committed yet.
         first.execute(text("SELECT id FROM solicitations WHERE id = :id FOR UPDATE"), {"id": solicitation_id})
         thread = threading.Thread(target=second_click)
@@ -381,7 +369,7 @@ def test_two_sends_at_once_wait_for_each_other(app, db, held, book, staff):
                 threading.Event().wait(0.01)
         assert thread.is_alive(), outcome  # the second click did not go through the lock
         first.execute(text("UPDATE solicitations SET status = 'processed' WHERE id = :id"), {"id": solicitation_id})
-        transaction.commit()
+        locked.commit()
     thread.join(timeout=60)
     assert "déjà été transmise" in str(outcome.get("result"))
     assert count(Need) == 0
@@ -390,40 +378,43 @@ def test_two_sends_at_once_wait_for_each_other(app, db, held, book, staff):
 # ---------------------------------------------------------------- experts staff add by hand
 
 
-def test_expert_choices_find_active_experts_by_name_or_email(db, book):
+def test_expert_choices_find_active_experts_by_name_or_email(db, desk_book):
     found = qualification.expert_choices("denis")
     assert found == [
         {
-            "id": book["denis"].id,
-            "text": f"Denis Marseille <denis@cci.example> — CCI — Bouches-du-Rhône — CCI Lyon Métropole (#{book['denis'].id})",
+            "id": desk_book["denis"].id,
+            "text": f"Denis Marseille <denis@cci.example> — CCI — Bouches-du-Rhône — CCI Lyon Métropole (#{desk_book['denis'].id})",
         }
     ]
-    assert [c["id"] for c in qualification.expert_choices("CCI.EXAMPLE")] == [book["alice"].id, book["denis"].id]
+    assert [c["id"] for c in qualification.expert_choices("CCI.EXAMPLE")] == [
+        desk_book["alice"].id,
+        desk_book["denis"].id,
+    ]
     assert qualification.expert_choices("partie") == []  # deleted
     assert qualification.expert_choices("e") == []  # too short
     assert qualification.expert_choices("100%_") == []  # LIKE wildcards are literal
     assert qualification.expert_choices("denis", scope=lambda stmt: stmt.where(False)) == []
 
 
-def test_resolve_experts_from_emails_or_picked_labels(db, book):
+def test_resolve_experts_from_emails_or_picked_labels(db, desk_book):
     label = qualification.expert_choices("bruno")[0]["text"]
     assert expert_lookup.resolve_experts(f"DENIS@cci.example ; {label}\nalice@cci.example") == [
-        book["denis"].id,
-        book["bruno"].id,
-        book["alice"].id,
+        desk_book["denis"].id,
+        desk_book["bruno"].id,
+        desk_book["alice"].id,
     ]
     assert expert_lookup.resolve_experts("  ") == []
-    assert expert_lookup.resolve_experts("denis@cci.example; denis@cci.example") == [book["denis"].id]
+    assert expert_lookup.resolve_experts("denis@cci.example; denis@cci.example") == [desk_book["denis"].id]
     for typed, message in (
         ("Denis", "indiquez l'adresse email"),
         ("inconnu@nulle-part.example", "aucun expert actif"),
-        (f"Eve (#{book['eve'].id})", "aucun expert actif"),
+        (f"Eve (#{desk_book['eve'].id})", "aucun expert actif"),
     ):
         with pytest.raises(ServiceError, match=message):
             expert_lookup.resolve_experts(typed)
 
 
-def test_an_email_shared_by_two_antennes_asks_to_pick_one(db, book):
+def test_an_email_shared_by_two_antennes_asks_to_pick_one(db, desk_book):
     ExpertFactory(antenne=AntenneFactory(name="Autre antenne"), full_name="Denis bis", email="denis@cci.example")
     with pytest.raises(ServiceError, match="plusieurs experts ont cette adresse"):
         expert_lookup.resolve_experts("denis@cci.example")
@@ -476,9 +467,9 @@ def test_cancel_reasons_email_the_business(db, app, held, staff, reason, note, s
     assert (event.user_id, event.changes["status"]) == (staff.id, ["in_progress", "canceled"])
 
 
-def test_the_cancel_email_escapes_what_the_business_typed(db, review, book):
+def test_the_cancel_email_escapes_what_the_business_typed(db, review, desk_book):
     solicitation = submit_solicitation(
-        request(full_name="<b>Camille</b>", description="<script>x</script> nous cherchons à recruter")
+        solicitation_input(full_name="<b>Camille</b>", description="<script>x</script> nous cherchons à recruter")
     )
     cancel_solicitation(solicitation, reason="incomplete")
     email = OutboundEmail.query.filter_by(key=f"solicitation:{solicitation.id}:canceled").one()
@@ -492,11 +483,11 @@ def test_cancel_without_notifying(db, held):
     assert keys() == {f"solicitation:{held.id}:confirmation"}
 
 
-def test_a_free_text_reason_sends_nothing_and_cannot_be_emailed(db, review, book):
-    first = submit_solicitation(request())
+def test_a_free_text_reason_sends_nothing_and_cannot_be_emailed(db, review, desk_book):
+    first = submit_solicitation(solicitation_input())
     cancel_solicitation(first, reason="doublon de la #12")
     assert first.qualification_notes[-1] == "Abandonnée : doublon de la #12"
-    second = submit_solicitation(request(siret=siret(8)))
+    second = submit_solicitation(solicitation_input(siret=valid_siret(8)))
     with pytest.raises(ServiceError, match="Aucun email n'est prévu pour ce motif"):
         cancel_solicitation(second, reason="doublon", notify=True)
     assert second.status == "in_progress"
@@ -509,11 +500,13 @@ def test_spam_sends_nothing_and_blocks_the_address(db, app, held, monkeypatch):
     assert keys() == {f"solicitation:{held.id}:confirmation"}
     with pytest.raises(ServiceError, match="Aucun email"):
         cancel_solicitation(
-            submit_solicitation(request(email="x@y.example", siret=siret(3))), reason="spam", notify=True
+            submit_solicitation(solicitation_input(email="x@y.example", siret=valid_siret(3))),
+            reason="spam",
+            notify=True,
         )
 
     monkeypatch.setitem(app.config, "ROUTING_MODE", "auto")
-    again = submit_solicitation(request(email="CAMILLE@boulangerie.example", siret=siret(9)))
+    again = submit_solicitation(solicitation_input(email="CAMILLE@boulangerie.example", siret=valid_siret(9)))
     assert again.status == "in_progress"
     assert any("abandonnée comme spam" in note for note in again.qualification_notes)
 

@@ -13,9 +13,8 @@ from app.extensions import db as _db
 from app.models import Match, Need, OutboundEmail, Solicitation
 from app.services.addressbook.routing import find_experts
 from app.services.messaging.outbox import message_id_for
-from tests.conftest import csrf_token_from
-from tests.factories import subject
-from tests.test_solicitations import LYON, _expert
+from tests.factories import LYON, covering_expert, subject
+from tests.helpers import csrf_token_from
 
 FORM = "/demande/recrutement"
 BUSINESS = "marie.dupont@boulangerie.example"
@@ -34,12 +33,12 @@ def _address_book() -> set[str]:
     """Three experts of two institutions cover Lyon for recruitment; two others must not be
     emailed (another département, another subject). Returns the routed experts' emails."""
     routed = {
-        _expert("departement:69", full_name="Alice CCI").email,
-        _expert("region:84", full_name="Bruno CMA").email,
-        _expert("national", full_name="Chloé France Travail").email,
+        covering_expert("departement:69", full_name="Alice CCI").email,
+        covering_expert("region:84", full_name="Bruno CMA").email,
+        covering_expert("national", full_name="Chloé France Travail").email,
     }
-    _expert("departement:13", full_name="Denis Marseille")
-    _expert("departement:69", subject_slug="export", full_name="Eve Export")
+    covering_expert("departement:13", full_name="Denis Marseille")
+    covering_expert("departement:69", subject_slug="export", full_name="Eve Export")
     return routed
 
 

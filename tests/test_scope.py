@@ -23,26 +23,8 @@ from app.models import (
     Zone,
 )
 from app.services.errors import ServiceError
-from tests.conftest import csrf_token_from
 from tests.factories import subject
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
-
-
-def post_form(client, url: str, data: dict, *, token_from: str | None = None):
-    page = client.get(token_from or url)
-    assert page.status_code == 200, body(page)
-    return client.post(url, data={**data, "csrf_token": csrf_token_from(body(page))})
-
-
-def post_action(client, endpoint: str, action: str, ids: list[int]):
-    page = client.get(f"/admin/{endpoint}/")
-    return client.post(
-        f"/admin/{endpoint}/action/",
-        data={"action": action, "rowid": [str(i) for i in ids], "csrf_token": csrf_token_from(body(page))},
-    )
+from tests.helpers import body, csrf_token_from, post_action, post_form
 
 
 def expert_form(expert: Expert, **changes) -> dict:

@@ -4,7 +4,6 @@ not imported at all. Through the service, and through the back-office upload wit
 
 from __future__ import annotations
 
-import html as html_lib
 import io
 import re
 
@@ -15,8 +14,8 @@ from app.models import AddressbookUpload, Antenne, Expert, Institution, Institut
 from app.policy import referent_scope
 from app.services.accounts.users import create_user
 from app.services.addressbook.importer import import_addressbook
-from tests.conftest import csrf_token_from, login
 from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, zone
+from tests.helpers import csrf_token_from, login, text
 
 HEADER = "institution,antenne,antenne_zone,expert,email,phone,job_title,subjects,expert_zone"
 URL = "/admin/import/"
@@ -30,10 +29,6 @@ def csv(*rows: str) -> bytes:
 def expert_count(db) -> int:
     db.session.expire_all()
     return db.session.scalar(select(func.count()).select_from(Expert).where(Expert.deleted_at.is_(None)))
-
-
-def text(response) -> str:
-    return html_lib.unescape(response.get_data(as_text=True))
 
 
 @pytest.fixture

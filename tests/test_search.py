@@ -11,43 +11,12 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import select, text, update
 
-from app.models import Commune, Company, Contact, Facility, Match, Need, Solicitation
+from app.models import Need, Solicitation
 from app.services.requests.search import normalize, parse_query, reindex_all, search_condition
-from tests.factories import ExpertFactory, subject
+from tests.factories import ExpertFactory, make_need, subject
+from tests.helpers import body
 
 _numbers = itertools.count(1)
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
-
-
-def make_need(
-    db,
-    company: str,
-    *,
-    siret: str | None = None,
-    contact: str = "Julie Durand",
-    email: str | None = None,
-    phone: str = "06 12 34 56 78",
-    description: str = "Nous cherchons un apprenti.",
-    status: str = "quo",
-    expert=None,
-) -> Need:
-    n = next(_numbers)
-    siret = siret or f"{n:09d}00017"
-    firm = Company(siren=siret[:9], name=company)
-    need = Need(
-        subject=subject("recrutement"),
-        facility=Facility(company=firm, siret=siret, commune=db.session.get(Commune, "69123")),
-        contact=Contact(company=firm, full_name=contact, email=email or f"contact{n}@example.fr", phone=phone),
-        description=description,
-        status=status,
-    )
-    need.matches.append(Match(expert=expert or ExpertFactory(), status="quo"))
-    db.session.add(need)
-    db.session.commit()
-    return need
 
 
 def make_solicitation(db, full_name: str, **fields) -> Solicitation:
@@ -81,17 +50,18 @@ def firms(db):
     """Three needs whose words overlap just enough to tell a search that works from one that does not."""
     return {
         "sg": make_need(
-            db,
-            "Société Générale Équipements",
+            1,
+            company="Société Générale Équipements",
             siret="55212022200013",
             contact="Hélène Lefèvre",
             email="h.lefevre@sg-equipements.fr",
             phone="+33 4 72 11 22 33",
             description="Nous voulons exporter nos machines vers l'Allemagne.",
+            status="quo",
         ),
         "boulangerie": make_need(
-            db,
-            "Boulangerie Générale",
+            1,
+            company="Boulangerie Générale",
             siret="80123456700021",
             contact="Marc Dubois",
             email="marc@boulangerie.example",
@@ -100,13 +70,14 @@ def firms(db):
             status="taking_care",
         ),
         "garage": make_need(
-            db,
-            "Garage du Centre",
+            1,
+            company="Garage du Centre",
             siret="43210987600011",
             contact="Zoé Martin",
             email="zoe@garage.example",
             phone="0478000000",
             description="Financer un pont élévateur.",
+            status="quo",
         ),
     }
 
@@ -260,7 +231,7 @@ def test_the_needs_list_finds_by_name_number_email_contact_and_description(admin
 
 
 def test_search_combines_with_a_filter_and_counts_what_it_shows(admin_client, firms):
-    from tests.test_need_filters import filter_arg
+    from tests.helpers import filter_arg
 
     status = filter_arg("need", "Statut")
     assert listed(admin_client, "need", "generale", NAMES, f"&flt0_{status}=taking_care") == {"Boulangerie Générale"}
@@ -288,7 +259,7 @@ def test_odd_queries_answer_a_page(admin_client, firms, query):
 
 def test_the_matches_list_searches_the_need_and_the_expert(admin_client, db, firms):
     expert = ExpertFactory(full_name="Émilie Rousseau", email="emilie@cci.example")
-    make_need(db, "Menuiserie Rousseau", expert=expert)
+    make_need(1, company="Menuiserie Rousseau", status="quo", experts=[expert])
     names = (*NAMES, "Menuiserie Rousseau")
     assert listed(admin_client, "match", "societe generale", names) == {"Société Générale Équipements"}
     assert listed(admin_client, "match", "emilie", names) == {"Menuiserie Rousseau"}

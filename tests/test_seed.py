@@ -30,7 +30,7 @@ def test_seed_demo_twice(app, db):
 
 
 def test_demo_staff_can_log_in(app, db, client):
-    from tests.conftest import login
+    from tests.helpers import login
 
     assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
     response = login(client, DEMO_STAFF_EMAIL, "demo-support-2026")

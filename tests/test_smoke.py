@@ -25,8 +25,8 @@ def test_wrong_method_gets_a_french_page(client):
 
 def test_referent_refused_with_a_french_page(client, db):
     from app.services.accounts.users import create_user
-    from tests.conftest import login
     from tests.factories import InstitutionFactory
+    from tests.helpers import login
 
     InstitutionFactory(slug="cci")
     create_user("ref@cci.example", role="referent", password="motdepasse-tres-long", institution_slug="cci")

@@ -3,11 +3,8 @@ Lyon 69123 (postal code 69001) lies in département 69, région 84."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from sqlalchemy import func, select
-from stdnum import luhn
 
 from app.models import AuditEvent, Company, Contact, Facility, Match, Need, OutboundEmail, Solicitation
 from app.models.base import utcnow
@@ -18,42 +15,20 @@ from app.services.requests import solicitations
 from app.services.requests.cancellation import cancel_solicitation
 from app.services.requests.dispatch import route_solicitation
 from app.services.requests.solicitations import (
-    SolicitationInput,
     qualification_issues,
     submit_solicitation,
 )
-from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
-
-LYON = "69123"
-
-
-def siret(n: int) -> str:
-    """A SIRET with a valid Luhn key, distinct for each ``n``."""
-    base = f"{n:013d}"
-    return base + luhn.calc_check_digit(base)
-
-
-def request(**overrides) -> SolicitationInput:
-    values = {
-        "subject_slug": "recrutement",
-        "full_name": "Camille Martin",
-        "email": "camille@boulangerie.example",
-        "phone": "04 72 00 00 00",
-        "siret": siret(1234),
-        "postal_code": "69001",
-        "insee_code": LYON,
-        "description": "Nous cherchons à recruter deux apprentis boulangers pour la rentrée.",
-        "mtm_campaign": "printemps",
-    }
-    return SolicitationInput(**(values | overrides))
-
-
-def _expert(reference: str, subject_slug: str = "recrutement", institution=None, **kwargs):
-    antenne = AntenneFactory(institution=institution or InstitutionFactory())
-    zone(antenne, reference)
-    expert = ExpertFactory(antenne=antenne, **kwargs)
-    offer(expert, subject_slug)
-    return expert
+from app.services.transactions import transaction
+from tests.factories import (
+    LYON,
+    InstitutionFactory,
+    covering_expert,
+    solicitation_input,
+    subject,
+    valid_siret,
+    zone,
+)
+from tests.helpers import emails_by_key, expert_links
 
 
 @pytest.fixture
@@ -61,28 +36,20 @@ def experts(db):
     """Two institutions cover Lyon for recruitment (one by département, one national; one has
     an expert with their own zone elsewhere); others must not receive it."""
     cci = InstitutionFactory(name="CCI Lyon Métropole")
-    near = _expert("departement:69", institution=cci, full_name="Alice CCI")
-    national = _expert("national", institution=InstitutionFactory(name="Pôle emploi"), full_name="Bruno PE")
-    elsewhere = _expert("departement:13", full_name="Chloé Marseille")
-    other_subject = _expert("departement:69", subject_slug="export", full_name="Denis Export")
-    own_zone_elsewhere = _expert("departement:69", institution=cci, full_name="Eve CCI Ain")
+    near = covering_expert("departement:69", institution=cci, full_name="Alice CCI")
+    national = covering_expert("national", institution=InstitutionFactory(name="Pôle emploi"), full_name="Bruno PE")
+    elsewhere = covering_expert("departement:13", full_name="Chloé Marseille")
+    other_subject = covering_expert("departement:69", subject_slug="export", full_name="Denis Export")
+    own_zone_elsewhere = covering_expert("departement:69", institution=cci, full_name="Eve CCI Ain")
     zone(own_zone_elsewhere, "departement:01")
     return {"routed": [near, national], "not_routed": [elsewhere, other_subject, own_zone_elsewhere]}
-
-
-def expert_links(text: str, base_url: str) -> list[str]:
-    return [url for url in re.findall(r"https?://\S+", text) if url.startswith(f"{base_url}/expert/")]
-
-
-def emails() -> dict[str, OutboundEmail]:
-    return {email.key: email for email in OutboundEmail.query.all()}
 
 
 # ---------------------------------------------------------------- auto mode
 
 
 def test_auto_mode_routes_a_clean_request_to_exactly_the_experts_of_the_rule(db, app, experts):
-    solicitation = submit_solicitation(request())
+    solicitation = submit_solicitation(solicitation_input())
 
     assert solicitation.status == "processed"
     assert solicitation.processed_at is not None
@@ -111,8 +78,8 @@ def test_auto_mode_routes_a_clean_request_to_exactly_the_experts_of_the_rule(db,
 
 
 def test_auto_mode_queues_one_confirmation_and_one_email_per_expert(db, app, experts):
-    solicitation = submit_solicitation(request())
-    queued = emails()
+    solicitation = submit_solicitation(solicitation_input())
+    queued = emails_by_key()
     matches = solicitation.need.matches
     assert set(queued) == {f"solicitation:{solicitation.id}:confirmation"} | {f"match:{m.id}:new" for m in matches}
 
@@ -148,7 +115,7 @@ def test_auto_mode_queues_one_confirmation_and_one_email_per_expert(db, app, exp
 
 def test_the_html_escapes_what_the_business_typed(db, experts):
     solicitation = submit_solicitation(
-        request(description="<script>alert('x')</script> & un besoin réel de recrutement")
+        solicitation_input(description="<script>alert('x')</script> & un besoin réel de recrutement")
     )
     email = OutboundEmail.query.filter(OutboundEmail.key == f"match:{solicitation.need.matches[0].id}:new").one()
     assert "<script>" not in email.body_html and "&lt;script&gt;" in email.body_html
@@ -161,7 +128,7 @@ def test_an_unknown_siret_in_the_registry_still_routes(db, experts, monkeypatch)
             return None
 
     monkeypatch.setattr("app.services.reference.registry.get_registry", lambda: Silent())
-    solicitation = submit_solicitation(request())
+    solicitation = submit_solicitation(solicitation_input())
     assert solicitation.status == "processed"
     assert solicitation.company_name is None and solicitation.registry_data is None
     assert solicitation.need.facility.company.name == f"Entreprise {solicitation.siret[:9]}"
@@ -173,20 +140,20 @@ def test_a_failing_registry_never_blocks_a_request(db, experts, monkeypatch):
             raise TimeoutError("registre injoignable")
 
     monkeypatch.setattr("app.services.reference.registry.get_registry", lambda: Broken())
-    assert submit_solicitation(request()).status == "processed"
+    assert submit_solicitation(solicitation_input()).status == "processed"
 
 
 def test_a_returning_company_and_contact_are_reused(db, experts):
-    first = submit_solicitation(request())
+    first = submit_solicitation(solicitation_input())
     second = submit_solicitation(
-        request(subject_slug="recrutement", email="CAMILLE@boulangerie.example", phone="06 00 00 00 00")
+        solicitation_input(subject_slug="recrutement", email="CAMILLE@boulangerie.example", phone="06 00 00 00 00")
     )
     # Same SIRET, same subject, first still open: a duplicate, left to staff.
     assert second.status == "in_progress"
     cancel_solicitation(second, reason="doublon")
     first.need.status = "done"
     db.session.commit()
-    third = submit_solicitation(request(email="CAMILLE@boulangerie.example", phone="06 11 22 33 44"))
+    third = submit_solicitation(solicitation_input(email="CAMILLE@boulangerie.example", phone="06 11 22 33 44"))
     assert third.status == "processed"
     assert third.need.facility_id == first.need.facility_id
     assert third.need.contact_id == first.need.contact_id
@@ -197,7 +164,7 @@ def test_a_returning_company_and_contact_are_reused(db, experts):
 
 
 def test_the_insee_code_may_be_deduced_when_the_postal_code_has_one_commune(db, experts):
-    solicitation = submit_solicitation(request(insee_code=""))
+    solicitation = submit_solicitation(solicitation_input(insee_code=""))
     assert solicitation.insee_code == LYON
 
 
@@ -216,15 +183,15 @@ def test_a_failure_while_routing_stores_nothing(db, experts, monkeypatch):
         return real(key, **kwargs)
 
     monkeypatch.setattr(expert_emails, "queue_email", failing)
-    with pytest.raises(RuntimeError, match="deuxième expert"):
-        submit_solicitation(request())
+    with pytest.raises(RuntimeError, match="deuxième expert"), transaction():
+        submit_solicitation(solicitation_input())
 
     assert calls["experts"] == 2
     for model in (Solicitation, OutboundEmail, Need, Match, Company, Facility, Contact):
         assert db.session.scalar(select(func.count()).select_from(model)) == 0, model.__name__
     trail = select(func.count()).where(AuditEvent.object_type.in_(["Solicitation", "Need", "Match"]))
     assert db.session.scalar(trail) == 0
-    assert "outbox_pending_ids" not in db.session.info
+    assert not db.session.info.get("after_commit_collections")  # nothing left to hand to the worker
 
 
 # ---------------------------------------------------------------- review mode and qualification
@@ -232,11 +199,11 @@ def test_a_failure_while_routing_stores_nothing(db, experts, monkeypatch):
 
 def test_review_mode_confirms_and_waits(db, app, experts, monkeypatch):
     monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
-    solicitation = submit_solicitation(request())
+    solicitation = submit_solicitation(solicitation_input())
     assert solicitation.status == "in_progress"
     assert solicitation.need is None
     assert solicitation.qualification_notes == [solicitations.REVIEW_MODE_NOTE]
-    assert set(emails()) == {f"solicitation:{solicitation.id}:confirmation"}
+    assert set(emails_by_key()) == {f"solicitation:{solicitation.id}:confirmation"}
     assert db.session.scalar(select(func.count()).select_from(Match)) == 0
 
 
@@ -246,57 +213,60 @@ def _waits_with(solicitation: Solicitation, fragment: str) -> None:
     assert any(fragment in note for note in solicitation.qualification_notes), solicitation.qualification_notes
     assert qualification_issues(solicitation) == solicitation.qualification_notes
     # The business is confirmed all the same.
-    assert f"solicitation:{solicitation.id}:confirmation" in emails()
+    assert f"solicitation:{solicitation.id}:confirmation" in emails_by_key()
 
 
 def test_duplicate_by_siret_waits(db, experts):
-    first = submit_solicitation(request())
-    second = submit_solicitation(request(email="autre@boulangerie.example"))
+    first = submit_solicitation(solicitation_input())
+    second = submit_solicitation(solicitation_input(email="autre@boulangerie.example"))
     _waits_with(second, f"Doublon : la demande #{first.id} du même SIRET")
 
 
 def test_duplicate_by_email_waits(db, experts):
-    first = submit_solicitation(request())
-    second = submit_solicitation(request(siret=siret(9999), email="Camille@Boulangerie.example"))
+    first = submit_solicitation(solicitation_input())
+    second = submit_solicitation(solicitation_input(siret=valid_siret(9999), email="Camille@Boulangerie.example"))
     _waits_with(second, f"Doublon : la demande #{first.id} de la même adresse électronique")
 
 
 def test_a_request_on_another_subject_or_after_the_first_closed_is_no_duplicate(db, experts):
-    _expert("departement:69", subject_slug="formation")
-    first = submit_solicitation(request())
-    assert submit_solicitation(request(subject_slug="formation")).status == "processed"
+    covering_expert("departement:69", subject_slug="formation")
+    first = submit_solicitation(solicitation_input())
+    assert submit_solicitation(solicitation_input(subject_slug="formation")).status == "processed"
     first.need.status = "done_no_help"
     db.session.commit()
-    assert submit_solicitation(request()).status == "processed"
+    assert submit_solicitation(solicitation_input()).status == "processed"
 
 
 def test_a_waiting_request_counts_as_open(db, app, experts, monkeypatch):
     monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
-    first = submit_solicitation(request())
+    first = submit_solicitation(solicitation_input())
     monkeypatch.setitem(app.config, "ROUTING_MODE", "auto")
-    _waits_with(submit_solicitation(request()), f"#{first.id}")
+    _waits_with(submit_solicitation(solicitation_input()), f"#{first.id}")
 
 
 def test_blocked_domain_waits(db, app, experts, monkeypatch):
     monkeypatch.setitem(app.config, "BLOCKED_EMAIL_DOMAINS", ["spam.example"])
-    _waits_with(submit_solicitation(request(email="robot@mx.spam.example")), "Adresse bloquée")
+    _waits_with(submit_solicitation(solicitation_input(email="robot@mx.spam.example")), "Adresse bloquée")
 
 
 def test_an_address_cancelled_as_spam_is_blocked(db, app, experts, monkeypatch):
     monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
-    first = submit_solicitation(request(email="robot@pub.example"))
+    first = submit_solicitation(solicitation_input(email="robot@pub.example"))
     cancel_solicitation(first, reason="spam")
     monkeypatch.setitem(app.config, "ROUTING_MODE", "auto")
-    _waits_with(submit_solicitation(request(email="ROBOT@pub.example", siret=siret(77))), "abandonnée comme spam")
+    _waits_with(
+        submit_solicitation(solicitation_input(email="ROBOT@pub.example", siret=valid_siret(77))),
+        "abandonnée comme spam",
+    )
 
 
 def test_no_expert_waits(db, experts):
-    _waits_with(submit_solicitation(request(subject_slug="cybersecurite")), "Aucun expert trouvé")
+    _waits_with(submit_solicitation(solicitation_input(subject_slug="cybersecurite")), "Aucun expert trouvé")
 
 
 def test_an_archived_subject_is_refused_on_submit_and_not_routable_later(db, app, experts, monkeypatch):
     monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
-    solicitation = submit_solicitation(request())
+    solicitation = submit_solicitation(solicitation_input())
     recruitment = subject("recrutement")
     recruitment.archived_at = utcnow()
     db.session.commit()
@@ -304,7 +274,7 @@ def test_an_archived_subject_is_refused_on_submit_and_not_routable_later(db, app
     with pytest.raises(ServiceError, match="archivé"):
         route_solicitation(solicitation)
     with pytest.raises(ServiceError, match="n'est plus proposé"):
-        submit_solicitation(request())
+        submit_solicitation(solicitation_input())
 
 
 # ---------------------------------------------------------------- invariants
@@ -328,7 +298,7 @@ def test_an_archived_subject_is_refused_on_submit_and_not_routable_later(db, app
 )
 def test_submit_checks_its_invariants_again(db, experts, overrides, field, message):
     with pytest.raises(ServiceError, match=message) as refused:
-        submit_solicitation(request(**overrides))
+        submit_solicitation(solicitation_input(**overrides))
     if field is not None:
         assert message in refused.value.errors[field]
     assert db.session.scalar(select(func.count()).select_from(Solicitation)) == 0
@@ -340,12 +310,12 @@ def test_submit_checks_its_invariants_again(db, experts, overrides, field, messa
 
 def test_staff_route_a_waiting_request(db, app, experts, admin_user, monkeypatch):
     monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
-    solicitation = submit_solicitation(request())
+    solicitation = submit_solicitation(solicitation_input())
     need = route_solicitation(solicitation, by_user_id=admin_user.id)
 
     assert solicitation.status == "processed" and solicitation.processed_at is not None
     assert {m.expert_id for m in need.matches} == {e.id for e in experts["routed"]}
-    assert set(emails()) == {f"solicitation:{solicitation.id}:confirmation"} | {
+    assert set(emails_by_key()) == {f"solicitation:{solicitation.id}:confirmation"} | {
         f"match:{m.id}:new" for m in need.matches
     }
     event = db.session.scalar(
@@ -355,14 +325,16 @@ def test_staff_route_a_waiting_request(db, app, experts, admin_user, monkeypatch
 
 
 def test_staff_errors_are_french(db, app, experts, monkeypatch):
-    routed = submit_solicitation(request())
+    routed = submit_solicitation(solicitation_input())
     with pytest.raises(ServiceError, match="déjà été transmise"):
         route_solicitation(routed)
     with pytest.raises(ServiceError, match="déjà été transmise"):
         cancel_solicitation(routed)
 
     monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
-    canceled = submit_solicitation(request(siret=siret(55), email="x@y.example", subject_slug="export"))
+    canceled = submit_solicitation(
+        solicitation_input(siret=valid_siret(55), email="x@y.example", subject_slug="export")
+    )
     cancel_solicitation(canceled, reason="hors sujet")
     assert canceled.status == "canceled" and canceled.canceled_at is not None
     assert canceled.qualification_notes[-1] == "Abandonnée : hors sujet"
@@ -371,7 +343,9 @@ def test_staff_errors_are_french(db, app, experts, monkeypatch):
     with pytest.raises(ServiceError, match="déjà abandonnée"):
         cancel_solicitation(canceled)
 
-    unroutable = submit_solicitation(request(siret=siret(56), email="z@y.example", subject_slug="cybersecurite"))
+    unroutable = submit_solicitation(
+        solicitation_input(siret=valid_siret(56), email="z@y.example", subject_slug="cybersecurite")
+    )
     with pytest.raises(ServiceError, match="Aucun expert ne couvre le sujet « Sécuriser mes outils numériques »"):
         route_solicitation(unroutable)
     assert unroutable.status == "in_progress"

@@ -13,9 +13,8 @@ from app.services.requests.matches import change_match_status
 from app.services.requests.needs import add_expert_to_need, reassign_match, star_need
 from app.services.requests.notes import add_note
 from app.services.requests.timeline import need_timeline
-from tests.factories import ExpertFactory
-from tests.test_admin_requests import book, make_routed  # noqa: F401 - book is a fixture
-from tests.test_need_actions import make_need
+from app.services.transactions import transaction
+from tests.factories import ExpertFactory, make_need, make_routed
 
 
 def failed_email(db, key: str) -> OutboundEmail:
@@ -35,19 +34,24 @@ def fresh(db, need: Need) -> Need:
     return db.session.get(Need, need.id)
 
 
-def test_every_source_in_order_with_its_actor(db, book, admin_user):  # noqa: F811
-    need = make_routed(db, 1)[0]
+def test_every_source_in_order_with_its_actor(db, book, admin_user):
+    need = make_routed(1)[0]
     camille = next(m for m in need.matches if m.expert.full_name == "Camille Martin")
     dominique = next(m for m in need.matches if m.expert.full_name == "Dominique Petit")
     failed_email(db, f"solicitation:{need.solicitation_id}:confirmation")
-    with acting_as(f"expert {camille.expert.email} (lien)"):
+    with acting_as(f"expert {camille.expert.email} (lien)"), transaction():
         change_match_status(camille, "taking_care")
-    post_comment(need, body="J'ai aussi une piste.", expert=dominique.expert)
-    add_note(need, user=admin_user, body="Entreprise déjà connue de la CCI.")
-    star_need(need, admin_user)
-    added = add_expert_to_need(need, ExpertFactory(full_name="Sacha Leroy"), user=admin_user)
+    with transaction():
+        post_comment(need, body="J'ai aussi une piste.", expert=dominique.expert)
+    with transaction():
+        add_note(need, user=admin_user, body="Entreprise déjà connue de la CCI.")
+    with transaction():
+        star_need(need, admin_user)
+    with transaction():
+        added = add_expert_to_need(need, ExpertFactory(full_name="Sacha Leroy"), user=admin_user)
     other = make_need(1)  # its emails and events are not this need's
-    add_expert_to_need(other, ExpertFactory(full_name="Hors sujet"), user=admin_user)
+    with transaction():
+        add_expert_to_need(other, ExpertFactory(full_name="Hors sujet"), user=admin_user)
 
     entries = need_timeline(fresh(db, need))
 
@@ -109,7 +113,8 @@ def test_a_reassignment_keeps_the_removed_match_and_its_emails(db, admin_user):
     need = make_need(1)
     old = need.matches[0]
     old_id, old_name = old.id, old.expert.full_name
-    new = reassign_match(old, ExpertFactory(full_name="Noa Girard"), user=admin_user)
+    with transaction():
+        new = reassign_match(old, ExpertFactory(full_name="Noa Girard"), user=admin_user)
 
     entries = need_timeline(fresh(db, need))
 
@@ -132,9 +137,11 @@ def test_a_resent_copy_says_so(db, admin_user):
     from app.services.requests.needs import resend_need_email
 
     need = make_need(1)
-    match = add_expert_to_need(need, ExpertFactory(), user=admin_user)
+    with transaction():
+        match = add_expert_to_need(need, ExpertFactory(), user=admin_user)
     original = db.session.scalar(select(OutboundEmail).where(OutboundEmail.key == f"match:{match.id}:new"))
-    resend_need_email(need, original.id, user=admin_user)
+    with transaction():
+        resend_need_email(need, original.id, user=admin_user)
     texts = [e.text for e in need_timeline(fresh(db, need)) if e.email is not None]
     assert any(text.startswith("Nouvelle demande envoyée à l'expert (renvoi n° 1)") for text in texts)
 
@@ -145,16 +152,26 @@ def _lively_need(db, admin_user, rounds: int) -> Need:
     reassignment."""
     need = make_need(2)
     for index in range(rounds):
-        added = add_expert_to_need(need, ExpertFactory(), user=admin_user)
+        with transaction():
+            added = add_expert_to_need(need, ExpertFactory(), user=admin_user)
         with acting_as(f"expert {added.expert.email} (lien)"):
-            change_match_status(added, "taking_care")
-            change_match_status(added, "quo")
-        post_comment(need, body=f"Point n° {index}", expert=added.expert)
-        add_note(need, user=admin_user, body=f"Note n° {index}")
-        follower = create_user(f"suivi{need.id}-{index}@place.example", role="admin", password="motdepasse-tres-long")
-        star_need(need, follower)
+            with transaction():
+                change_match_status(added, "taking_care")
+            with transaction():
+                change_match_status(added, "quo")
+        with transaction():
+            post_comment(need, body=f"Point n° {index}", expert=added.expert)
+        with transaction():
+            add_note(need, user=admin_user, body=f"Note n° {index}")
+        with transaction():
+            follower = create_user(
+                f"suivi{need.id}-{index}@place.example", role="admin", password="motdepasse-tres-long"
+            )
+        with transaction():
+            star_need(need, follower)
         failed_email(db, f"need:{need.id}:relance:{index}")
-        reassign_match(added, ExpertFactory(), user=admin_user)
+        with transaction():
+            reassign_match(added, ExpertFactory(), user=admin_user)
     return need
 
 

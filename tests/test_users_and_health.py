@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from app.models import User
-from tests.conftest import IN_CI, login
+from tests.conftest import IN_CI
 from tests.factories import InstitutionFactory
+from tests.helpers import login
 
 
 def test_users_create_cli_hashes_with_argon2(app, db):
@@ -84,7 +85,7 @@ def test_login_refuses_wrong_password_and_deleted_users(client, admin_user, db):
 
 
 def test_login_never_redirects_off_site(client, admin_user):
-    from tests.conftest import csrf_token_from
+    from tests.helpers import csrf_token_from
 
     token = csrf_token_from(client.get("/connexion").get_data(as_text=True))
     response = client.post(
@@ -156,6 +157,18 @@ def test_production_refuses_to_start_without_a_secret_key(monkeypatch):
 
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
         create_app("production", SECRET_KEY=None)
+
+
+def test_production_refuses_to_start_without_redis():
+    """Inline jobs and per-process rate limits are for a laptop, never for production."""
+    import pytest
+
+    from app import create_app
+
+    with pytest.raises(RuntimeError, match="REDIS_URL"):
+        create_app("production", SECRET_KEY="x" * 32, REDIS_URL=None)
+    app = create_app("production", SECRET_KEY="x" * 32, REDIS_URL="redis://127.0.0.1:6379/0")
+    assert app.config["ENV_NAME"] == "production"
 
 
 def test_the_procfile_runs_every_process_in_production_by_default():

@@ -28,6 +28,7 @@ from app.extensions import db
 from app.models.base import parse_pk
 from app.services.audit import history_for
 from app.services.errors import ServiceError
+from app.services.transactions import transaction
 
 
 class SecureMixin:
@@ -303,16 +304,17 @@ class SecureModelView(SecureMixin, ModelView):
         )
 
     def run_action(self, ids: Iterable[str], verb: Callable[[Any], Any], done: str) -> None:
-        """Apply a service verb to each selected record; each refusal is shown, the rest proceed."""
+        """Apply a service verb to each selected record, each in its own transaction; each
+        refusal is shown, the rest proceed."""
         succeeded = 0
         for row in self.scoped_rows(ids):
+            label = str(row)  # read before a refusal expires it
             try:
-                with policy.guarded_writes(current_user):
+                with transaction(), policy.guarded_writes(current_user):
                     verb(row)
                 succeeded += 1
             except ServiceError as error:
-                db.session.rollback()
-                flash(f"{row} : {error}", "error")
+                flash(f"{label} : {error}", "error")
         if succeeded:
             flash(done.format(count=succeeded), "success")
 

@@ -30,6 +30,7 @@ from app import policy
 from app.extensions import db
 from app.models import EXPORT_KIND_LABELS, Export, User
 from app.models.base import utcnow
+from app.models.desk import ExportState
 from app.services.errors import ServiceError
 from app.services.requests.exports import (
     BATCH_SIZE,
@@ -61,23 +62,29 @@ def build_export(export_id: int, *, batch_size: int = BATCH_SIZE) -> str:
     try:
         content, total = _build(job, batch_size)
     except ServiceError as error:
-        update_export(job.id, Export.state == "running", state="failed", error=str(error), finished_at=utcnow())
-        return "failed"
+        update_export(
+            job.id,
+            Export.state == ExportState.RUNNING,
+            state=ExportState.FAILED,
+            error=str(error),
+            finished_at=utcnow(),
+        )
+        return ExportState.FAILED
     except Exception as error:
         log.exception("export %s : échec inattendu", job.id)
         detail = f"{type(error).__name__}"
         update_export(
             job.id,
-            Export.state == "running",
-            state="failed",
+            Export.state == ExportState.RUNNING,
+            state=ExportState.FAILED,
             error=UNEXPECTED_ERROR.format(detail=detail),
             finished_at=utcnow(),
         )
-        return "failed"
+        return ExportState.FAILED
     update_export(
         job.id,
-        Export.state == "running",
-        state="done",
+        Export.state == ExportState.RUNNING,
+        state=ExportState.DONE,
         content=content,
         filename=export_filename(job.kind, job.format, job.created_at),
         rows_done=total,
@@ -86,7 +93,7 @@ def build_export(export_id: int, *, batch_size: int = BATCH_SIZE) -> str:
         finished_at=utcnow(),
     )
     log.info("export %s prêt : %s ligne(s), %s octet(s)", job.id, total, len(content))
-    return "done"
+    return ExportState.DONE
 
 
 def _build(job: BuildJob, batch_size: int) -> tuple[bytes, int]:

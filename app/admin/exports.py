@@ -22,9 +22,11 @@ from app.admin.base import SecureBaseView
 from app.admin.export_builder import list_view_for
 from app.admin.formatters import paris_time
 from app.models import EXPORT_KIND_LABELS, EXPORT_STATE_LABELS, Export
+from app.models.desk import ExportState
 from app.services.errors import NotFound, ServiceError
 from app.services.requests import desk
 from app.services.requests import exports as service
+from app.services.transactions import transaction
 
 # The request lists' URL arguments are posted as one query string, so no list argument can
 # collide with the form's own fields.
@@ -101,8 +103,8 @@ class ExportsView(SecureBaseView):
         expired = service.is_expired(export)
         total = export.rows_total
         done = export.rows_done or 0
-        percent = int(done * 100 / total) if total else (100 if export.state == "done" else 0)
-        ready = export.state == "done" and not expired
+        percent = int(done * 100 / total) if total else (100 if export.state == ExportState.DONE else 0)
+        ready = export.state == ExportState.DONE and not expired
         row = {
             "id": export.id,
             "kind": export.kind,
@@ -110,14 +112,14 @@ class ExportsView(SecureBaseView):
             "format_label": service.FORMAT_LABELS.get(export.format, export.format),
             "state": "expired" if expired else export.state,
             "state_label": "Expiré" if expired else EXPORT_STATE_LABELS.get(export.state, export.state),
-            "pending": export.state in ("queued", "running") and not expired,
+            "pending": export.state in (ExportState.QUEUED, ExportState.RUNNING) and not expired,
             "rows_done": done,
             "rows_total": total,
             "percent": percent,
             "progress_text": self.progress_text(export.state, done, total),
             "created_at": paris_time(export.created_at),
             "expires_at": paris_time(export.expires_at),
-            "error": export.error if export.state == "failed" else None,
+            "error": export.error if export.state == ExportState.FAILED else None,
             "filename": export.filename,
             "download_url": url_for(".download", export_id=export.id) if ready else None,
             "status_url": url_for(".status", export_id=export.id),
@@ -129,11 +131,11 @@ class ExportsView(SecureBaseView):
 
     @staticmethod
     def progress_text(state: str, done: int, total: int | None) -> str:
-        if state == "queued":
+        if state == ExportState.QUEUED:
             return "En attente de démarrage"
         if total is None:
             return "Préparation…"
-        if state == "done":
+        if state == ExportState.DONE:
             return f"{total} ligne(s)"
         return f"{done} / {total} ligne(s)"
 
@@ -164,15 +166,16 @@ class ExportsView(SecureBaseView):
         try:
             if kind in EXPORT_KIND_LABELS and not policy.can_export(self._user(), list_view_for(kind)):
                 raise ServiceError("Vous n'avez pas accès à cette liste.")
-            export = service.request_export(self._user(), kind, fmt, params)
+            with transaction():  # the export is handed to its job once committed
+                export = service.request_export(self._user(), kind, fmt, params)
         except ServiceError as error:
             flash(f"Export impossible : {error}", "error")
             back = self.list_url(kind, service.clean_params(params)) if kind in EXPORT_KIND_LABELS else None
             return redirect(back or url_for(".index"), 303)
         label = EXPORT_KIND_LABELS[kind]
-        if export.state == "done":
+        if export.state == ExportState.DONE:
             flash(f"Votre export « {label} » ({fmt.upper()}) est prêt.", "success")
-        elif export.state == "failed":
+        elif export.state == ExportState.FAILED:
             flash(f"Votre export « {label} » a échoué : {export.error}", "error")
         else:
             flash(

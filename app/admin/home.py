@@ -19,7 +19,8 @@ from app import policy
 from app.admin.base import SecureMixin
 from app.admin.requests.filters import NoTakerSinceFilter, ParisDateTimeAfterFilter
 from app.models import Antenne, Expert, Match, Need
-from app.models.outbox import FailureCause
+from app.models.outbox import EmailState, FailureCause
+from app.models.requests import MatchStatus, SolicitationStatus
 from app.services.requests.dashboard import PARIS, age_text, dashboard_figures
 
 
@@ -47,7 +48,7 @@ class SecureIndexView(SecureMixin, AdminIndexView):
             "antennes": policy.count_visible(user, Antenne, Antenne.deleted_at.is_(None)),
             "experts": policy.count_visible(user, Expert, Expert.deleted_at.is_(None)),
             "needs": policy.count_visible(user, Need),
-            "waiting_matches": policy.count_visible(user, Match, Match.status == "quo"),
+            "waiting_matches": policy.count_visible(user, Match, Match.status == MatchStatus.QUO),
         }
         return self.render(
             "admin/referent_home.html",
@@ -130,7 +131,7 @@ def dashboard_links(figures: dict[str, Any]) -> dict[str, str]:
     monday_paris = monday.astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S")
     return {
         "to_qualify": list_url(
-            "solicitation", (("Statut", FilterEqual, "in_progress"),), sort="created_at", desc=False
+            "solicitation", (("Statut", FilterEqual, SolicitationStatus.IN_PROGRESS),), sort="created_at", desc=False
         ),
         "no_taker": list_url(
             "need",
@@ -138,10 +139,11 @@ def dashboard_links(figures: dict[str, Any]) -> dict[str, str]:
             sort="created_at",
             desc=False,
         ),
-        "failed_emails": list_url("outbox", (("État", FilterEqual, "failed"),)),
-        "stale_emails": list_url("outbox", (("État", FilterEqual, "queued"),), sort="created_at", desc=False),
+        "failed_emails": list_url("outbox", (("État", FilterEqual, EmailState.FAILED),)),
+        "stale_emails": list_url("outbox", (("État", FilterEqual, EmailState.QUEUED),), sort="created_at", desc=False),
         "defective_emails": list_url(
-            "outbox", (("État", FilterEqual, "failed"), ("Cause de l'échec", FilterEqual, FailureCause.MESSAGE.value))
+            "outbox",
+            (("État", FilterEqual, EmailState.FAILED), ("Cause de l'échec", FilterEqual, FailureCause.MESSAGE.value)),
         ),
         "week_solicitations": list_url(
             "solicitation", (("Date", ParisDateTimeAfterFilter, monday_paris),), sort="created_at", desc=True

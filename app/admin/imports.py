@@ -27,6 +27,7 @@ from app.services.addressbook.importer import import_addressbook, scope_label
 from app.services.addressbook.uploads import import_upload, stage_upload
 from app.services.audit import acting_as
 from app.services.errors import ServiceError
+from app.services.transactions import transaction
 
 TEMPLATE = "admin/import.html"
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
@@ -111,7 +112,8 @@ class AddressbookImportView(SecureBaseView):
         report = import_addressbook(raw, dry_run=True, scope=_scope())
         confirm = None
         if report.ok:
-            token = stage_upload(raw, filename=form.file.data.filename or "annuaire.csv", user_id=current_user.id)
+            with transaction():
+                token = stage_upload(raw, filename=form.file.data.filename or "annuaire.csv", user_id=current_user.id)
             confirm = ConfirmForm(formdata=None, token=token)
         return self.render(
             TEMPLATE,
@@ -126,8 +128,9 @@ class AddressbookImportView(SecureBaseView):
     def confirm(self):
         form = ConfirmForm()
         token = form.token.data if form.validate_on_submit() else None
-        with acting_as(current_user.email, current_user.id), policy.guarded_writes(current_user):
-            report = import_upload(token, user_id=current_user.id, scope=_scope())
+        scope = _scope()
+        with acting_as(current_user.email, current_user.id), policy.guarded_writes(current_user), transaction():
+            report = import_upload(token, user_id=current_user.id, scope=scope)
         if report is None:
             flash("Cet aperçu n'est plus valable : déposez à nouveau le fichier.", "error")
             return redirect(url_for(".index"))

@@ -18,9 +18,10 @@ from app.admin.base import ReadOnlyModelView
 from app.admin.formatters import preformatted_formatter, preview_formatter
 from app.extensions import db
 from app.models import InboundMessage
+from app.models.discussion import InboundState
 from app.services.messaging.inbound import discard_inbound
 
-STATE_LABELS = {"held": "Retenue", "posted": "Publiée", "discarded": "Écartée"}
+STATE_LABELS = {InboundState.HELD: "Retenue", InboundState.POSTED: "Publiée", InboundState.DISCARDED: "Écartée"}
 REASON_PREVIEW = 140
 
 

@@ -17,7 +17,7 @@ from app.admin.base import ReadOnlyModelView
 from app.admin.formatters import preformatted_formatter, preview_formatter
 from app.extensions import db
 from app.models import OutboundEmail
-from app.models.outbox import EMAIL_STATE_LABELS, FAILURE_CAUSE_LABELS
+from app.models.outbox import EMAIL_STATE_LABELS, FAILURE_CAUSE_LABELS, EmailState
 from app.services.messaging.outbox import LOGGED_ONLY, message_id_for, resend_email
 
 STATE_CHOICES = list(EMAIL_STATE_LABELS.items())
@@ -26,7 +26,7 @@ ERROR_PREVIEW = 140
 
 
 def _state_label(_view: Any, _context: Any, email: OutboundEmail, _name: str) -> str:
-    if email.state == "sent" and email.last_error == LOGGED_ONLY:
+    if email.state == EmailState.SENT and email.last_error == LOGGED_ONLY:
         return "Journalisé, non envoyé"
     return EMAIL_STATE_LABELS.get(email.state, email.state)
 

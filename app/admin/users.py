@@ -34,6 +34,7 @@ from app.services.accounts.passwords import check_password
 from app.services.accounts.users import check_scope, create_user, delete_user, hash_password, normalize_email
 from app.services.audit import tracked_models
 from app.services.errors import ServiceError
+from app.services.transactions import transaction
 
 ROLE_CHOICES = list(ROLE_LABELS.items())
 ACTION_LABELS = {"create": "création", "update": "modification", "delete": "suppression"}
@@ -142,27 +143,27 @@ class UserView(SecureModelView):
         """Without a password: an invitation (``invite_user``); with one: ``create_user`` and the
         password policy. Either way the account rules live in the services."""
         try:
-            if form.password.data:
-                user = create_user(
-                    form.email.data or "",
-                    role=form.role.data,
-                    password=form.password.data,
-                    full_name=form.full_name.data or None,
-                    institution_slug=form.institution.data.slug if form.institution.data else None,
-                    antenne_id=form.antenne.data.id if form.antenne.data else None,
-                )
-            else:
-                user = invite_user(
-                    form.email.data or "",
-                    form.role.data,
-                    form.institution.data,
-                    form.antenne.data,
-                    by=_acting_user(),
-                    full_name=form.full_name.data or None,
-                )
-                flash(f"Invitation envoyée à {user.email}.", "success")
+            with transaction():
+                if form.password.data:
+                    user = create_user(
+                        form.email.data or "",
+                        role=form.role.data,
+                        password=form.password.data,
+                        full_name=form.full_name.data or None,
+                        institution_slug=form.institution.data.slug if form.institution.data else None,
+                        antenne_id=form.antenne.data.id if form.antenne.data else None,
+                    )
+                else:
+                    user = invite_user(
+                        form.email.data or "",
+                        form.role.data,
+                        form.institution.data,
+                        form.antenne.data,
+                        by=_acting_user(),
+                        full_name=form.full_name.data or None,
+                    )
+                    flash(f"Invitation envoyée à {user.email}.", "success")
         except ServiceError as error:
-            db.session.rollback()
             flash(str(error), "error")
             return False
         self.after_model_change(form, user, True)

@@ -39,6 +39,7 @@ from app.models import User
 from app.services import audit
 from app.services.accounts import accounts, passwords
 from app.services.accounts.users import authenticate
+from app.services.transactions import transaction
 
 bp = Blueprint("auth", __name__)
 
@@ -222,7 +223,9 @@ def login():
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
-        user = authenticate(form.email.data, form.password.data)
+        # Committed whatever the answer: a failed attempt counts towards the lock.
+        with transaction():
+            user = authenticate(form.email.data, form.password.data)
         if user is not None:
             _start_session(user)
             return redirect(_safe_next(request.args.get("next")))
@@ -255,7 +258,8 @@ def logout():
 def forgot_password():
     form = ForgotPasswordForm()
     if form.validate_on_submit():
-        accounts.request_password_reset(form.email.data)
+        with transaction():
+            accounts.request_password_reset(form.email.data)
         return render_template("auth/message.html", title="Mot de passe oublié", message=RESET_REQUESTED)
     status = 422 if request.method == "POST" else 200
     return render_template("auth/forgot_password.html", form=form), status
@@ -282,11 +286,11 @@ def _choose_password(token: str, *, invitation: bool):
     status = 200
     if form.validate_on_submit():
         try:
-            user = apply(token, form.password.data)
+            with transaction():
+                user = apply(token, form.password.data)
         except accounts.AccountLinkError as error:
             return _link_error(error)
         except passwords.PasswordRejected as error:
-            db.session.rollback()
             form.password.errors.append(str(error))
         else:
             _start_session(user)
@@ -331,9 +335,9 @@ def account():
     status = 200
     if form.validate_on_submit():
         try:
-            accounts.change_password(current_user, form.current_password.data, form.password.data)
+            with transaction():
+                accounts.change_password(current_user, form.current_password.data, form.password.data)
         except passwords.PasswordRejected as error:
-            db.session.rollback()
             field = form.current_password if isinstance(error, passwords.WrongCurrentPassword) else form.password
             field.errors.append(str(error))
         else:

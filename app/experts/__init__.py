@@ -17,15 +17,16 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import TooManyRequests
 
 from app.dates import PARIS
-from app.extensions import db, limiter
+from app.extensions import limiter
 from app.models import Match
-from app.models.requests import MATCH_STATUS_LABELS, NEED_STATUS_LABELS
+from app.models.requests import MATCH_STATUS_LABELS, NEED_STATUS_LABELS, MatchStatus
 from app.services.addressbook.absences import absence_text
 from app.services.audit import acting_as
 from app.services.errors import ServiceError
 from app.services.messaging.discussion import author_label, comment_date, linkify, post_comment, thread
 from app.services.messaging.links import LinkError, match_for_token
 from app.services.requests.matches import allowed_transitions, change_match_status
+from app.services.transactions import transaction
 
 bp = Blueprint("experts", __name__, url_prefix="/expert")
 # Guessing tokens is hopeless (they are signed), but a link pasted in a script should not be
@@ -38,37 +39,37 @@ bp.add_app_template_global(comment_date, "comment_date")
 
 # What the expert clicks to reach each status, when it is a step forward.
 ACTION_LABELS = {
-    "taking_care": "Je prends en charge",
-    "done": "Aide proposée",
-    "done_no_help": "Pas d'aide disponible",
-    "done_not_reachable": "Entreprise injoignable",
-    "not_for_me": "Ce n'est pas pour moi",
+    MatchStatus.TAKING_CARE: "Je prends en charge",
+    MatchStatus.DONE: "Aide proposée",
+    MatchStatus.DONE_NO_HELP: "Pas d'aide disponible",
+    MatchStatus.DONE_NOT_REACHABLE: "Entreprise injoignable",
+    MatchStatus.NOT_FOR_ME: "Ce n'est pas pour moi",
 }
 # What each closure means, shown under its button (public pages §4.4).
 ACTION_HINTS = {
-    "done": "Après l'échange, un conseil, un accompagnement ou une aide financière a pu être proposé.",
-    "done_no_help": "Après l'échange, mon institution ne peut pas accompagner l'entreprise.",
-    "done_not_reachable": "Le dirigeant ne répond pas, mais il a mes coordonnées pour me rappeler.",
+    MatchStatus.DONE: "Après l'échange, un conseil, un accompagnement ou une aide financière a pu être proposé.",
+    MatchStatus.DONE_NO_HELP: "Après l'échange, mon institution ne peut pas accompagner l'entreprise.",
+    MatchStatus.DONE_NOT_REACHABLE: "Le dirigeant ne répond pas, mais il a mes coordonnées pour me rappeler.",
 }
-DONE_STATUSES = ("done", "done_no_help", "done_not_reachable")
+DONE_STATUSES = (MatchStatus.DONE, MatchStatus.DONE_NO_HELP, MatchStatus.DONE_NOT_REACHABLE)
 STATUS_BADGES = {
-    "quo": "new",
-    "taking_care": "info",
-    "done": "success",
-    "done_no_help": "warning",
-    "done_not_reachable": "warning",
-    "not_for_me": "error",
+    MatchStatus.QUO: "new",
+    MatchStatus.TAKING_CARE: "info",
+    MatchStatus.DONE: "success",
+    MatchStatus.DONE_NO_HELP: "warning",
+    MatchStatus.DONE_NOT_REACHABLE: "warning",
+    MatchStatus.NOT_FOR_ME: "error",
 }
 
 
 def _button(current: str, target: str) -> dict[str, str]:
     """A form's button: undoing is named after what it undoes, so each label says what happens."""
-    if target == "quo":
-        label = "Annuler mon refus" if current == "not_for_me" else "Annuler ma prise en charge"
+    if target == MatchStatus.QUO:
+        label = "Annuler mon refus" if current == MatchStatus.NOT_FOR_ME else "Annuler ma prise en charge"
         return {"status": target, "label": label, "kind": "undo"}
-    if target == "taking_care" and current in DONE_STATUSES:
+    if target == MatchStatus.TAKING_CARE and current in DONE_STATUSES:
         return {"status": target, "label": "Annuler la clôture", "kind": "undo"}
-    kind = "close" if target in DONE_STATUSES else ("decline" if target == "not_for_me" else "take")
+    kind = "close" if target in DONE_STATUSES else ("decline" if target == MatchStatus.NOT_FOR_ME else "take")
     return {"status": target, "label": ACTION_LABELS[target], "kind": kind, "hint": ACTION_HINTS.get(target, "")}
 
 
@@ -174,10 +175,9 @@ def need_page(token: str):
 
     new_status = request.form.get("status", "")
     try:
-        with acting_as(f"expert {match.expert.email} (lien)"):
+        with acting_as(f"expert {match.expert.email} (lien)"), transaction():
             change_match_status(match, new_status)
     except ServiceError as error:
-        db.session.rollback()
         return _render(token, match, error=str(error)), 422
     flash(f"C'est enregistré : votre statut est maintenant « {MATCH_STATUS_LABELS[match.status]} ».", "info")
     return redirect(url_for(".need_page", token=token), 303)
@@ -192,10 +192,9 @@ def comment(token: str):
         return link_error_page(error)
     body = request.form.get("body", "")
     try:
-        with acting_as(f"expert {match.expert.email} (lien)"):
+        with acting_as(f"expert {match.expert.email} (lien)"), transaction():
             post_comment(match.need, body=body, expert=match.expert)
     except ServiceError as error:
-        db.session.rollback()
         return _render(token, match, comment_error=str(error), comment_body=body), 422
     flash("C'est envoyé : votre message est dans la discussion.", "info")
     return redirect(url_for(".need_page", token=token, _anchor="discussion"), 303)

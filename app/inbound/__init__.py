@@ -16,6 +16,7 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from app.extensions import csrf
 from app.services.audit import acting_as
 from app.services.messaging.inbound import MAX_MESSAGE_BYTES, receive_email
+from app.services.transactions import transaction
 
 bp = Blueprint("inbound", __name__, url_prefix="/inbound")
 # A server-to-server call with its own secret: there is no session, hence no CSRF token.
@@ -50,7 +51,7 @@ def receive():
     raw = _raw_message()
     if not raw:
         return jsonify(error="Aucun message : envoyez le courriel brut (RFC 5322) dans le corps."), 400
-    with acting_as("courriel entrant"):
+    with acting_as("courriel entrant"), transaction():
         message = receive_email(raw)
     return jsonify(state=message.state, reason=message.reason, id=message.id)
 

@@ -15,6 +15,7 @@ from app.admin.export_builder import build_export
 from app.extensions import rq
 from app.services.messaging import delivery, discussion, outbox
 from app.services.requests import exports
+from app.services.transactions import transaction
 
 # How often ``flask rq cron`` emails the finished bursts of comments (the grouping is the
 # discussion service's).
@@ -62,7 +63,8 @@ def build_export_job(export_id: int) -> str:
 @rq.job(queue="default")
 def purge_exports_job() -> int:
     """Delete the exports past their expiry, files included."""
-    return exports.purge_exports()
+    with transaction():
+        return exports.purge_exports()
 
 
 _cron_registered = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -51,8 +52,22 @@ class NeedStar(db.Model):
 EXPORT_KINDS = ("solicitations", "needs", "matches")
 EXPORT_KIND_LABELS = {"solicitations": "Sollicitations", "needs": "Besoins", "matches": "Mises en relation"}
 EXPORT_FORMATS = ("csv", "xlsx")
-EXPORT_STATES = ("queued", "running", "done", "failed")
-EXPORT_STATE_LABELS = {"queued": "En attente", "running": "En cours", "done": "Prêt", "failed": "Échec"}
+
+
+class ExportState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+EXPORT_STATES = tuple(ExportState)
+EXPORT_STATE_LABELS = {
+    ExportState.QUEUED: "En attente",
+    ExportState.RUNNING: "En cours",
+    ExportState.DONE: "Prêt",
+    ExportState.FAILED: "Échec",
+}
 
 
 class Export(db.Model):
@@ -69,7 +84,7 @@ class Export(db.Model):
     format: Mapped[str] = mapped_column(String(10))
     # The list's URL arguments (search, filters, tab) the file was asked with.
     params: Mapped[dict] = mapped_column(JSON, default=dict)
-    state: Mapped[str] = mapped_column(String(10), default="queued")
+    state: Mapped[str] = mapped_column(String(10), default=ExportState.QUEUED)
     rows_done: Mapped[int] = mapped_column(default=0)
     rows_total: Mapped[int | None] = mapped_column()
     filename: Mapped[str | None] = mapped_column(String(200))

@@ -8,6 +8,7 @@ reason, for staff to look at (InboundMessage).
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -52,7 +53,15 @@ class Comment(db.Model):
         return f"Commentaire #{self.id}"
 
 
-INBOUND_STATES = ("held", "posted", "discarded")
+class InboundState(StrEnum):
+    """A reply received by email: held for staff (with its reason), posted on the thread, or set aside."""
+
+    HELD = "held"
+    POSTED = "posted"
+    DISCARDED = "discarded"
+
+
+INBOUND_STATES = tuple(InboundState)
 
 
 class InboundMessage(db.Model):
@@ -68,7 +77,7 @@ class InboundMessage(db.Model):
     message_id: Mapped[str | None] = mapped_column(String(500), unique=True)
     text: Mapped[str | None] = mapped_column(Text)  # the cleaned reply, or the raw text when held
     attachments: Mapped[list] = mapped_column(JSON, default=list)
-    state: Mapped[str] = mapped_column(String(10), default="held", index=True)
+    state: Mapped[str] = mapped_column(String(10), default=InboundState.HELD, index=True)
     reason: Mapped[str | None] = mapped_column(Text)
     comment_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id"))
 

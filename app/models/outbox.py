@@ -11,8 +11,21 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.extensions import db
 from app.models.base import TimestampMixin, UTCDateTime
 
-EMAIL_STATES = ("queued", "sent", "failed")
-EMAIL_STATE_LABELS = {"queued": "En attente d'envoi", "sent": "Envoyé", "failed": "Échec définitif"}
+
+class EmailState(StrEnum):
+    """An outbox row waits for (another) attempt, reached the relay, or failed for good."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+EMAIL_STATES = tuple(EmailState)
+EMAIL_STATE_LABELS = {
+    EmailState.QUEUED: "En attente d'envoi",
+    EmailState.SENT: "Envoyé",
+    EmailState.FAILED: "Échec définitif",
+}
 
 
 class FailureCause(StrEnum):
@@ -49,7 +62,7 @@ class OutboundEmail(TimestampMixin, db.Model):
     subject: Mapped[str] = mapped_column(String(300))
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(10), default="queued")
+    state: Mapped[str] = mapped_column(String(10), default=EmailState.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     # The cause of the last failed attempt (``FailureCause``); cleared when the email leaves.

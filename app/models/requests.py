@@ -8,6 +8,7 @@ its matches changes (contract §7).
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -18,23 +19,51 @@ from app.models.base import TimestampMixin, UTCDateTime
 from app.models.catalog import Subject
 from app.models.geo import Commune
 
-SOLICITATION_STATUSES = ("in_progress", "processed", "canceled")
-SOLICITATION_STATUS_LABELS = {"in_progress": "À qualifier", "processed": "Transmise", "canceled": "Abandonnée"}
+
+class SolicitationStatus(StrEnum):
+    """Where a request stands at the desk: waiting for staff, sent to the experts, or abandoned."""
+
+    IN_PROGRESS = "in_progress"
+    PROCESSED = "processed"
+    CANCELED = "canceled"
+
+
+SOLICITATION_STATUSES = tuple(SolicitationStatus)
+SOLICITATION_STATUS_LABELS = {
+    SolicitationStatus.IN_PROGRESS: "À qualifier",
+    SolicitationStatus.PROCESSED: "Transmise",
+    SolicitationStatus.CANCELED: "Abandonnée",
+}
 # Why staff canceled a request (``services.requests.cancellation`` names them); ``other`` is a
 # reason typed by hand, kept in the notes.
 CANCEL_REASON_CODES = ("out_of_scope", "not_a_company", "incomplete", "spam", "other")
 
-MATCH_STATUSES = ("quo", "taking_care", "done", "done_no_help", "done_not_reachable", "not_for_me")
+
+class MatchStatus(StrEnum):
+    """What an expert said of a request sent to them (the names the Rails service stores)."""
+
+    QUO = "quo"
+    TAKING_CARE = "taking_care"
+    DONE = "done"
+    DONE_NO_HELP = "done_no_help"
+    DONE_NOT_REACHABLE = "done_not_reachable"
+    NOT_FOR_ME = "not_for_me"
+
+
+# A need's status sums up its matches' in the same names (``not_for_me``: refused by all).
+NeedStatus = MatchStatus
+
+MATCH_STATUSES = tuple(MatchStatus)
 MATCH_STATUS_LABELS = {
-    "quo": "En attente",
-    "taking_care": "Prise en charge",
-    "done": "Aide proposée",
-    "done_no_help": "Pas d'aide disponible",
-    "done_not_reachable": "Entreprise injoignable",
-    "not_for_me": "Refusé",
+    MatchStatus.QUO: "En attente",
+    MatchStatus.TAKING_CARE: "Prise en charge",
+    MatchStatus.DONE: "Aide proposée",
+    MatchStatus.DONE_NO_HELP: "Pas d'aide disponible",
+    MatchStatus.DONE_NOT_REACHABLE: "Entreprise injoignable",
+    MatchStatus.NOT_FOR_ME: "Refusé",
 }
 NEED_STATUSES = MATCH_STATUSES
-NEED_STATUS_LABELS = {**MATCH_STATUS_LABELS, "not_for_me": "Refusé par tous"}
+NEED_STATUS_LABELS = {**MATCH_STATUS_LABELS, NeedStatus.NOT_FOR_ME: "Refusé par tous"}
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -48,7 +77,7 @@ class Solicitation(TimestampMixin, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="in_progress", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=SolicitationStatus.IN_PROGRESS, index=True)
     full_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(254), index=True)
     phone: Mapped[str] = mapped_column(String(40))
@@ -162,7 +191,7 @@ class Need(TimestampMixin, db.Model):
     facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     description: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="quo", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=MatchStatus.QUO, index=True)
     # Lower-cased, accent-free company name, SIRET, contact, email and description
     # (services.search keeps it current); PostgreSQL searches it through a GIN index.
     search_document: Mapped[str] = mapped_column(Text, default="", server_default="")
@@ -197,7 +226,7 @@ class Match(TimestampMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     need_id: Mapped[int] = mapped_column(ForeignKey("needs.id"))
     expert_id: Mapped[int] = mapped_column(ForeignKey("experts.id"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="quo", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=MatchStatus.QUO, index=True)
     # The zone entry that made the expert receive it: "departement:69", "national"…
     zone: Mapped[str | None] = mapped_column(String(30))
     zone_owner: Mapped[str | None] = mapped_column(String(10))  # "antenne" or "expert"; None when added by staff

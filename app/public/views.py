@@ -19,6 +19,7 @@ from app.public.forms import BOT_MESSAGE, SolicitationForm, sign_served_at
 from app.services.errors import ServiceError
 from app.services.requests.solicitations import SolicitationInput, submit_solicitation
 from app.services.requests.validation import clean_tracking
+from app.services.transactions import transaction
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def request_form(subject_slug: str):
 
     values = form.cleaned.values
     try:
-        submit_solicitation(SolicitationInput(subject_slug=subject.slug, **values, **_tracking()))
+        with transaction():
+            submit_solicitation(SolicitationInput(subject_slug=subject.slug, **values, **_tracking()))
     except ServiceError as error:
         return _render_form(subject, form, status=422, general_errors=[str(error)])
     # 303: the browser follows with a GET, so reloading the confirmation does not post again.

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Institution, Solicitation, User
+from app.models.requests import MatchStatus
 from app.services.accounts.users import create_user
 from app.services.addressbook.importer import import_addressbook
 from app.services.errors import ServiceError
@@ -41,7 +42,7 @@ DEMO_REQUESTS = [
         "69123",
         "Boulangerie de 6 salariés, nous cherchons à recruter deux apprentis et un vendeur pour la rentrée. "
         "Quelles aides à l'embauche existent et qui peut nous aider à diffuser les offres ?",
-        "taking_care",
+        MatchStatus.TAKING_CARE,
     ),
     (
         "tresorerie",

@@ -11,70 +11,38 @@ from sqlalchemy import select
 
 from app.models import Solicitation
 from app.services.requests.solicitations import submit_solicitation
+from app.services.transactions import transaction
+from tests.browser import axe_violations
 from tests.browser import log_in as _log_in
-from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, zone
-from tests.test_solicitations import request
+from tests.factories import solicitation_input
 
 pytestmark = pytest.mark.browser
 
-# What the desk adds to the back office: checked by axe-core on its own (Flask-Admin's shared
-# layout — the <html> without lang, the navbar's contrast — belongs to the base templates).
-DESK_SECTIONS = {"include": [["#qualification"], ["#notes"]]}
 
-
-def desk_violations(page, context=DESK_SECTIONS) -> list[str]:
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page, context=context)
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-    ]
-
-
-@pytest.fixture
-def book(db):
-    """Alice (CCI, the Rhône) and Bruno (national) take training at Lyon; Denis, in
-    Marseille, is outside the rule."""
-    cci = InstitutionFactory(name="CCI Lyon Métropole")
-    rhone = AntenneFactory(institution=cci, name="CCI — Rhône")
-    zone(rhone, "departement:69")
-    alice = ExpertFactory(antenne=rhone, full_name="Alice CCI", email="alice@cci.example")
-    offer(alice, "formation")
-    national = AntenneFactory(institution=InstitutionFactory(name="France Travail"), name="France Travail — national")
-    zone(national, "national")
-    bruno = ExpertFactory(antenne=national, full_name="Bruno FT", email="bruno@ft.example")
-    offer(bruno, "formation")
-    south = AntenneFactory(institution=cci, name="CCI — Bouches-du-Rhône")
-    zone(south, "departement:13")
-    denis = ExpertFactory(antenne=south, full_name="Denis Marseille", email="denis@cci.example")
-    offer(denis, "recrutement")
-    return {"alice": alice, "bruno": bruno, "denis": denis}
-
-
-def test_staff_qualify_and_send_a_held_request(page, live_server, admin_user, db, app, book, monkeypatch):
+def test_staff_qualify_and_send_a_held_request(page, live_server, admin_user, db, app, desk_book, monkeypatch):
     monkeypatch.setitem(app.config, "ROUTING_MODE", "review")
-    solicitation = submit_solicitation(request(full_name="Camille Qualif"))
+    with transaction():
+        solicitation = submit_solicitation(solicitation_input(full_name="Camille Qualif", subject_slug="formation"))
     _log_in(page, live_server, admin_user.email)
 
     # The queue: the request is in « À qualifier »; its page opens from its row.
     page.goto(live_server + "/admin/solicitation/")
     page.get_by_role("link", name=re.compile(r"^À qualifier \(1\)")).click()
     page.wait_for_url("**onglet=a-qualifier**")
-    assert desk_violations(page, {"include": [["nav[aria-label='Onglets des sollicitations']"]]}) == []
+    assert axe_violations(page) == []
     assert "Camille Qualif" in page.locator("table.model-list").inner_text()
     page.locator(f'a[href*="details/?id={solicitation.id}"]').first.click()
     page.wait_for_url(f"**/admin/solicitation/details/**id={solicitation.id}**")
     assert "Mode revue : toute demande attend l'équipe." in page.locator("#qualification").inner_text()
-    assert desk_violations(page) == []
+    assert axe_violations(page) == []
 
-    # The business chose recruitment; it is about training.
-    page.select_option("#correct-subject", label="Former mes salariés ou me former")
+    # The business chose training; it is about recruiting.
+    page.select_option("#correct-subject", label="Recruter un ou plusieurs salariés")
     with page.expect_navigation():
         page.get_by_role("button", name="Corriger le sujet").click()
-    assert "Sujet corrigé : « Former mes salariés ou me former »." in page.content()
+    assert "Sujet corrigé : « Recruter un ou plusieurs salariés »." in page.content()
     section = page.locator("#send-form")
-    assert "Besoin 1 : « Former mes salariés ou me former »" in section.inner_text()
+    assert "Besoin 1 : « Recruter un ou plusieurs salariés »" in section.inner_text()
 
     # Both experts of the rule are ticked, with why; Bruno is unticked, Denis added.
     alice = page.get_by_label("Alice CCI")
@@ -102,4 +70,4 @@ def test_staff_qualify_and_send_a_held_request(page, live_server, admin_user, db
     assert "departement:69, zone de l'antenne" in text and "ajouté par l'équipe" in text
     db.session.expire_all()
     sent = db.session.scalar(select(Solicitation).where(Solicitation.id == solicitation.id))
-    assert sent.status == "processed" and sent.subject.slug == "formation"
+    assert sent.status == "processed" and sent.subject.slug == "recrutement"

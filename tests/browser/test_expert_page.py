@@ -8,8 +8,8 @@ import pytest
 from app.extensions import db as _db
 from app.models import Match, Need
 from app.services.messaging.links import expert_token
-from tests.conftest import axe_violations
-from tests.test_matches import make_need
+from tests.browser import axe_violations
+from tests.factories import make_need
 
 pytestmark = pytest.mark.browser
 

@@ -10,32 +10,24 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 
 from app.admin.export_builder import build_export
 from app.models import Export
+from tests.browser import axe_violations
 from tests.browser import log_in as _log_in
-from tests.test_exports import make_need, queued_export
+from tests.factories import make_need, queued_export
 
 pytestmark = pytest.mark.browser
 
 
-def content_violations(page, selector: str) -> list[str]:
-    """axe-core on what this feature adds to the page. The back office's own layout (Flask-Admin's
-    navbar, its <html> without lang, no <main>) has violations of its own, reported apart."""
-    results = Axe().run(page, context=selector)
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-    ]
-
-
 def test_export_the_needs_list_to_xlsx_and_download_it(page, live_server, admin_user, db):
-    make_need(db, "Boulangerie Durand", statuses=("taking_care",), created_at=datetime(2026, 1, 15, 23, 30, tzinfo=UTC))
-    make_need(db, "Garage Martin", statuses=("quo",), created_at=datetime(2026, 2, 1, 9, tzinfo=UTC))
+    make_need(
+        0, company="Boulangerie Durand", statuses=("taking_care",), created_at=datetime(2026, 1, 15, 23, 30, tzinfo=UTC)
+    )
+    make_need(0, company="Garage Martin", statuses=("quo",), created_at=datetime(2026, 2, 1, 9, tzinfo=UTC))
     _log_in(page, live_server, admin_user.email)
     page.goto(live_server + "/admin/need/?search=boulangerie")
-    assert content_violations(page, "form[aria-label='Exporter cette liste']") == []
+    assert axe_violations(page) == []
     # With the keyboard: the export bar is a plain form with native buttons.
     page.get_by_role("button", name="Exporter en XLSX").focus()
     page.keyboard.press("Enter")
@@ -45,7 +37,7 @@ def test_export_the_needs_list_to_xlsx_and_download_it(page, live_server, admin_
     row.locator('[data-role="state"]', has_text="Prêt").wait_for()
     assert "Recherche « boulangerie »" in row.inner_text()
     assert row.locator("progress").get_attribute("value") == "1"
-    assert content_violations(page, "#exports-table") == []
+    assert axe_violations(page) == []
 
     with page.expect_download() as info:
         row.get_by_role("link", name=re.compile("Télécharger")).focus()
@@ -69,15 +61,15 @@ def test_the_progress_updates_without_reloading(page, live_server, admin_user, d
     """An export still waiting for its worker: the page polls and shows « Prêt » and the link
     when the file is built, with no reload (the marker set in the page survives)."""
     for n in range(3):
-        make_need(db, f"Entreprise {n}", statuses=("quo",), created_at=datetime(2026, 2, n + 1, tzinfo=UTC))
-    export = queued_export(db, admin_user, fmt="xlsx")
+        make_need(0, company=f"Entreprise {n}", statuses=("quo",), created_at=datetime(2026, 2, n + 1, tzinfo=UTC))
+    export = queued_export(admin_user, fmt="xlsx")
     _log_in(page, live_server, admin_user.email)
     page.set_viewport_size({"width": 375, "height": 740})  # a phone
     page.goto(live_server + "/admin/exports/")
     row = page.locator(f"#export-{export.id}")
     assert "En attente" in row.inner_text()
     assert page.get_by_role("link", name="Actualiser la page").is_visible()
-    assert content_violations(page, "#exports-table") == []
+    assert axe_violations(page) == []
     page.evaluate("window.__stillTheSamePage = true")
 
     assert build_export(export.id) == "done"  # what the worker does
@@ -86,7 +78,7 @@ def test_the_progress_updates_without_reloading(page, live_server, admin_user, d
     row.get_by_role("link", name=re.compile("Télécharger")).wait_for()
     assert row.locator('[data-role="progress-text"]').inner_text() == "3 ligne(s)"
     assert page.evaluate("window.__stillTheSamePage") is True
-    assert content_violations(page, "#exports-table") == []
+    assert axe_violations(page) == []
     # On a phone the table scrolls inside its frame; the page itself does not overflow.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     db.session.expire_all()

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 
 from app.services.messaging.links import inbox_token
-from tests.conftest import axe_violations
-from tests.test_inbox import add_match
-from tests.test_matches import make_need
+from tests.browser import axe_violations
+from tests.factories import add_match, make_need
 
 pytestmark = pytest.mark.browser
 

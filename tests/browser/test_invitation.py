@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from app.models import OutboundEmail, User
+from tests.browser import axe_violations
 from tests.browser import log_in as _log_in
-from tests.conftest import axe_violations
 from tests.factories import InstitutionFactory
 
 pytestmark = pytest.mark.browser

@@ -7,27 +7,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from sqlalchemy import select
 
 from app.models import Match, NeedStar, OutboundEmail
+from tests.browser import axe_violations
 from tests.browser import log_in as _log_in
-from tests.factories import ExpertFactory
-from tests.test_need_actions import make_need
+from tests.factories import ExpertFactory, make_need
 
 pytestmark = pytest.mark.browser
-
-# What this feature adds to Flask-Admin's details page; the back office's own layout (its
-# navbar, its <html> without lang) has violations of its own, reported apart.
-CONTENT = "#suivi, #mises-en-relation, section[aria-labelledby]"
-
-
-def content_violations(page) -> list[str]:
-    results = Axe().run(page, context=CONTENT)
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-    ]
 
 
 def _focus_path(page, stop: str, limit: int = 250) -> list[str]:
@@ -57,7 +44,7 @@ def test_staff_follow_a_need_with_the_keyboard_and_the_mouse(page, live_server, 
     _log_in(page, live_server, admin_user.email)
     url = f"{live_server}/admin/need/details/?id={need.id}"
     page.goto(url)
-    assert content_violations(page) == []
+    assert axe_violations(page) == []
 
     # Keyboard order follows the page: follow, hand over, add, note, write, then the timeline.
     path = _focus_path(page, "#comment-body")
@@ -103,7 +90,7 @@ def test_staff_follow_a_need_with_the_keyboard_and_the_mouse(page, live_server, 
     with page.expect_navigation():
         button.click()
     assert "Courriel remis en file d'envoi." in page.locator(".alert").first.inner_text()
-    assert content_violations(page) == []
+    assert axe_violations(page) == []
 
     db.session.expire_all()
     assert db.session.get(Match, old_id) is None

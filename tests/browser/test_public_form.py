@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.extensions import db as _db
 from app.models import Solicitation
-from tests.conftest import axe_violations
+from tests.browser import axe_violations
 
 pytestmark = pytest.mark.browser
 

@@ -7,28 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import log_in
+from tests.browser import axe_violations, log_in
 
 pytestmark = pytest.mark.browser
-
-PAGE = {"include": [["#espace-partenaire"]]}
-
-
-def page_violations(page) -> list[str]:
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page, context=PAGE)
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-    ]
 
 
 def test_an_antenne_referent_reaches_its_experts_with_the_keyboard(page, live_server, scope_world):
     log_in(page, live_server, scope_world.antenne_referent.email, scope_world.password)
     assert page.locator("h1").inner_text() == "Espace partenaire"
     assert page.locator("[data-figure=experts]").inner_text() == "1"
-    assert page_violations(page) == []
+    assert axe_violations(page) == []
 
     for _ in range(80):
         page.keyboard.press("Tab")
@@ -48,4 +36,4 @@ def test_the_referent_page_fits_a_phone(page, live_server, scope_world):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, f"the page scrolls sideways on a phone ({width}px)"
     assert page.locator("[data-figure=antennes]").is_visible()
-    assert page_violations(page) == []
+    assert axe_violations(page) == []

@@ -10,15 +10,19 @@ from app.extensions import db as _db
 from app.models import Comment
 from app.services.messaging.discussion import post_comment
 from app.services.messaging.links import expert_token
-from tests.conftest import axe_violations
-from tests.test_matches import make_need
+from app.services.transactions import transaction
+from tests.browser import axe_violations
+from tests.factories import make_need
 
 pytestmark = pytest.mark.browser
 
 
 def test_the_expert_writes_on_the_thread_with_the_keyboard(page, db, live_server):
     need = make_need(2, statuses=("quo", "taking_care"))
-    post_comment(need, body="J'ai appelé, je vous tiens au courant : https://exemple.fr", expert=need.matches[1].expert)
+    with transaction():
+        post_comment(
+            need, body="J'ai appelé, je vous tiens au courant : https://exemple.fr", expert=need.matches[1].expert
+        )
     url = f"{live_server}/expert/{expert_token(need.matches[0])}"
     page.goto(url)
     thread = page.locator("#discussion")

@@ -11,6 +11,7 @@ from app.admin.formatters import paris_time, shortened
 from app.models import (
     Match,
 )
+from app.models.requests import MatchStatus
 
 # The list shows the start of the qualification notes (French sentences written by
 # ``services.solicitations``); the details page and the export show them whole.
@@ -18,7 +19,7 @@ NOTES_SUMMARY_LENGTH = 120
 
 # A match counts as « positive » when the expert engaged with the business: staff read the
 # number to see at a glance whether anyone answered.
-POSITIVE_MATCH_STATUSES = ("taking_care", "done")
+POSITIVE_MATCH_STATUSES = (MatchStatus.TAKING_CARE, MatchStatus.DONE)
 
 ZONE_OWNER_LABELS = {"antenne": "zone de l'antenne", "expert": "zone propre de l'expert"}
 

@@ -47,6 +47,7 @@ from app.models import (
     Theme,
 )
 from app.models.base import INTEGER_MAX, utcnow
+from app.models.requests import NeedStatus
 
 # « Sans preneur depuis N jours »: beyond ten years the question has no meaning (and a huge
 # number would overflow the date arithmetic).
@@ -207,7 +208,7 @@ class NoTakerSinceFilter(BaseSQLAFilter):
         return days
 
     def apply(self, query: Any, value: int, alias: Any = None) -> Any:
-        return query.filter(Need.status == "quo", self.get_column(alias) < utcnow() - timedelta(days=value))
+        return query.filter(Need.status == NeedStatus.QUO, self.get_column(alias) < utcnow() - timedelta(days=value))
 
     def operation(self) -> str:
         return "plus de (jours)"

@@ -43,6 +43,7 @@ from app.services.requests.needs import (
 )
 from app.services.requests.notes import add_note, notes_for
 from app.services.requests.timeline import need_timeline
+from app.services.transactions import transaction
 
 # How many experts the « Ajouter un expert » / « Réattribuer » suggestions show.
 SUGGESTION_LIMIT = 10
@@ -263,9 +264,9 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     def _run(self, need: Need, anchor: str, verb, done: str, failed: str):
         try:
-            verb()
+            with transaction():
+                verb()
         except ServiceError as error:
-            db.session.rollback()
             flash(f"{failed} : {error}", "error")
         else:
             flash(done, "success")
@@ -304,9 +305,9 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
             added.append(expert)
 
         try:
-            verb()
+            with transaction():
+                verb()
         except ServiceError as error:
-            db.session.rollback()
             flash(f"Expert non ajouté : {error}", "error")
             return self._back(need.id, "ajouter-expert", expert=request.form.get("expert", ""))
         flash(f"{added[0].full_name} a reçu le besoin ; l'email lui est envoyé.", "success")
@@ -337,9 +338,9 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
             moved.append((old_name, expert.full_name))
 
         try:
-            verb()
+            with transaction():
+                verb()
         except ServiceError as error:
-            db.session.rollback()
             flash(f"Mise en relation non réattribuée : {error}", "error")
             return self._back(
                 need.id,
@@ -393,9 +394,9 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         need = self._posted_need()
         body = request.form.get("body", "")
         try:
-            post_comment(need, body=body, user=current_user._get_current_object(), source="admin")
+            with transaction():
+                post_comment(need, body=body, user=current_user._get_current_object(), source="admin")
         except ServiceError as error:
-            db.session.rollback()
             flash(f"Message non envoyé : {error}", "error")
             return redirect(url_for(".details_view", id=need.id, _anchor="discussion"), 303)
         flash("Message envoyé sur la discussion.", "success")

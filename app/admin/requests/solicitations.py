@@ -34,18 +34,19 @@ from app.admin.requests.filters import (
     ParisDateTimeBetweenFilter,
 )
 from app.admin.requests.search import COUNT_CAP, CappedCount, FullTextSearchMixin
-from app.extensions import db
 from app.models import (
     SOLICITATION_STATUS_LABELS,
     Expert,
     Solicitation,
 )
+from app.models.requests import SolicitationStatus
 from app.services.addressbook import expert_lookup, routing
 from app.services.errors import ServiceError
 from app.services.requests import desk, qualification
 from app.services.requests.cancellation import CANCEL_REASONS, EMAILED_REASONS, SPAM_REASON, cancel_solicitation
 from app.services.requests.dispatch import route_solicitation
 from app.services.requests.notes import add_note, notes_for
+from app.services.transactions import transaction
 
 # The cancel form's choices, in the order staff meet them.
 CANCEL_CHOICES = [
@@ -328,7 +329,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         context: dict[str, Any] = {
             "flags": desk.flags_for([solicitation])[solicitation.id],
             "notes": notes_for(solicitation),
-            "open": solicitation.status == "in_progress",
+            "open": solicitation.status == SolicitationStatus.IN_PROGRESS,
             "return_url": get_redirect_target() or "",
         }
         if not context["open"]:
@@ -403,11 +404,11 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
     def correct_subject_view(self):
         solicitation = self._posted()
         try:
-            qualification.correct_subject(
-                solicitation, request.form.get("subject_id", ""), user=current_user._get_current_object()
-            )
+            with transaction():
+                qualification.correct_subject(
+                    solicitation, request.form.get("subject_id", ""), user=current_user._get_current_object()
+                )
         except ServiceError as error:
-            db.session.rollback()
             flash(f"Sujet non corrigé : {error}", "error")
             return self._back(solicitation, "qualification")
         flash(f"Sujet corrigé : « {solicitation.subject.label} ».", "success")
@@ -420,13 +421,13 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         form = request.form
         subject_ids = form.getlist("subjects")
         try:
-            plan = []
-            for sid in subject_ids:
-                added = expert_lookup.resolve_experts(form.get(f"ajout-{sid}", ""), scope=self._expert_scope())
-                plan.append((sid, [*form.getlist(f"experts-{sid}"), *added]))
-            needs = qualification.send_solicitation(solicitation, plan, user=current_user._get_current_object())
+            with transaction():
+                plan = []
+                for sid in subject_ids:
+                    added = expert_lookup.resolve_experts(form.get(f"ajout-{sid}", ""), scope=self._expert_scope())
+                    plan.append((sid, [*form.getlist(f"experts-{sid}"), *added]))
+                needs = qualification.send_solicitation(solicitation, plan, user=current_user._get_current_object())
         except ServiceError as error:
-            db.session.rollback()
             flash(f"Demande non envoyée : {error}", "error")
             carried: dict[str, Any] = {"reprise": "1", "sujets": [s[:20] for s in subject_ids[:20]]}
             for sid in subject_ids[:20]:
@@ -453,9 +454,9 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
             flash("Demande non abandonnée : cochez la case qui confirme l'abandon.", "error")
             return self._back(solicitation, "abandon")
         try:
-            cancel_solicitation(solicitation, reason=reason, user=current_user._get_current_object())
+            with transaction():
+                cancel_solicitation(solicitation, reason=reason, user=current_user._get_current_object())
         except ServiceError as error:
-            db.session.rollback()
             flash(f"Demande non abandonnée : {error}", "error")
             return self._back(solicitation, "abandon")
         if reason == SPAM_REASON:
@@ -475,9 +476,9 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
     def note_view(self):
         solicitation = self._posted()
         try:
-            add_note(solicitation, user=current_user._get_current_object(), body=request.form.get("body", ""))
+            with transaction():
+                add_note(solicitation, user=current_user._get_current_object(), body=request.form.get("body", ""))
         except ServiceError as error:
-            db.session.rollback()
             flash(f"Note non enregistrée : {error}", "error")
             return self._back(solicitation, "notes")
         flash("Note interne ajoutée.", "success")

@@ -280,7 +280,7 @@ def _invite(user: User, *, by: User | None, now: datetime | None) -> User:
     user.invited_by = by
     db.session.flush()
     _queue_invitation(user, now)
-    db.session.commit()
+    db.session.flush()
     return user
 
 
@@ -291,7 +291,7 @@ def _set_password(user: User, password: str, now: datetime) -> None:
 def _logged_in(user: User, now: datetime) -> None:
     """The pages log the person in right after a link sets the password."""
     user.last_login_at = now
-    db.session.commit()
+    db.session.flush()
 
 
 def accept_invitation(token: str, password: str, *, now: datetime | None = None) -> User:
@@ -328,7 +328,7 @@ def request_password_reset(email: str, *, now: datetime | None = None) -> None:
         )
         return
     _queue_reset(user, now)
-    db.session.commit()
+    db.session.flush()
 
 
 def send_password_reset(user: User, *, now: datetime | None = None) -> User:
@@ -336,7 +336,7 @@ def send_password_reset(user: User, *, now: datetime | None = None) -> User:
     if user.deleted_at is not None or not user.email:
         raise ServiceError("Ce compte est supprimé.")
     _queue_reset(user, now or utcnow())
-    db.session.commit()
+    db.session.flush()
     return user
 
 
@@ -363,7 +363,7 @@ def unlock(user: User) -> User:
     """Staff's « Déverrouiller »."""
     user.locked_until = None
     user.failed_logins = 0
-    db.session.commit()
+    db.session.flush()
     return user
 
 

@@ -93,7 +93,7 @@ def create_user(
         password_changed_at=utcnow() if password else None,
     )
     db.session.add(user)
-    db.session.commit()
+    db.session.flush()
     return user
 
 
@@ -118,7 +118,7 @@ def set_password(user: User, password: str, *, now: datetime | None = None) -> N
     user.password_changed_at = now or utcnow()
     user.failed_logins = 0
     user.locked_until = None
-    db.session.commit()
+    db.session.flush()
 
 
 def _verify(stored: str, password: str) -> bool:
@@ -155,14 +155,14 @@ def authenticate(email: str, password: str, *, now: datetime | None = None) -> U
         if user.failed_logins >= int(current_app.config.get("LOGIN_MAX_FAILURES", 5)):
             user.locked_until = now + timedelta(minutes=int(current_app.config.get("LOGIN_LOCK_MINUTES", 15)))
             user.failed_logins = 0
-        db.session.commit()
+        db.session.flush()
         return None
     if _hasher.check_needs_rehash(stored):
         user.password_hash = _hasher.hash(password)
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
-    db.session.commit()
+    db.session.flush()
     return user
 
 
@@ -172,4 +172,4 @@ def delete_user(user: User) -> None:
     user.email = None
     user.full_name = None
     user.password_hash = None
-    db.session.commit()
+    db.session.flush()

@@ -72,7 +72,7 @@ def set_zone(owner: Antenne | Expert, text: str | None) -> None:
         raise ServiceError(f"Territoire(s) inconnu(s) : {', '.join(unknown)}.")
     if zone_state(owner) != spec_state(spec):
         replace_zone(owner, spec)
-    db.session.commit()
+    db.session.flush()
 
 
 def delete_expert(expert: Expert) -> None:
@@ -84,21 +84,21 @@ def delete_expert(expert: Expert) -> None:
     expert.email = None
     expert.phone = None
     expert.job_title = None
-    db.session.commit()
+    db.session.flush()
 
 
 def delete_antenne(antenne: Antenne) -> None:
     """Hide the antenne from routing; its experts stay as they are, to come back with it."""
     if antenne.deleted_at is None:
         antenne.deleted_at = utcnow()
-        db.session.commit()
+        db.session.flush()
 
 
 def delete_institution(institution: Institution) -> None:
     """Hide the institution from routing; its antennes and experts stay, to come back with it."""
     if institution.deleted_at is None:
         institution.deleted_at = utcnow()
-        db.session.commit()
+        db.session.flush()
 
 
 def restore_antenne(antenne: Antenne) -> None:
@@ -108,10 +108,10 @@ def restore_antenne(antenne: Antenne) -> None:
         )
     if antenne.deleted_at is not None:
         antenne.deleted_at = None
-        db.session.commit()
+        db.session.flush()
 
 
 def restore_institution(institution: Institution) -> None:
     if institution.deleted_at is not None:
         institution.deleted_at = None
-        db.session.commit()
+        db.session.flush()

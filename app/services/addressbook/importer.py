@@ -318,11 +318,12 @@ def _check_scope(rows: list[Row], book: _Book, scope: Scope, report: ImportRepor
 
 
 def import_addressbook(raw: bytes | str, *, dry_run: bool = False, scope: Scope = None) -> ImportReport:
-    """Check the whole file, then (unless ``dry_run`` or any error) apply it in one transaction.
+    """Check the whole file, then (unless ``dry_run`` or any error) apply it, in the caller's
+    transaction: all of it or none.
 
     The report always carries every error found and, for a clean file, what happens to each
     row; a dry run computes exactly what a real run would do, without writing. ``scope`` (see
-    :func:`referent_scope`) limits the file to one institution or antenne; None for staff.
+    ``policy.referent_scope``) limits the file to one institution or antenne; None for staff.
     """
     report = ImportReport(dry_run=dry_run)
     text = decode(raw, report)
@@ -342,12 +343,8 @@ def import_addressbook(raw: bytes | str, *, dry_run: bool = False, scope: Scope 
     if report.errors:
         report.errors.sort(key=lambda e: e.line or 0)
         return report
-    try:
-        with db.session.no_autoflush:
-            _apply(rows, book, report, write=not dry_run)
-        if not dry_run:
-            db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
+    with db.session.no_autoflush:
+        _apply(rows, book, report, write=not dry_run)
+    if not dry_run:
+        db.session.flush()
     return report

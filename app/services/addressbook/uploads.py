@@ -27,7 +27,7 @@ def stage_upload(raw: bytes, *, filename: str, user_id: int) -> str:
     db.session.execute(delete(AddressbookUpload).where(AddressbookUpload.created_at < utcnow() - UPLOAD_TTL))
     token = secrets.token_hex(16)
     db.session.add(AddressbookUpload(token=token, user_id=user_id, filename=filename[:255], content=raw))
-    db.session.commit()
+    db.session.flush()
     return token
 
 
@@ -59,7 +59,5 @@ def import_upload(token: str | None, *, user_id: int, scope=None):
     upload = take_upload(token, user_id=user_id)
     if upload is None:
         return None
-    report = import_addressbook(upload.content, scope=scope)  # commits the deletion with a clean import
-    if not report.ok:
-        db.session.commit()
-    return report
+    # The caller's commit consumes the upload, with the import or (the file now has errors) alone.
+    return import_addressbook(upload.content, scope=scope)

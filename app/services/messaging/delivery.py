@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from app.extensions import db
 from app.models import OutboundEmail
 from app.models.base import utcnow
-from app.models.outbox import FailureCause
+from app.models.outbox import EmailState, FailureCause
 from app.services.messaging.email_wire import ascii_address, build_message
 from app.services.messaging.outbox import (
     LOGGED_ONLY,
@@ -307,14 +307,14 @@ class _Courier:
                 email.subject,
                 email.body_text,
             )
-            outcome = {"state": "sent", "sent_at": now, "last_error": LOGGED_ONLY, "attempts": email.attempts}
+            outcome = {"state": EmailState.SENT, "sent_at": now, "last_error": LOGGED_ONLY, "attempts": email.attempts}
         else:
             try:
                 self._send(email)
             except Exception as error:  # noqa: BLE001 - any failure is the row's, recorded on it; the batch goes on
                 outcome = _failure_outcome(email, email.attempts + 1, error, now)
             else:
-                outcome = {"state": "sent", "sent_at": now, "last_error": None, "attempts": email.attempts + 1}
+                outcome = {"state": EmailState.SENT, "sent_at": now, "last_error": None, "attempts": email.attempts + 1}
         outcome = {"next_attempt_at": None, "failure_cause": None, "sent_at": None, **outcome}
         written = self.db.execute(_WRITE_OUTCOME, {**outcome, "email_id": email.id, "token": self.token})
         self.unsent.discard(email.id)
@@ -333,7 +333,7 @@ def _failure_outcome(email, attempts: int, error: BaseException, now: datetime) 
     max_attempts = int(current_app.config.get("MAIL_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
     if failure.retryable and attempts < max_attempts:
         log.warning("courriel %s : tentative %s échouée (%s), nouvel essai prévu", email.id, attempts, failure.reason)
-        return {**outcome, "state": "queued", "next_attempt_at": now + retry_delay(attempts)}
+        return {**outcome, "state": EmailState.QUEUED, "next_attempt_at": now + retry_delay(attempts)}
     if failure.cause is FailureCause.MESSAGE:
         log.error(
             "courriel %s refusé pour un défaut du message lui-même, à corriger dans le service puis à renvoyer (%s)",
@@ -342,7 +342,7 @@ def _failure_outcome(email, attempts: int, error: BaseException, now: datetime) 
         )
     else:
         log.error("courriel %s : échec définitif après %s tentative(s) (%s)", email.id, attempts, failure.reason)
-    return {**outcome, "state": "failed"}
+    return {**outcome, "state": EmailState.FAILED}
 
 
 def deliver_emails(email_ids: Iterable[int]) -> dict[str, int]:

@@ -32,11 +32,12 @@ from app.extensions import db
 from app.models import Antenne, Comment, Expert, Match, Need, User
 from app.models.base import utcnow
 from app.models.discussion import COMMENT_SOURCES
-from app.models.requests import MATCH_STATUS_LABELS
+from app.models.requests import MATCH_STATUS_LABELS, MatchStatus
 from app.services.errors import ServiceError
 from app.services.messaging.links import expert_url, inbox_url
 from app.services.messaging.outbox import queue_email
 from app.services.messaging.reply_addresses import reply_address
+from app.services.transactions import after_commit, transaction
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ MAX_BODY_LENGTH = 10_000
 STAFF_LABEL = "Équipe Place des Entreprises"
 DEFAULT_GROUPING_SECONDS = 60
 # Experts who declined the need are out of the conversation.
-QUIET_STATUSES = frozenset({"not_for_me"})
+QUIET_STATUSES = frozenset({MatchStatus.NOT_FOR_ME})
 
 # Tabs and newlines are text; every other control character (NUL, escape sequences, bidi
 # tricks are format characters, not controls, and stay) is refused rather than stored.
@@ -94,11 +95,11 @@ def post_comment(
     source: str = "web",
     attachments: Iterable[str] = (),
 ) -> Comment:
-    """Add a comment to the need's thread and commit.
+    """Add a comment to the need's thread.
 
     Raises :class:`ServiceError` (French) when the body is empty, too long or holds control
     characters, or when the author may not write there. Without a worker (``RQ_ASYNC`` off),
-    the other participants are emailed at once, since no periodic job will do it.
+    the other participants are emailed once the caller commits, since no periodic job will.
     """
     if source not in COMMENT_SOURCES:
         raise ServiceError(f"Origine de message inconnue : « {source} ».")
@@ -113,10 +114,17 @@ def post_comment(
         attachments=[str(name) for name in attachments],
     )
     db.session.add(comment)
-    db.session.commit()
+    db.session.flush()
     if _notify_inline():
-        notify_pending_comments(grouping_seconds=0)
+        after_commit(_notify_now)
     return comment
+
+
+def _notify_now() -> None:
+    """After the comment's commit, in an application context of its own (the committing
+    session cannot emit SQL any more in its after-commit hook)."""
+    with current_app._get_current_object().app_context():
+        notify_pending_comments(grouping_seconds=0)
 
 
 def _notify_inline() -> bool:
@@ -290,8 +298,7 @@ def _notify_need(need_id: int, now: datetime, limit: datetime) -> int:
     )
     pending = list(db.session.scalars(_with_authors(query)))
     if not pending or as_utc(max(comment.created_at for comment in pending)) > limit:
-        db.session.commit()  # another run took it meanwhile, or the burst goes on
-        return 0
+        return 0  # another run took it meanwhile, or the burst goes on
     last_id = max(comment.id for comment in pending)
     sent = 0
     for recipient in _recipients(need):
@@ -314,21 +321,24 @@ def _notify_need(need_id: int, now: datetime, limit: datetime) -> int:
         .values(notified_at=now)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
     return sent
 
 
 def notify_pending_comments(*, now: datetime | None = None, grouping_seconds: float | None = None) -> int:
     """Email every finished burst of comments to the need's other participants; return the
-    number of emails queued. Safe to run twice or concurrently (row lock, one key per burst)."""
+    number of emails queued. Safe to run twice or concurrently (row lock, one key per burst).
+
+    A batch: each need is its own unit of work, committed on its own, so one need that cannot
+    be notified holds none of the others back (it is tried again at the next run).
+    """
     now = now or utcnow()
     limit = now - _grouping_window(grouping_seconds)
     total = 0
     for need_id in needs_to_notify(now=now, grouping_seconds=grouping_seconds):
         try:
-            total += _notify_need(need_id, now, limit)
+            with transaction():
+                total += _notify_need(need_id, now, limit)
         except Exception:
-            db.session.rollback()
             log.exception(
                 "discussion du besoin %s : notification impossible, nouvel essai au prochain passage", need_id
             )

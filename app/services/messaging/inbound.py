@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import Comment, InboundMessage, Match
+from app.models.discussion import InboundState
 from app.services.errors import ServiceError
 from app.services.messaging.discussion import post_comment
 from app.services.messaging.reply_addresses import ADDRESS_RE, ReplyRefused, TokenClaim, verify_token
@@ -179,7 +180,7 @@ def _store(message_id: str, *, reason: str, text: str | None = None, **fields) -
         subject=_clip(fields.get("subject"), 500),
         attachments=list(fields.get("attachments") or []),
         text=_clip(text, MAX_STORED_TEXT),
-        state="held",
+        state=InboundState.HELD,
         reason=reason,
     )
     log.info("réponse par courriel retenue : %s", reason)
@@ -187,12 +188,11 @@ def _store(message_id: str, *, reason: str, text: str | None = None, **fields) -
 
 
 def _save(row: InboundMessage) -> InboundMessage:
-    db.session.add(row)
     try:
-        db.session.commit()
+        with db.session.begin_nested():
+            db.session.add(row)
     except IntegrityError:
         # The same message delivered twice at once: the other delivery stored it first.
-        db.session.rollback()
         existing = db.session.scalar(select(InboundMessage).where(InboundMessage.message_id == row.message_id))
         if existing is None:
             raise
@@ -201,7 +201,7 @@ def _save(row: InboundMessage) -> InboundMessage:
 
 
 def _post(match: Match, *, body: str, raw_text: str, fields: dict) -> InboundMessage:
-    """Post the comment and record the reply, in one transaction (post_comment commits)."""
+    """Post the comment and record the reply, together (a refused comment leaves a held reply)."""
     row = InboundMessage(
         message_id=fields["message_id"],
         sender=_clip(fields.get("sender"), 320),
@@ -209,25 +209,21 @@ def _post(match: Match, *, body: str, raw_text: str, fields: dict) -> InboundMes
         subject=_clip(fields.get("subject"), 500),
         attachments=list(fields.get("attachments") or []),
         text=_clip(body, MAX_STORED_TEXT),
-        state="posted",
+        state=InboundState.POSTED,
     )
-    db.session.add(row)
     try:
-        # Claims the Message-ID first, so a concurrent duplicate fails here, before any comment.
-        db.session.flush()
+        with db.session.begin_nested():
+            db.session.add(row)
+            # Claims the Message-ID first, so a concurrent duplicate fails here, before any comment.
+            db.session.flush()
+            comment = post_comment(
+                match.need, body=body, expert=match.expert, source="email", attachments=list(row.attachments)
+            )
+            row.comment_id = comment.id
     except IntegrityError:
-        db.session.rollback()
         return db.session.scalar(select(InboundMessage).where(InboundMessage.message_id == fields["message_id"]))
-    try:
-        comment = post_comment(
-            match.need, body=body, expert=match.expert, source="email", attachments=list(row.attachments)
-        )
     except ServiceError as refusal:
-        db.session.rollback()
         return _store(reason=f"Commentaire refusé : {refusal}", text=raw_text, **fields)
-    row.comment_id = comment.id
-    db.session.add(row)
-    db.session.commit()
     log.info("réponse par courriel publiée : commentaire #%s (mise en relation #%s)", comment.id, match.id)
     return row
 
@@ -237,19 +233,19 @@ def _post(match: Match, *, body: str, raw_text: str, fields: dict) -> InboundMes
 
 def discard_inbound(message: InboundMessage) -> InboundMessage:
     """Staff's « Écarter »: a held reply is set aside for good (a posted one stays posted)."""
-    if message.state == "posted":
+    if message.state == InboundState.POSTED:
         raise ServiceError("Cette réponse a déjà été publiée comme commentaire : elle ne peut pas être écartée.")
-    message.state = "discarded"
-    db.session.commit()
+    message.state = InboundState.DISCARDED
+    db.session.flush()
     return message
 
 
 def outcome_text(message: InboundMessage) -> str:
     """One French line saying what became of a received reply (CLI and logs)."""
-    if message.state == "posted":
+    if message.state == InboundState.POSTED:
         comment = db.session.get(Comment, message.comment_id) if message.comment_id else None
         where = f" sur le besoin #{comment.need_id}" if comment is not None else ""
         return f"Réponse publiée : commentaire #{message.comment_id}{where}."
-    if message.state == "discarded":
+    if message.state == InboundState.DISCARDED:
         return "Réponse déjà reçue et écartée par l'équipe."
     return f"Réponse retenue pour l'équipe (réponse reçue #{message.id}) : {message.reason}"

@@ -20,8 +20,9 @@ from sqlalchemy.orm import contains_eager
 from app.extensions import db
 from app.models import Expert, Facility, Match, Need
 from app.models.base import utcnow
+from app.models.requests import MatchStatus
 
-DONE_STATUSES = ("done", "done_no_help", "done_not_reachable")
+DONE_STATUSES = (MatchStatus.DONE, MatchStatus.DONE_NO_HELP, MatchStatus.DONE_NOT_REACHABLE)
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,9 @@ def _cutoff() -> datetime:
 def _tab_of(cutoff: datetime):
     """The SQL expression naming each match's tab, so that counting and listing agree."""
     return case(
-        ((Match.status == "quo") & (Match.created_at < cutoff), "expires"),
-        (Match.status == "quo", "a-traiter"),
-        (Match.status == "taking_care", "en-cours"),
+        ((Match.status == MatchStatus.QUO) & (Match.created_at < cutoff), "expires"),
+        (Match.status == MatchStatus.QUO, "a-traiter"),
+        (Match.status == MatchStatus.TAKING_CARE, "en-cours"),
         (Match.status.in_(DONE_STATUSES), "clotures"),
         else_="refuses",
     )

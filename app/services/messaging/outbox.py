@@ -25,15 +25,16 @@ from typing import Any
 
 from flask import current_app, render_template
 from redis.exceptions import RedisError
-from sqlalchemy import and_, event, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models import OutboundEmail
 from app.models.base import utcnow
-from app.models.outbox import FailureCause
+from app.models.outbox import EmailState, FailureCause
 from app.services import queueing
 from app.services.errors import ServiceError
+from app.services.transactions import collected
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,13 @@ def queue_email(
         return existing
     subject, text, html = render_email(template, **(context or {}))
     email = OutboundEmail(
-        key=key, recipient=to, reply_to=reply_to, subject=subject, body_text=text, body_html=html, state="queued"
+        key=key,
+        recipient=to,
+        reply_to=reply_to,
+        subject=subject,
+        body_text=text,
+        body_html=html,
+        state=EmailState.QUEUED,
     )
     db.session.add(email)
     db.session.flush()
@@ -110,7 +117,7 @@ def queue_email(
 def _enqueue_after_commit(session: Session, *email_ids: int) -> None:
     """Hand the rows to the delivery jobs once ``session`` commits (never before: the worker
     must find the rows, and a rollback must send nothing)."""
-    session.info.setdefault(_PENDING, []).extend(email_ids)
+    collected(_PENDING, request_deliveries, session=session).extend(email_ids)
 
 
 def claim_duration() -> timedelta:
@@ -127,7 +134,7 @@ def due_clause(now: datetime, *, grace: timedelta | None = None):
     fresh = OutboundEmail.next_attempt_at.is_(None)
     if grace is not None:
         fresh = and_(fresh, OutboundEmail.created_at <= now - grace)
-    return and_(OutboundEmail.state == "queued", or_(OutboundEmail.next_attempt_at <= now, fresh))
+    return and_(OutboundEmail.state == EmailState.QUEUED, or_(OutboundEmail.next_attempt_at <= now, fresh))
 
 
 def due_email_ids(*, now: datetime | None = None, limit: int = 500, grace: bool = True) -> list[int]:
@@ -141,12 +148,12 @@ def due_email_ids(*, now: datetime | None = None, limit: int = 500, grace: bool 
     wait = timedelta(seconds=current_app.config.get("OUTBOX_SWEEP_GRACE_SECONDS", DEFAULT_SWEEP_GRACE_SECONDS))
     retries = (
         select(OutboundEmail.id)
-        .where(OutboundEmail.state == "queued", OutboundEmail.next_attempt_at <= now, unclaimed(now))
+        .where(OutboundEmail.state == EmailState.QUEUED, OutboundEmail.next_attempt_at <= now, unclaimed(now))
         .order_by(OutboundEmail.next_attempt_at, OutboundEmail.id)
         .limit(limit)
     )
     fresh = select(OutboundEmail.id).where(
-        OutboundEmail.state == "queued", OutboundEmail.next_attempt_at.is_(None), unclaimed(now)
+        OutboundEmail.state == EmailState.QUEUED, OutboundEmail.next_attempt_at.is_(None), unclaimed(now)
     )
     if grace:
         fresh = fresh.where(OutboundEmail.created_at <= now - wait)
@@ -183,7 +190,7 @@ def sweep_outbox(*, now: datetime | None = None) -> int:
 
 
 def resend_email(email: OutboundEmail) -> OutboundEmail:
-    """Staff's « Renvoyer », and commit; returns the row that will be delivered.
+    """Staff's « Renvoyer »; returns the row that will be delivered once the caller commits.
 
     - ``failed``: the same row goes back to ``queued`` with its attempts reset (it never
       reached anyone, so its Message-ID may stay).
@@ -192,7 +199,7 @@ def resend_email(email: OutboundEmail) -> OutboundEmail:
       Message-ID (a mail client would hide a second message with the same one) and the
       history of the first delivery stays as it was.
     """
-    if email.state == "sent":
+    if email.state == EmailState.SENT:
         base = email.key.split(RESEND_MARK, 1)[0]
         count = db.session.scalar(
             select(func.count()).select_from(OutboundEmail).where(OutboundEmail.key.like(f"{base}{RESEND_MARK}%"))
@@ -204,22 +211,22 @@ def resend_email(email: OutboundEmail) -> OutboundEmail:
             subject=email.subject,
             body_text=email.body_text,
             body_html=email.body_html,
-            state="queued",
+            state=EmailState.QUEUED,
         )
         if len(copy.key) > OutboundEmail.key.type.length:
             raise ServiceError("Ce courriel a été renvoyé trop de fois.")
         db.session.add(copy)
         db.session.flush()
         target = copy
-    elif email.state in ("failed", "queued"):
-        if email.state == "failed":
+    elif email.state in (EmailState.FAILED, EmailState.QUEUED):
+        if email.state == EmailState.FAILED:
             email.attempts = 0
-        email.state, email.last_error, email.next_attempt_at, email.failure_cause = "queued", None, None, None
+        email.state, email.last_error, email.next_attempt_at, email.failure_cause = EmailState.QUEUED, None, None, None
         target = email
     else:  # pragma: no cover - the CHECK constraint allows no other state
         raise ServiceError(f"État inconnu : {email.state}")
     _enqueue_after_commit(db.session, target.id)
-    db.session.commit()
+    db.session.flush()
     return target
 
 
@@ -230,7 +237,7 @@ def resend_failed(*, cause: FailureCause | None = None, dry_run: bool = False) -
     For operators after a fix: the rows refused for a defect of the message are re-sent by
     ``flask outbox resend --cause message`` once the service that wrote them is corrected.
     """
-    condition = [OutboundEmail.state == "failed"]
+    condition = [OutboundEmail.state == EmailState.FAILED]
     if cause is not None:
         condition.append(OutboundEmail.failure_cause == cause.value)
     if dry_run:
@@ -239,7 +246,7 @@ def resend_failed(*, cause: FailureCause | None = None, dry_run: bool = False) -
         db.session.scalars(
             update(OutboundEmail)
             .where(*condition)
-            .values(state="queued", attempts=0, last_error=None, next_attempt_at=None, failure_cause=None)
+            .values(state=EmailState.QUEUED, attempts=0, last_error=None, next_attempt_at=None, failure_cause=None)
             .returning(OutboundEmail.id)
             .execution_options(synchronize_session=False)
         )
@@ -281,20 +288,3 @@ def request_due_deliveries(count: int) -> int:
     except RedisError as error:
         log.warning("Redis injoignable (%s) : le balayage de la boîte d'envoi reprendra au prochain passage.", error)
         return 0
-
-
-def _after_commit(session: Session) -> None:
-    ids = session.info.pop(_PENDING, None)
-    if ids:
-        request_deliveries(ids)
-
-
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING, None)
-
-
-def init_app(app) -> None:
-    session_cls = db.session.session_factory.class_
-    if not event.contains(session_cls, "after_commit", _after_commit):
-        event.listen(session_cls, "after_commit", _after_commit)
-        event.listen(session_cls, "after_soft_rollback", lambda session, _tx: _after_rollback(session))

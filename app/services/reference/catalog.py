@@ -96,7 +96,7 @@ def load_catalog(path: str | Path) -> CatalogLoadReport:
         elif (found.label, found.theme_id, found.position) != (subject_label, theme.id, position):
             found.label, found.theme, found.position = subject_label, theme, position
             report.subjects_updated += 1
-    db.session.commit()
+    db.session.flush()
     return report
 
 
@@ -104,10 +104,10 @@ def archive_subject(subject: Subject) -> None:
     """Hide a subject from the form and from routing; past needs keep it."""
     if subject.archived_at is None:
         subject.archived_at = utcnow()
-        db.session.commit()
+        db.session.flush()
 
 
 def unarchive_subject(subject: Subject) -> None:
     if subject.archived_at is not None:
         subject.archived_at = None
-        db.session.commit()
+        db.session.flush()

@@ -308,6 +308,6 @@ def load_territories(data_dir: str | Path) -> GeoLoadReport:
     report.created["postal_codes"] = len(missing)
     report.updated["postal_codes"] = len(stale)
     report.counts["postal_codes"] = len(postal)
-    db.session.commit()
+    db.session.flush()
     report.seconds = time.monotonic() - started
     return report

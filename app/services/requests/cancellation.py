@@ -16,7 +16,7 @@ from app.dates import paris_text
 from app.extensions import db
 from app.models import Solicitation, User
 from app.models.base import utcnow
-from app.models.requests import CANCEL_REASON_CODES
+from app.models.requests import CANCEL_REASON_CODES, SolicitationStatus
 from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
 from app.services.messaging.outbox import queue_email
@@ -56,7 +56,7 @@ def cancel_solicitation(
     notify: bool | None = None,
     user: User | None = None,
 ) -> None:
-    """Staff drop a request; commits.
+    """Staff drop a request.
 
     ``reason`` is one of ``CANCEL_REASONS`` (« Hors du champ du service »…) or free text; it is
     kept in the request's notes. A reason with its own email (``EMAILED_REASONS``) tells the
@@ -70,25 +70,21 @@ def cancel_solicitation(
         notify = code in EMAILED_REASONS
     if notify and code not in EMAILED_REASONS:
         raise ServiceError("Aucun email n'est prévu pour ce motif : choisissez un motif avec email ou n'envoyez rien.")
-    try:
-        if user is not None:
-            with acting_as(actor_label(user), user.id):
-                _cancel(solicitation, raw, code, notify)
-                db.session.flush()
-        else:
+    if user is not None:
+        with acting_as(actor_label(user), user.id):
             _cancel(solicitation, raw, code, notify)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+            db.session.flush()
+    else:
+        _cancel(solicitation, raw, code, notify)
+    db.session.flush()
 
 
 def _cancel(solicitation: Solicitation, raw: str, code: str | None, notify: bool) -> None:
     # The same lock as sending: a request is either sent or canceled, never both.
     status = db.session.scalar(select(Solicitation.status).where(Solicitation.id == solicitation.id).with_for_update())
-    if status == "canceled":
+    if status == SolicitationStatus.CANCELED:
         raise ServiceError(f"La demande #{solicitation.id} est déjà abandonnée.")
-    if status == "processed":
+    if status == SolicitationStatus.PROCESSED:
         raise ServiceError(
             f"La demande #{solicitation.id} a déjà été transmise aux experts : elle ne peut être abandonnée."
         )
@@ -98,7 +94,7 @@ def _cancel(solicitation: Solicitation, raw: str, code: str | None, notify: bool
         note = CANCEL_NOTE_PREFIX + CANCEL_REASONS[code]
     else:
         note = CANCEL_NOTE_PREFIX + (raw or "sans motif")
-    solicitation.status = "canceled"
+    solicitation.status = SolicitationStatus.CANCELED
     solicitation.canceled_at = utcnow()
     solicitation.cancel_reason = code or OTHER_REASON
     solicitation.qualification_notes = [*(solicitation.qualification_notes or []), note]

@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from app.dates import PARIS, as_utc
 from app.extensions import db
 from app.models import Match, Need, Solicitation
-from app.models.outbox import FailureCause, OutboundEmail
+from app.models.outbox import EmailState, FailureCause, OutboundEmail
+from app.models.requests import NeedStatus, SolicitationStatus
 
 # A need whose experts have all stayed silent this long deserves a call from staff.
 DEFAULT_NO_TAKER_DAYS = 5
@@ -63,18 +64,18 @@ def dashboard_figures(now: datetime | None = None) -> dict[str, Any]:
 
     solicitations = db.session.execute(
         select(
-            func.count().filter(Solicitation.status == "in_progress"),
-            func.min(Solicitation.created_at).filter(Solicitation.status == "in_progress"),
+            func.count().filter(Solicitation.status == SolicitationStatus.IN_PROGRESS),
+            func.min(Solicitation.created_at).filter(Solicitation.status == SolicitationStatus.IN_PROGRESS),
             this_week(Solicitation.created_at),
             previous_week(Solicitation.created_at),
-        ).where((Solicitation.status == "in_progress") | (Solicitation.created_at >= last_monday))
+        ).where((Solicitation.status == SolicitationStatus.IN_PROGRESS) | (Solicitation.created_at >= last_monday))
     ).one()
     needs = db.session.execute(
         select(
-            func.count().filter(Need.status == "quo", Need.created_at < now - timedelta(days=days)),
+            func.count().filter(Need.status == NeedStatus.QUO, Need.created_at < now - timedelta(days=days)),
             this_week(Need.created_at),
             previous_week(Need.created_at),
-        ).where((Need.status == "quo") | (Need.created_at >= last_monday))
+        ).where((Need.status == NeedStatus.QUO) | (Need.created_at >= last_monday))
     ).one()
     matches = db.session.execute(
         select(this_week(Match.taken_care_at), previous_week(Match.taken_care_at)).where(
@@ -83,10 +84,14 @@ def dashboard_figures(now: datetime | None = None) -> dict[str, Any]:
     ).one()
     emails = db.session.execute(
         select(
-            func.count().filter(OutboundEmail.state == "failed"),
-            func.count().filter(OutboundEmail.state == "queued", OutboundEmail.created_at < now - STALE_QUEUE_DELAY),
-            func.count().filter(OutboundEmail.state == "failed", OutboundEmail.failure_cause == FailureCause.MESSAGE),
-        ).where(OutboundEmail.state.in_(("failed", "queued")))
+            func.count().filter(OutboundEmail.state == EmailState.FAILED),
+            func.count().filter(
+                OutboundEmail.state == EmailState.QUEUED, OutboundEmail.created_at < now - STALE_QUEUE_DELAY
+            ),
+            func.count().filter(
+                OutboundEmail.state == EmailState.FAILED, OutboundEmail.failure_cause == FailureCause.MESSAGE
+            ),
+        ).where(OutboundEmail.state.in_((EmailState.FAILED, EmailState.QUEUED)))
     ).one()
 
     oldest = as_utc(solicitations[1])

@@ -32,6 +32,7 @@ from sqlalchemy import and_, func, or_, select
 from app.dates import as_utc
 from app.extensions import db
 from app.models import Need, Solicitation
+from app.models.requests import SolicitationStatus
 from app.services.requests.cancellation import is_spam
 from app.services.requests.duplicates import OPEN_NEED_STATUSES, OTHER_OPEN_LABEL, is_open
 
@@ -70,11 +71,11 @@ def tab_slug(value: str | None) -> str:
 def tab_condition(slug: str) -> Any | None:
     """The WHERE condition of a tab (None for « Toutes »)."""
     if slug == "a-qualifier":
-        return Solicitation.status == "in_progress"
+        return Solicitation.status == SolicitationStatus.IN_PROGRESS
     if slug == "transmises":
-        return Solicitation.status == "processed"
+        return Solicitation.status == SolicitationStatus.PROCESSED
     if slug == "abandonnees":
-        return and_(Solicitation.status == "canceled", ~is_spam())
+        return and_(Solicitation.status == SolicitationStatus.CANCELED, ~is_spam())
     if slug == "spam":
         return is_spam()
     return None
@@ -99,10 +100,10 @@ def tab_counts(scope: Any = None, *, cap: int | None = None, with_spam: bool = T
         return db.session.scalar(select(func.count()).select_from(rows.subquery())) or 0
 
     counts: dict[str, int | None] = {
-        "a-qualifier": count(Solicitation.status == "in_progress"),
-        "transmises": count(Solicitation.status == "processed"),
+        "a-qualifier": count(Solicitation.status == SolicitationStatus.IN_PROGRESS),
+        "transmises": count(Solicitation.status == SolicitationStatus.PROCESSED),
     }
-    canceled = count(Solicitation.status == "canceled")
+    canceled = count(Solicitation.status == SolicitationStatus.CANCELED)
     if with_spam:
         spam = count(is_spam())
         counts["spam"], counts["abandonnees"] = spam, canceled - spam
@@ -148,9 +149,9 @@ def flags_for(rows: Iterable[Solicitation]) -> dict[int, list[str]]:
         .where(
             or_(Solicitation.siret.in_(sirets), func.lower(Solicitation.email).in_(emails)),
             or_(
-                Solicitation.status.in_(("in_progress", "canceled")),
+                Solicitation.status.in_((SolicitationStatus.IN_PROGRESS, SolicitationStatus.CANCELED)),
                 and_(
-                    Solicitation.status == "processed",
+                    Solicitation.status == SolicitationStatus.PROCESSED,
                     or_(Need.status.in_(OPEN_NEED_STATUSES), Solicitation.created_at >= since),
                 ),
             ),
@@ -163,12 +164,12 @@ def flags_for(rows: Iterable[Solicitation]) -> dict[int, list[str]]:
         other_open = any(other.id != row.id and is_open(other.status, other.need_status) for other in same)
         relaunch = any(
             other.id != row.id
-            and other.status == "processed"
+            and other.status == SolicitationStatus.PROCESSED
             and other.subject_id == row.subject_id
             and created - RELAUNCH_WINDOW <= as_utc(other.created_at) < created
             for other in same
         )
-        canceled = sum(1 for other in same if other.status == "canceled")
+        canceled = sum(1 for other in same if other.status == SolicitationStatus.CANCELED)
         if other_open:
             flags[row.id].append(FLAG_OTHER_OPEN)
         if relaunch:

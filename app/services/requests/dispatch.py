@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.extensions import db
 from app.models import Company, Contact, Facility, Match, Need, Solicitation, Subject, User
 from app.models.base import utcnow
+from app.models.requests import MatchStatus, SolicitationStatus
 from app.services.addressbook.routing import RoutedExpert, find_experts
 from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
@@ -30,23 +31,19 @@ CALLBACK_PROMISE = "sous 5 jours ouvrés"
 
 
 def route_solicitation(solicitation: Solicitation, *, by_user_id: int | None = None) -> Need:
-    """Staff send a request that waited to the experts of the rule; commits.
+    """Staff send a request that waited to the experts of the rule.
 
     Refused, with a French message, when it was already sent or canceled, or when no expert
     covers its subject at its commune (staff then fix the address book or cancel it).
     """
-    try:
-        if by_user_id is not None:
-            user = db.session.get(User, by_user_id)
-            with acting_as(actor_label(user, by_user_id), by_user_id):
-                need = route(solicitation)
-                db.session.flush()  # the status change is the staff member's too
-        else:
+    if by_user_id is not None:
+        user = db.session.get(User, by_user_id)
+        with acting_as(actor_label(user, by_user_id), by_user_id):
             need = route(solicitation)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+            db.session.flush()  # the status change is the staff member's too
+    else:
+        need = route(solicitation)
+    db.session.flush()
     return need
 
 
@@ -72,9 +69,9 @@ def lock_for_sending(solicitation: Solicitation) -> None:
     (A request may have several needs, so no UNIQUE constraint can be the last guard.)
     """
     status = db.session.scalar(select(Solicitation.status).where(Solicitation.id == solicitation.id).with_for_update())
-    if status == "processed" or solicitation.needs:
+    if status == SolicitationStatus.PROCESSED or solicitation.needs:
         raise ServiceError(f"La demande #{solicitation.id} a déjà été transmise aux experts.")
-    if status == "canceled":
+    if status == SolicitationStatus.CANCELED:
         raise ServiceError(f"La demande #{solicitation.id} a été abandonnée : elle ne peut plus être transmise.")
 
 
@@ -118,11 +115,11 @@ def dispatch(solicitation: Solicitation, plan: list[tuple[Subject, list[Assignme
             facility=facility,
             contact=contact,
             description=solicitation.description,
-            status="quo",
+            status=MatchStatus.QUO,
         )
         db.session.add(need)
         matches = [
-            Match(need=need, expert_id=a.expert_id, status="quo", zone=a.zone, zone_owner=a.zone_owner)
+            Match(need=need, expert_id=a.expert_id, status=MatchStatus.QUO, zone=a.zone, zone_owner=a.zone_owner)
             for a in assignments
         ]
         db.session.add_all(matches)
@@ -135,7 +132,7 @@ def dispatch(solicitation: Solicitation, plan: list[tuple[Subject, list[Assignme
             queue_new_match_email(match, other_count=len(matches) - 1)
             institutions.add(match.expert.antenne.institution.name)
     queue_confirmation(solicitation, sorted(institutions, key=str.casefold))
-    solicitation.status = "processed"
+    solicitation.status = SolicitationStatus.PROCESSED
     solicitation.processed_at = utcnow()
     return [need for need, _matches in created]
 

@@ -24,23 +24,26 @@ from sqlalchemy import and_, func, or_, select
 from app.extensions import db
 from app.models import Need, Solicitation
 from app.models.base import utcnow
+from app.models.requests import NeedStatus, SolicitationStatus
 
 DUPLICATE_WINDOW = timedelta(days=30)
-OPEN_NEED_STATUSES = ("quo", "taking_care")
+OPEN_NEED_STATUSES = (NeedStatus.QUO, NeedStatus.TAKING_CARE)
 DUPLICATE_LABEL = "Doublon"
 OTHER_OPEN_LABEL = "Autre demande en cours"
 
 
 def is_open(status: str, need_status: str | None) -> bool:
     """A request (its status, its need's) still open, as read from a row already loaded."""
-    return status == "in_progress" or (status == "processed" and need_status in OPEN_NEED_STATUSES)
+    return status == SolicitationStatus.IN_PROGRESS or (
+        status == SolicitationStatus.PROCESSED and need_status in OPEN_NEED_STATUSES
+    )
 
 
 def still_open() -> Any:
     """SQL condition of :func:`is_open`, over ``Solicitation`` outer-joined to its ``Need``."""
     return or_(
-        Solicitation.status == "in_progress",
-        and_(Solicitation.status == "processed", Need.status.in_(OPEN_NEED_STATUSES)),
+        Solicitation.status == SolicitationStatus.IN_PROGRESS,
+        and_(Solicitation.status == SolicitationStatus.PROCESSED, Need.status.in_(OPEN_NEED_STATUSES)),
     )
 
 

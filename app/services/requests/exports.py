@@ -25,8 +25,10 @@ from app.dates import PARIS, as_utc
 from app.extensions import db
 from app.models import EXPORT_FORMATS, EXPORT_KINDS, Export, User
 from app.models.base import utcnow
+from app.models.desk import ExportState
 from app.services import queueing
 from app.services.errors import NotFound, ServiceError
+from app.services.transactions import after_commit
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +91,9 @@ def clean_params(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def request_export(user: User, kind: str, fmt: str, params: Mapping[str, Any]) -> Export:
-    """Ask for the file of list ``kind`` as ``user`` sees it with ``params``; commits, then
-    hands it to the job (inline without Redis: the file is ready when this returns). The
-    caller has asked the policy whether ``user`` may export that list."""
+    """Ask for the file of list ``kind`` as ``user`` sees it with ``params``; once the caller
+    commits, it is handed to the job (inline without Redis: the file is ready when the commit
+    returns). The caller has asked the policy whether ``user`` may export that list."""
     if kind not in EXPORT_KINDS:
         raise ServiceError("Cette liste ne peut pas être exportée.")
     if fmt not in EXPORT_FORMATS:
@@ -105,7 +107,7 @@ def request_export(user: User, kind: str, fmt: str, params: Mapping[str, Any]) -
         .select_from(Export)
         .where(
             Export.user_id == user.id,
-            Export.state.in_(("queued", "running")),
+            Export.state.in_((ExportState.QUEUED, ExportState.RUNNING)),
             Export.created_at > now - PENDING_WINDOW,
         )
     )
@@ -118,41 +120,33 @@ def request_export(user: User, kind: str, fmt: str, params: Mapping[str, Any]) -
         kind=kind,
         format=fmt,
         params=cleaned,
-        state="queued",
+        state=ExportState.QUEUED,
         rows_done=0,
         created_at=now,
         expires_at=now + EXPORT_LIFETIME,
     )
-    try:
-        db.session.add(export)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+    db.session.add(export)
+    db.session.flush()
     export_id = export.id
-
-    if not _hand_over(export_id):
-        update_export(
-            export_id,
-            state="failed",
-            finished_at=utcnow(),
-            error="La file des tâches est injoignable : l'export n'a pas pu démarrer. Réessayez dans quelques minutes.",
-        )
-    db.session.expire(export)
+    after_commit(lambda: _hand_over(export_id))
     return export
 
 
-def _hand_over(export_id: int) -> bool:
-    """Hand a committed export to its job (inline without Redis: built now); False when Redis
-    is unreachable, for the record to say why the file will not come."""
+def _hand_over(export_id: int) -> None:
+    """Hand a committed export to its job (inline without Redis: built now); when Redis is
+    unreachable, the record says why the file will not come."""
     try:
         queueing.enqueue(
             queueing.BUILD_EXPORT, export_id, job_id=f"export-{export_id}", job_timeout=EXPORT_JOB_TIMEOUT, result_ttl=0
         )
     except RedisError as error:
         log.warning("Redis injoignable (%s) : l'export %s n'a pas pu être lancé.", error, export_id)
-        return False
-    return True
+        update_export(
+            export_id,
+            state=ExportState.FAILED,
+            finished_at=utcnow(),
+            error="La file des tâches est injoignable : l'export n'a pas pu démarrer. Réessayez dans quelques minutes.",
+        )
 
 
 # ---------------------------------------------------------------- building the file
@@ -184,15 +178,15 @@ def claim_build(export_id: int) -> BuildJob | str:
         if export is None:
             log.warning("export %s introuvable (purgé ?)", export_id)
             return "missing"
-        if export.state in ("done", "failed"):
+        if export.state in (ExportState.DONE, ExportState.FAILED):
             return export.state
         now = utcnow()
         if as_utc(export.expires_at) <= now:
-            export.state, export.finished_at = "failed", now
+            export.state, export.finished_at = ExportState.FAILED, now
             export.error = "Cet export a expiré avant d'avoir pu être préparé : demandez-le à nouveau."
             session.commit()
             return export.state
-        export.state, export.rows_done, export.rows_total, export.error = "running", 0, None, None
+        export.state, export.rows_done, export.rows_total, export.error = ExportState.RUNNING, 0, None, None
         session.commit()
         return BuildJob(
             id=export.id,
@@ -253,7 +247,7 @@ def export_for_download(export_id: Any, user: User) -> Download:
     export = export_of(export_id, user)
     if is_expired(export):
         raise ServiceError("Ce fichier a expiré : demandez un nouvel export.")
-    if export.state != "done" or export.content is None:
+    if export.state != ExportState.DONE or export.content is None:
         raise ServiceError("Ce fichier n'est pas encore prêt.")
     filename = export.filename or export_filename(export.kind, export.format, export.created_at)
     return Download(filename=filename, mimetype=MIMETYPES[export.format], content=export.content)
@@ -265,7 +259,6 @@ def purge_exports(now: datetime | None = None) -> int:
     result = db.session.execute(
         Export.__table__.delete().where(Export.expires_at <= now)  # one statement, no rows loaded
     )
-    db.session.commit()
     if result.rowcount:
         log.info("%s export(s) expiré(s) supprimé(s)", result.rowcount)
     return result.rowcount

@@ -49,26 +49,41 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Match, Need
 from app.models.base import utcnow
-from app.models.requests import MATCH_STATUS_LABELS, MATCH_STATUSES
+from app.models.requests import MATCH_STATUS_LABELS, MATCH_STATUSES, MatchStatus, NeedStatus
 from app.services.errors import ServiceError
 from app.services.messaging.outbox import queue_email
 from app.services.requests.validation import display_phone
 
-CLOSED_STATUSES = frozenset({"done", "done_no_help", "done_not_reachable", "not_for_me"})
-TAKEN_CARE_STATUSES = frozenset({"taking_care", "done", "done_no_help", "done_not_reachable"})
+CLOSED_STATUSES = frozenset(
+    {MatchStatus.DONE, MatchStatus.DONE_NO_HELP, MatchStatus.DONE_NOT_REACHABLE, MatchStatus.NOT_FOR_ME}
+)
+TAKEN_CARE_STATUSES = frozenset(
+    {MatchStatus.TAKING_CARE, MatchStatus.DONE, MatchStatus.DONE_NO_HELP, MatchStatus.DONE_NOT_REACHABLE}
+)
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "quo": ("taking_care", "not_for_me"),
-    "not_for_me": ("quo",),
-    "taking_care": ("done", "done_no_help", "done_not_reachable", "quo"),
-    "done": ("taking_care", "quo"),
-    "done_no_help": ("taking_care", "quo"),
-    "done_not_reachable": ("taking_care", "quo"),
+    MatchStatus.QUO: (MatchStatus.TAKING_CARE, MatchStatus.NOT_FOR_ME),
+    MatchStatus.NOT_FOR_ME: (MatchStatus.QUO,),
+    MatchStatus.TAKING_CARE: (
+        MatchStatus.DONE,
+        MatchStatus.DONE_NO_HELP,
+        MatchStatus.DONE_NOT_REACHABLE,
+        MatchStatus.QUO,
+    ),
+    MatchStatus.DONE: (MatchStatus.TAKING_CARE, MatchStatus.QUO),
+    MatchStatus.DONE_NO_HELP: (MatchStatus.TAKING_CARE, MatchStatus.QUO),
+    MatchStatus.DONE_NOT_REACHABLE: (MatchStatus.TAKING_CARE, MatchStatus.QUO),
 }
 
 # Contract §7: the first status that any match has, in this order, is the need's; a need whose
 # matches are all refused (or that has none left) is ``not_for_me``, the team's "refused" basket.
-NEED_STATUS_ORDER = ("done", "done_no_help", "done_not_reachable", "taking_care", "quo")
+NEED_STATUS_ORDER = (
+    NeedStatus.DONE,
+    NeedStatus.DONE_NO_HELP,
+    NeedStatus.DONE_NOT_REACHABLE,
+    NeedStatus.TAKING_CARE,
+    NeedStatus.QUO,
+)
 
 
 def allowed_transitions(match: Match) -> list[str]:
@@ -82,7 +97,7 @@ def derive_need_status(match_statuses: Iterable[str]) -> str:
     for status in NEED_STATUS_ORDER:
         if status in present:
             return status
-    return "not_for_me"
+    return MatchStatus.NOT_FOR_ME
 
 
 def recompute_need_status(need: Need) -> str:
@@ -117,27 +132,25 @@ def _lock(match: Match) -> Need:
 
 def change_match_status(match: Match, new_status: str) -> Match:
     """Move ``match`` to ``new_status`` if the table allows it, stamp its dates, recompute the
-    need's status, and commit. Asking for the current status again (a double click, a form
-    re-posted) changes nothing and is not an error.
+    need's status. Asking for the current status again (a double click, a form re-posted)
+    changes nothing and is not an error.
 
     Raises :class:`ServiceError` (French) for an unknown status or a transition the table
-    refuses; the transaction is then rolled back, releasing the locks.
+    refuses; the caller's transaction then rolls back, releasing the locks.
     """
     if new_status not in MATCH_STATUSES:
         raise ServiceError(f"Statut inconnu : « {new_status} ».")
     need = _lock(match)
     current = match.status
     if new_status == current:
-        db.session.commit()
         return match
     if new_status not in TRANSITIONS.get(current, ()):
-        db.session.rollback()
         raise ServiceError(f"Impossible de passer du statut « {_label(current)} » au statut « {_label(new_status)} ».")
 
     need_was_taken_care = need.status in TAKEN_CARE_STATUSES
     now = utcnow()
     match.status = new_status
-    if new_status == "quo":
+    if new_status == MatchStatus.QUO:
         match.taken_care_at = None
         match.closed_at = None
     else:
@@ -150,9 +163,9 @@ def change_match_status(match: Match, new_status: str) -> Match:
     need_status = recompute_need_status(need)
     if need_status in TAKEN_CARE_STATUSES and not need_was_taken_care:
         _notify_taken_care(need, match)
-    if new_status == "done_not_reachable":
+    if new_status == MatchStatus.DONE_NOT_REACHABLE:
         _notify_not_reachable(need, match)
-    db.session.commit()
+    db.session.flush()
     return match
 
 

@@ -2,7 +2,7 @@
 another expert, follow the need, send one of its emails again.
 
 Every verb takes the acting staff member, checks the rule, writes its changes and their
-emails in one transaction (the outbox rows commit with the change, contract §6) and commits.
+emails together (the outbox rows commit with the change, in the caller's transaction).
 The audit trail names that person whatever the interface (``acting_as``), so a CLI or a job
 calling these verbs later is attributed the same way as the back office.
 
@@ -39,6 +39,7 @@ from app.extensions import db
 from app.models import MATCH_STATUS_LABELS, AuditEvent, Expert, Match, Need, NeedStar, OutboundEmail, User
 from app.models.audit import REASSIGNED_EXPERT, REASSIGNED_MATCH
 from app.models.base import utcnow
+from app.models.requests import MatchStatus, SolicitationStatus
 from app.services.accounts.users import require_staff
 from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
@@ -49,7 +50,7 @@ from app.services.requests.timeline import need_email_ids
 
 # A match still waiting for, or being handled by, its expert: the only ones worth handing over
 # (a closed one is history; a refused one is already out of the need's status).
-REASSIGNABLE_STATUSES = ("quo", "taking_care")
+REASSIGNABLE_STATUSES = (MatchStatus.QUO, MatchStatus.TAKING_CARE)
 
 
 def _lock_need(need: Need) -> Need:
@@ -62,7 +63,7 @@ def _lock_need(need: Need) -> Need:
 
 def _check_need_open(need: Need) -> None:
     solicitation = need.solicitation
-    if solicitation is not None and solicitation.status == "canceled":
+    if solicitation is not None and solicitation.status == SolicitationStatus.CANCELED:
         raise ServiceError(
             f"La demande #{solicitation.id} a été abandonnée : on ne peut plus envoyer son besoin à un expert."
         )
@@ -97,23 +98,13 @@ def _already(expert: Expert) -> ServiceError:
     return ServiceError(f"{expert.full_name} a déjà reçu ce besoin.")
 
 
-def _commit_or_explain(expert: Expert) -> None:
-    """Commit; the UNIQUE (need, expert) is the last guard when another staff member added the
-    same expert at the same moment (the need's row lock normally serialises them first)."""
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise _already(expert) from None
-
-
 # ---------------------------------------------------------------- add an expert
 
 
 def add_expert_to_need(need: Need, expert: Expert, *, user: User) -> Match:
     """Send the need to one more expert of staff's choosing, whatever the routing rule says
     (the business asked for something the address book does not route, an expert was
-    forgotten…); commits. The match has no zone entry: that is how lists show « ajouté par
+    forgotten…). The match has no zone entry: that is how lists show « ajouté par
     l'équipe ». The expert gets the usual new-need email with their signed link, in the same
     transaction.
 
@@ -123,25 +114,20 @@ def add_expert_to_need(need: Need, expert: Expert, *, user: User) -> Match:
     """
     require_staff(user, "ajouter un expert à un besoin")
     try:
-        with acting_as(actor_label(user), user.id):
+        # A savepoint: the UNIQUE (need, expert) is the last guard when another staff member
+        # added the same expert at the same moment (the need's row lock normally serialises them).
+        with acting_as(actor_label(user), user.id), db.session.begin_nested():
             need = _lock_need(need)
             _check_need_open(need)
             _check_active(expert)
             _check_not_on_need(need, expert)
-            match = Match(need_id=need.id, expert_id=expert.id, status="quo", zone=None, zone_owner=None)
+            match = Match(need_id=need.id, expert_id=expert.id, status=MatchStatus.QUO, zone=None, zone_owner=None)
             db.session.add(match)
             db.session.flush()
             queue_new_match_email(match, other_count=_other_count(need, besides=match.id))
             recompute_need_status(need)
-            db.session.flush()
     except IntegrityError:
-        db.session.rollback()
         raise _already(expert) from None
-    except BaseException:
-        db.session.rollback()
-        raise
-    with acting_as(actor_label(user), user.id):
-        _commit_or_explain(expert)
     return match
 
 
@@ -149,7 +135,7 @@ def add_expert_to_need(need: Need, expert: Expert, *, user: User) -> Match:
 
 
 def reassign_match(match: Match, new_expert: Expert, *, user: User) -> Match:
-    """Hand ``match``'s need over from its expert to ``new_expert``; commits and returns the new
+    """Hand ``match``'s need over from its expert to ``new_expert``; returns the new
     match. See the module's docstring for why it is a new match and the old one removed.
 
     The old expert is told politely that the need is now someone else's (no link to act: theirs
@@ -159,7 +145,7 @@ def reassign_match(match: Match, new_expert: Expert, *, user: User) -> Match:
     """
     require_staff(user, "réattribuer une mise en relation")
     try:
-        with acting_as(actor_label(user), user.id):
+        with acting_as(actor_label(user), user.id), db.session.begin_nested():
             need = _lock_need(match.need)
             current = db.session.scalars(
                 select(Match).where(Match.id == match.id).with_for_update().execution_options(populate_existing=True)
@@ -182,7 +168,9 @@ def reassign_match(match: Match, new_expert: Expert, *, user: User) -> Match:
             old_id, old_status = match.id, match.status
             _notify_reassigned(match, old_expert, new_expert)
 
-            new_match = Match(need_id=need.id, expert_id=new_expert.id, status="quo", zone=None, zone_owner=None)
+            new_match = Match(
+                need_id=need.id, expert_id=new_expert.id, status=MatchStatus.QUO, zone=None, zone_owner=None
+            )
             db.session.add(new_match)
             db.session.delete(match)
             db.session.flush()
@@ -197,21 +185,14 @@ def reassign_match(match: Match, new_expert: Expert, *, user: User) -> Match:
                     changes={
                         REASSIGNED_MATCH: [old_id, new_match.id],
                         REASSIGNED_EXPERT: [old_expert.id, new_expert.id],
-                        "reassigned_status": [old_status, "quo"],
+                        "reassigned_status": [old_status, MatchStatus.QUO],
                     },
                 )
             )
             queue_new_match_email(new_match, other_count=_other_count(need, besides=new_match.id))
             recompute_need_status(need)
-            db.session.flush()
     except IntegrityError:
-        db.session.rollback()
         raise _already(new_expert) from None
-    except BaseException:
-        db.session.rollback()
-        raise
-    with acting_as(actor_label(user), user.id):
-        _commit_or_explain(new_expert)
     return new_match
 
 
@@ -227,7 +208,7 @@ def _notify_reassigned(match: Match, old_expert: Expert, new_expert: Expert) -> 
         context={
             **need_context(match),
             "expert_name": old_expert.full_name,
-            "was_taking_care": match.status == "taking_care",
+            "was_taking_care": match.status == MatchStatus.TAKING_CARE,
             "received_on": format_date(match.created_at, "d MMMM y") if match.created_at else "",
             "new_expert_name": new_expert.full_name,
             "new_institution": new_expert.antenne.institution.name,
@@ -240,23 +221,22 @@ def _notify_reassigned(match: Match, old_expert: Expert, new_expert: Expert) -> 
 
 
 def star_need(need: Need, user: User) -> None:
-    """Follow the need (« Suivre ce besoin »); following it twice is not an error. Commits."""
+    """Follow the need (« Suivre ce besoin »); following it twice is not an error."""
     require_staff(user, "suivre un besoin")
     exists = db.session.scalar(select(NeedStar.id).where(NeedStar.need_id == need.id, NeedStar.user_id == user.id))
     if exists is not None:
         return
-    db.session.add(NeedStar(need_id=need.id, user_id=user.id))
     try:
-        db.session.commit()
+        with db.session.begin_nested():
+            db.session.add(NeedStar(need_id=need.id, user_id=user.id))
     except IntegrityError:
-        db.session.rollback()  # a double click raced us: the star is there, which is what was asked
+        pass  # a double click raced us: the star is there, which is what was asked
 
 
 def unstar_need(need: Need, user: User) -> None:
-    """Stop following the need; not following it already is not an error. Commits."""
+    """Stop following the need; not following it already is not an error."""
     require_staff(user, "suivre un besoin")
     db.session.execute(delete(NeedStar).where(NeedStar.need_id == need.id, NeedStar.user_id == user.id))
-    db.session.commit()
 
 
 def is_starred(need: Need, user: User) -> bool:
@@ -272,14 +252,10 @@ def is_starred(need: Need, user: User) -> bool:
 def resend_need_email(need: Need, email_id: int, *, user: User) -> OutboundEmail:
     """« Renvoyer » from the need's page: only an email of this need's timeline (one sent for
     the need, its matches, its request or its thread), so a page cannot be made to resend
-    another record's email. Commits (``outbox.resend_email``)."""
+    another record's email (``outbox.resend_email``)."""
     require_staff(user, "renvoyer un courriel")
     if email_id not in need_email_ids(need):
         raise ServiceError("Ce courriel ne concerne pas ce besoin.")
     email = db.session.get(OutboundEmail, email_id)
-    try:
-        with acting_as(actor_label(user), user.id):
-            return resend_email(email)
-    except BaseException:
-        db.session.rollback()
-        raise
+    with acting_as(actor_label(user), user.id):
+        return resend_email(email)

@@ -17,7 +17,7 @@ MAX_NOTE_LENGTH = 5_000
 
 
 def add_note(target: Solicitation | Need, *, user: User, body: str) -> StaffNote:
-    """Write a note by a staff member on a request or a need; commits."""
+    """Write a note by a staff member on a request or a need."""
     require_staff(user, "écrire une note interne")
     text = (body or "").replace("\r\n", "\n").strip()
     if not text:
@@ -29,12 +29,8 @@ def add_note(target: Solicitation | Need, *, user: User, body: str) -> StaffNote
         note.solicitation_id = target.id
     else:
         note.need_id = target.id
-    try:
-        db.session.add(note)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+    db.session.add(note)
+    db.session.flush()
     return note
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.models import Antenne, Expert, Need, Solicitation, Subject, User
+from app.models.requests import SolicitationStatus
 from app.services.accounts.users import require_staff
 from app.services.addressbook import routing
 from app.services.addressbook.absences import absence_text
@@ -58,9 +59,9 @@ def _subject(value: Subject | int | str | None) -> Subject:
 
 
 def _still_to_qualify(solicitation: Solicitation) -> None:
-    if solicitation.status == "processed":
+    if solicitation.status == SolicitationStatus.PROCESSED:
         raise ServiceError(f"La demande #{solicitation.id} a déjà été transmise aux experts.")
-    if solicitation.status == "canceled":
+    if solicitation.status == SolicitationStatus.CANCELED:
         raise ServiceError(f"La demande #{solicitation.id} a été abandonnée.")
 
 
@@ -68,7 +69,7 @@ def _still_to_qualify(solicitation: Solicitation) -> None:
 
 
 def correct_subject(solicitation: Solicitation, subject: Subject | int | str, *, user: User) -> Solicitation:
-    """Staff set the subject the request is really about; commits.
+    """Staff set the subject the request is really about.
 
     The reasons it was held are worked out again for the new subject (a « sujet non
     aiguillable » or « aucun expert trouvé » note about the old one would mislead); the review
@@ -81,21 +82,17 @@ def correct_subject(solicitation: Solicitation, subject: Subject | int | str, *,
         raise ServiceError(f"Le sujet « {chosen.label} » est archivé : choisissez un sujet proposé.")
     if chosen.id == solicitation.subject_id:
         raise ServiceError(f"La demande porte déjà sur le sujet « {chosen.label} ».")
-    try:
-        with acting_as(actor_label(user), user.id):
-            # The row is locked so a correction cannot slip under a send in progress.
-            lock_for_sending(solicitation)
-            kept = [note for note in solicitation.qualification_notes or [] if note == REVIEW_MODE_NOTE]
-            solicitation.subject = chosen
-            solicitation.subject_id = chosen.id
-            with db.session.no_autoflush:  # one audit event for the subject and its notes
-                issues = qualification_issues(solicitation)
-            solicitation.qualification_notes = [*kept, *issues]
-            db.session.flush()
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+    with acting_as(actor_label(user), user.id):
+        # The row is locked so a correction cannot slip under a send in progress.
+        lock_for_sending(solicitation)
+        kept = [note for note in solicitation.qualification_notes or [] if note == REVIEW_MODE_NOTE]
+        solicitation.subject = chosen
+        solicitation.subject_id = chosen.id
+        with db.session.no_autoflush:  # one audit event for the subject and its notes
+            issues = qualification_issues(solicitation)
+        solicitation.qualification_notes = [*kept, *issues]
+        db.session.flush()
+    db.session.flush()
     return solicitation
 
 
@@ -169,7 +166,7 @@ def expert_choices(query: str, *, scope: Scope | None = None, limit: int = EXPER
 def send_solicitation(
     solicitation: Solicitation, plan: Sequence[tuple[Subject | int | str, Iterable[int | str]]], *, user: User
 ) -> list[Need]:
-    """Staff send the request to the experts they chose, one need per subject; commits.
+    """Staff send the request to the experts they chose, one need per subject.
 
     ``plan`` lists ``(subject, expert ids)``: the ids are the suggested experts staff kept
     ticked plus any they added, even outside the routing rule. A suggested expert's match keeps
@@ -180,16 +177,12 @@ def send_solicitation(
     no expert ticked, an unknown or deleted expert.
     """
     _require_staff(user)
-    try:
-        with acting_as(actor_label(user), user.id):
-            lock_for_sending(solicitation)
-            checked = _checked_plan(solicitation, plan)
-            needs = dispatch(solicitation, checked)
-            db.session.flush()  # the request's new status is recorded under the staff member too
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+    with acting_as(actor_label(user), user.id):
+        lock_for_sending(solicitation)
+        checked = _checked_plan(solicitation, plan)
+        needs = dispatch(solicitation, checked)
+        db.session.flush()  # the request's new status is recorded under the staff member too
+    db.session.flush()
     return needs
 
 

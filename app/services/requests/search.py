@@ -39,6 +39,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
 from app.models import Company, Contact, Expert, Facility, Match, Need, Solicitation
+from app.services.transactions import transaction
 
 # Longest query read, and most terms kept from it: a pasted page must not become a
 # thousand-term query.
@@ -245,8 +246,8 @@ def reindex_all(
                 if document != row.search_document:
                     updates.append({"id": row.id, "search_document": document})
             if updates:
-                db.session.execute(update(model), updates)
-            db.session.commit()
+                with transaction():  # one batch, one commit: the command resumes where it stopped
+                    db.session.execute(update(model), updates)
             changed += len(updates)
             done += len(rows)
             last_id = rows[-1].id

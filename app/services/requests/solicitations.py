@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Solicitation, Subject
+from app.models.requests import SolicitationStatus
 from app.services.addressbook.routing import RoutedExpert, find_experts, unroutable_reason
 from app.services.errors import ServiceError
 from app.services.reference.registry import lookup_company
@@ -58,7 +59,7 @@ class InvalidSolicitation(ServiceError):
 
 
 def submit_solicitation(data: SolicitationInput) -> Solicitation:
-    """Store a request, confirm it to the business and, in auto mode, send it — one commit.
+    """Store a request, confirm it to the business and, in auto mode, send it, in the caller's transaction.
 
     The values are checked by the very rules the public form shows next to its fields
     (``validation.clean_solicitation``), so a request from any interface is stored in the same
@@ -74,7 +75,7 @@ def submit_solicitation(data: SolicitationInput) -> Solicitation:
     info = lookup_company(values["siret"])
     solicitation = Solicitation(
         subject=subject,
-        status="in_progress",
+        status=SolicitationStatus.IN_PROGRESS,
         **values,
         company_name=info.name if info else None,
         registry_data=dataclasses.asdict(info) if info else None,
@@ -83,21 +84,17 @@ def submit_solicitation(data: SolicitationInput) -> Solicitation:
         mtm_kwd=clean_tracking(data.mtm_kwd),
         mtm_source=clean_tracking(data.mtm_source),
     )
-    try:
-        db.session.add(solicitation)
-        db.session.flush()
-        issues, experts = _qualify(solicitation)
-        queue_confirmation(solicitation, institution_names(experts))
-        if current_app.config.get("ROUTING_MODE", "auto") != "auto":
-            solicitation.qualification_notes = [REVIEW_MODE_NOTE, *issues]
-        elif issues:
-            solicitation.qualification_notes = issues
-        else:
-            route(solicitation, experts)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+    db.session.add(solicitation)
+    db.session.flush()
+    issues, experts = _qualify(solicitation)
+    queue_confirmation(solicitation, institution_names(experts))
+    if current_app.config.get("ROUTING_MODE", "auto") != "auto":
+        solicitation.qualification_notes = [REVIEW_MODE_NOTE, *issues]
+    elif issues:
+        solicitation.qualification_notes = issues
+    else:
+        route(solicitation, experts)
+    db.session.flush()
     return solicitation
 
 

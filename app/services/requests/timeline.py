@@ -41,6 +41,7 @@ from app.models import (
     User,
 )
 from app.models.audit import REASSIGNED_EXPERT, REASSIGNED_MATCH
+from app.models.outbox import EmailState
 from app.services.messaging.discussion import author_label, thread
 from app.services.messaging.outbox import LOGGED_ONLY, RESEND_MARK
 from app.services.requests.notes import notes_for
@@ -103,7 +104,7 @@ class EmailDelivery:
 
     @property
     def failed(self) -> bool:
-        return self.state == "failed"
+        return self.state == EmailState.FAILED
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def _email_label(key: str) -> str:
 
 
 def _delivery(email: OutboundEmail) -> EmailDelivery:
-    if email.state == "sent" and email.last_error == LOGGED_ONLY:
+    if email.state == EmailState.SENT and email.last_error == LOGGED_ONLY:
         state_label = "Journalisé, non envoyé"
     else:
         state_label = EMAIL_STATE_LABELS.get(email.state, email.state)
