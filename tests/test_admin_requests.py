@@ -80,7 +80,7 @@ def test_the_solicitation_list_shows_what_came_in(admin_client, db, book):
 
 def test_solicitation_search_and_filters(admin_client, db, book):
     kept = make_solicitation(full_name="Alix Durand")
-    other = make_solicitation(full_name="Bastien Morel")
+    make_solicitation(full_name="Bastien Morel")
     for query in ("durand", kept.email, kept.siret, kept.company_name):
         page = body(admin_client.get("/admin/solicitation/", query_string={"search": query}))
         assert "Alix Durand" in page and "Bastien Morel" not in page, query
@@ -90,7 +90,6 @@ def test_solicitation_search_and_filters(admin_client, db, book):
     recruit = subject("recrutement").id
     page = body(admin_client.get(f"/admin/solicitation/?flt0_{filter_arg('solicitation', 'Sujet')}={recruit}"))
     assert "Alix Durand" in page and "Bastien Morel" in page
-    assert other.id
 
 
 def test_solicitation_date_filter(admin_client, db, book):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 APP = Path(__file__).resolve().parent.parent / "app"
+ROOT = APP.parent
 # The interfaces (their packages and modules), which depend on the services, never the reverse.
 INTERFACES = ("app.admin", "app.auth", "app.public", "app.experts", "app.inbound", "app.jobs", "app.cli")
 # Request state: who asks, their session and cookies belong to the interface that serves them.
@@ -115,3 +116,36 @@ def test_services_flush_and_the_outermost_caller_commits():
         if path.name != "transactions.py" and (lines := _session_calls(path, {"commit", "rollback"}))
     }
     assert found == {}
+
+
+# ---------------------------------------------------------------- what tests are told
+
+
+def test_a_template_printing_an_unknown_variable_fails_under_test(app):
+    """A typo in a template must fail the test that renders it, not render blank."""
+    from flask import render_template_string
+    from jinja2 import UndefinedError
+
+    with app.test_request_context():
+        assert render_template_string("{% if absent %}x{% endif %}ok") == "ok"  # optional parts stay optional
+        with pytest.raises(UndefinedError):
+            render_template_string("{{ a_typo }}")
+        with pytest.raises(UndefinedError):
+            render_template_string("{{ user.no_such_field }}", user=object())
+
+
+def test_a_failing_back_office_view_raises_under_test(app):
+    assert app.config["FLASK_ADMIN_RAISE_ON_VIEW_EXCEPTION"] is True
+
+
+def test_production_installs_no_test_or_lint_tool():
+    """requirements.txt is what production installs; the tools of tests and lint live apart."""
+    pins = {
+        line.split("==")[0].strip().lower().replace("_", "-")
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    dev_only = {"pytest", "pytest-xdist", "pytest-timeout", "playwright", "axe-playwright-python", "aiosmtpd"}
+    dev_only |= {"hypothesis", "ruff", "factory-boy", "faker", "pip-tools"}
+    assert pins.isdisjoint(dev_only), pins & dev_only
+    assert {"flask", "flask-admin", "sqlalchemy", "rq", "psycopg"} <= pins
