@@ -1,4 +1,5 @@
-"""Flask CLI: thin click wrappers over the service verbs (contract §1). All idempotent."""
+"""Flask CLI: thin click wrappers over the service verbs. Every command is idempotent (run it
+twice, the second run changes nothing), and their names and options are what operators script."""
 
 from __future__ import annotations
 

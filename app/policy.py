@@ -1,5 +1,5 @@
 """The one place that answers "may this user do that" and "which rows may this user see"
-(decision 4). Every back-office view asks it, through the secure base of ``app/admin/base.py``;
+(one place, so no view can decide otherwise). Every back-office view asks it, through the secure base of ``app/admin/base.py``;
 a refusal is a 403, and a record outside the user's scope is a 404 (its existence is private).
 
 Who is who

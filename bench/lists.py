@@ -135,7 +135,7 @@ SENTENCES = (
     "Nous envisageons une rupture conventionnelle avec un salarié.",
     "Notre banque refuse un prêt, existe-t-il d'autres solutions ?",
 )  # fmt: skip
-# Need status by age (contract §7 names), and the weights of each.
+# Need status by age (the stored status names), and the weights of each.
 STATUS_MIX = (
     (timedelta(days=10), {"quo": 58, "taking_care": 32, "done": 5, "not_for_me": 5}),
     (

@@ -1,4 +1,4 @@
-"""Routing latency at ten times the national scale (decision 1: it must stay fast).
+"""Routing latency at ten times the national scale (zones are never expanded to communes: it must stay fast).
 
 Builds (once; ``--regenerate`` to rebuild) an address book of 400 institutions, 5,000
 antennes and 100,000 experts with zones at every level, then times, over random

@@ -1,4 +1,4 @@
-"""Settings read from the environment only (ARCHITECTURE decision 5).
+"""Settings read from the environment only: no secret and no host name in the repository.
 
 Development and test defaults are safe and self-contained (SQLite in ``instance/``,
 inline jobs on fakeredis, outbox-only mail); production refuses to start without a
@@ -54,7 +54,7 @@ class Config:
     BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
 
     REDIS_URL = _redis_url()
-    # Queues are declared once here (decision 3): the worker listens to them in this order.
+    # Queues are declared once here: the worker listens to them in this order.
     RQ_QUEUES = ["default", "emails"]
     # Queues whose jobs ``flask rq worker`` runs in its own process (short, frequent jobs); the
     # others each get Flask-RQ's fresh work-horse process (long exports). See app/workers.py.
@@ -125,7 +125,7 @@ class Config:
     COMPANY_REGISTRY = os.environ.get("COMPANY_REGISTRY", "fake")
     RECHERCHE_ENTREPRISES_URL = os.environ.get("RECHERCHE_ENTREPRISES_URL", "https://recherche-entreprises.api.gouv.fr")
 
-    # Accounts (issue 6): invitation and reset links, lockout, sessions, breached passwords.
+    # Accounts: invitation and reset links, lockout, sessions, breached passwords.
     INVITATION_MAX_AGE_HOURS = int(os.environ.get("INVITATION_MAX_AGE_HOURS", "72"))
     PASSWORD_RESET_MAX_AGE_MINUTES = int(os.environ.get("PASSWORD_RESET_MAX_AGE_MINUTES", "60"))
     # Consecutive failed logins that lock an account, and for how long; the same count per

@@ -1,4 +1,4 @@
-"""Accounts (issue 6): invitations, password reset, password policy, throttling and lockout,
+"""Accounts: invitations, password reset, password policy, throttling and lockout,
 session expiry, and answers that never tell whether an address has an account.
 
 Time is controlled through the services' ``now`` parameters (links signed or checked at a

@@ -1,4 +1,4 @@
-"""The business's emails when experts answer (public emails §2.1 C2 and C3, services.matches):
+"""The business's emails when experts answer (one takes the need, or none can help; services.matches):
 « Prise en charge » once per need, « Appel manqué » once per match, both written in the
 transaction of the status change and never sent twice, whatever the back and forth."""
 

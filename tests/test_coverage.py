@@ -1,6 +1,6 @@
 """The coverage view: for each subject an institution offers, which parts of its territory no
 expert covers and which communes several do, per département, under the routing rule
-(contract §4: an expert's own zone replaces its antenne's); the page with its map and table,
+(an expert's own zone replaces its antenne's); the page with its map and table,
 scoped for partner referents; and a referent's first day, from the invitation to a fixed gap."""
 
 from __future__ import annotations

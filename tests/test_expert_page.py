@@ -1,5 +1,5 @@
 """The expert's page opened from the emailed link: what it shows, the status buttons, and the
-French pages for a link that was tampered with, has expired or was revoked (contract §6)."""
+French pages for a link that was tampered with, has expired or was revoked."""
 
 from __future__ import annotations
 

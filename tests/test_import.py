@@ -1,4 +1,4 @@
-"""The address book import (contract §3): errors with line numbers, all or nothing,
+"""The address book import: errors with line numbers, all or nothing,
 idempotence, dry run, subjects and zones; and the soft-delete and zone verbs."""
 
 from __future__ import annotations

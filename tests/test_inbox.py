@@ -1,5 +1,5 @@
 """The expert's inbox: every match of one expert in five tabs, opened from the signed link that
-each expert email carries, protected like the expert's page (issue 4, contract §6)."""
+each expert email carries, protected like the expert's page."""
 
 from __future__ import annotations
 

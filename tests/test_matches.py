@@ -120,7 +120,7 @@ def test_a_refusal_closes_without_taking_care_and_its_undo_reopens(db):
         (("done_no_help", "done_not_reachable", "taking_care"), "done_no_help"),
         (("done", "done_no_help", "not_for_me"), "done"),
         (("not_for_me", "done"), "done"),
-        ((), "not_for_me"),  # contract §7: "else not_for_me" — nobody left to answer
+        ((), "not_for_me"),  # nobody left to answer: the refused basket
     ],
 )
 def test_the_need_status_is_the_first_that_applies(statuses, expected):

@@ -1,4 +1,4 @@
-"""Faults (contract §6): with a real Redis, a real RQ worker, a real SMTP server and the test
+"""Faults: with a real Redis, a real RQ worker, a real SMTP server and the test
 database, no email is lost when Redis or SMTP is down, and none is sent twice."""
 
 from __future__ import annotations

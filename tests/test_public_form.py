@@ -1,4 +1,4 @@
-"""The public request form over HTTP (contract §5): each refusal is a 422 with its French
+"""The public request form over HTTP: each refusal is a 422 with its French
 message next to its field and nothing stored; a valid request is stored normalised and
 redirected to a confirmation page; bots, forged posts and floods are turned away."""
 

@@ -1,4 +1,4 @@
-"""The routing rule (contract §4), proved on the real territories: Lyon 69123 lies in EPCI
+"""The routing rule, proved on the real territories: Lyon 69123 lies in EPCI
 200046977 (Métropole de Lyon), département 69 (Rhône), région 84 (Auvergne-Rhône-Alpes)."""
 
 from __future__ import annotations

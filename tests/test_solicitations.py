@@ -1,4 +1,4 @@
-"""Submitting, qualifying, routing and cancelling requests (issue 3), on the real territories:
+"""Submitting, qualifying, routing and cancelling requests on the real territories:
 Lyon 69123 (postal code 69001) lies in département 69, région 84."""
 
 from __future__ import annotations

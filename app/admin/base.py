@@ -1,4 +1,4 @@
-"""The one secure base of every back-office view (decision 4).
+"""The one secure base of every back-office view: no view decides access on its own.
 
 Access, row scoping and the audit trail live here; each view in ``app/admin/`` only
 states what differs (columns, labels, filters) and, for partner referents, its

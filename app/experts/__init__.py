@@ -1,4 +1,5 @@
-"""The expert's page: one need, opened from the signed link of the expert's email (contract §6).
+"""The expert's page: one need, opened from the signed link of the expert's email
+(no account: the link is the credential).
 
 No account and no password: the token in the URL is the credential, so every response says
 not to send it on (``Referrer-Policy``), not to keep it (``Cache-Control``) and not to index it.
@@ -45,7 +46,7 @@ ACTION_LABELS = {
     MatchStatus.DONE_NOT_REACHABLE: "Entreprise injoignable",
     MatchStatus.NOT_FOR_ME: "Ce n'est pas pour moi",
 }
-# What each closure means, shown under its button (public pages §4.4).
+# What each closure means, shown under its button (the wording experts already know).
 ACTION_HINTS = {
     MatchStatus.DONE: "Après l'échange, un conseil, un accompagnement ou une aide financière a pu être proposé.",
     MatchStatus.DONE_NO_HELP: "Après l'échange, mon institution ne peut pas accompagner l'entreprise.",
@@ -185,7 +186,7 @@ def need_page(token: str):
 
 @bp.route("/<token>/commentaires", methods=["POST"])
 def comment(token: str):
-    """The thread's form (contract §6: it posts ``body``); the page is shown again on a refusal."""
+    """The thread's form (it posts ``body``, a public field name); the page is shown again on a refusal."""
     try:
         match = match_for_token(token)
     except LinkError as error:

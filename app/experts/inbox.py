@@ -1,7 +1,7 @@
 """The expert's inbox at ``/mes-demandes/<token>``, opened from the link of every expert email.
 
-It lives outside ``/expert/`` on purpose: contract §6 keeps that prefix for the one link of an
-email that opens a need. Otherwise it is protected like the expert's page: the token is the
+It lives outside ``/expert/`` on purpose: that prefix is kept for the one link of an email that
+opens a need. Otherwise it is protected like the expert's page: the token is the
 credential, so the same headers, the same French error pages and the same rate limit apply.
 """
 

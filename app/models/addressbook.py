@@ -1,7 +1,7 @@
 """The address book: Institution → Antenne → Expert, what they offer, and where.
 
 Zones are territory references ``(kind, code)`` owned by an antenne or, as an override, by
-an expert (decision 1: never expanded to communes). ``national`` is a flag on either owner.
+an expert (never expanded to communes: routing compares codes). ``national`` is a flag on either owner.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The outbox (decision 2): every email is a row written with the change that causes it."""
+"""The outbox: every email is a row written in the transaction of the change that causes it,
+so a change that rolls back sends nothing and a committed one is never lost."""
 
 from __future__ import annotations
 

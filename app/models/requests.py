@@ -2,7 +2,7 @@
 
 Solicitation → Company / Facility (SIRET, commune) / Contact → Need (one subject) → Match
 (one expert). Need status is stored, and recomputed by ``services.matches`` whenever one of
-its matches changes (contract §7).
+its matches changes (``NEED_STATUS_ORDER`` there).
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ class Contact(TimestampMixin, db.Model):
 
 
 class Need(TimestampMixin, db.Model):
-    """One subject for one facility; its status is derived from its matches (contract §7)."""
+    """One subject for one facility; its status is derived from its matches."""
 
     __tablename__ = "needs"
 

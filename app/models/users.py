@@ -28,7 +28,7 @@ class User(UserMixin, TimestampMixin, SoftDeleteMixin, db.Model):
     institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"), index=True)
     antenne_id: Mapped[int | None] = mapped_column(ForeignKey("antennes.id"), index=True)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # Account security (issue 6): consecutive failed logins, the lock they cause, and the
+    # Account security: consecutive failed logins, the lock they cause, and the
     # moment the password last changed (invitation and reset links die with it).
     failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

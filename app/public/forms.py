@@ -45,7 +45,8 @@ def seconds_since_served(token: str | None, subject_slug: str, now: float | None
 
 
 class SolicitationForm(FlaskForm):
-    """Fields named as in contract §5; values are checked by :func:`clean_solicitation`."""
+    """Field names are public (partners prefill them in links); values are checked by
+    :func:`clean_solicitation`, the service's own validation."""
 
     full_name = StringField("Prénom et nom")
     email = StringField("Adresse email")

@@ -1,5 +1,5 @@
 """Public pages (no account): the catalog, one request form per subject, its confirmation,
-and the health check. Views only translate HTTP to the services and back (contract §5)."""
+and the health check. Views only translate HTTP to the services and back."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The territory of reference is the union of the scope's live antennes' zones (a national
 antenne: all of France). For each subject the institution offers, a commune of that territory
 is covered when at least one of the scope's experts would receive a need there under the
-routing rule (contract §4: live expert, antenne and institution; the expert takes the subject
+routing rule (live expert, antenne and institution; the expert takes the subject
 through the institution's offer; the commune lies in the expert's own zone when it has one,
 else in its antenne's). A commune with several such experts is an overlap.
 

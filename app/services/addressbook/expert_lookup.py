@@ -2,8 +2,8 @@
 reading of what was typed or picked there, shared by the request desk and the need page.
 
 An entry names an expert by a number ending it (« … #12 » or « … (#12) », what the suggestions
-post) or by an email address (typed by hand, JavaScript or not). Only active experts (rule 1
-of the routing contract: expert, antenne and institution not deleted) are offered or found;
+post) or by an email address (typed by hand, JavaScript or not). Only active experts (as
+routing sees them: expert, antenne and institution not deleted) are offered or found;
 ``scope`` lets the back office add its policy's restriction to every SELECT.
 """
 

@@ -14,7 +14,8 @@ from app.services.errors import ServiceError
 def set_expert_subjects(expert: Expert, subjects: Iterable[Subject]) -> None:
     """Make ``expert`` take exactly ``subjects``; its institution's offer of each is created when missing.
 
-    Routing goes through the institution's offer (contract §4.2), so picking a subject the
+    Routing goes through the institution's offer (an expert takes a subject only as its
+    institution offers it), so picking a subject the
     institution does not offer yet opens that offer rather than refusing. Links kept keep their
     intervention criteria. Does not commit: the caller's save does.
     """

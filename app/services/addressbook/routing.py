@@ -1,7 +1,8 @@
-"""The routing rule (contract §4): which experts receive a need on subject S at commune C.
+"""The routing rule: which experts receive a need on subject S at commune C.
 
 The commune resolves to its four codes (commune, EPCI, département, région); one SQL query
-then looks zones up by ``(kind, code)`` — zones are never expanded to communes (decision 1)
+then looks zones up by ``(kind, code)`` — zones are never expanded to
+communes, so a zone of a région stays one row
 — and joins their owners to the experts who take S through their institution's offer. The
 query returns every zone entry that matched; the most specific one per expert is kept here,
 so staff see *why* each expert receives the need.

@@ -1,4 +1,5 @@
-"""Signed, expiring links that let an expert act on one match without a password (contract §6).
+"""Signed, expiring links that let an expert act on one match without a password: the token is the
+credential, so it is signed, expires, and dies with the match.
 
 The token carries the match and the expert it was issued to; it is refused when tampered
 with, older than ``EXPERT_LINK_MAX_AGE_DAYS``, or revoked (match gone, expert deleted or no
@@ -82,7 +83,8 @@ def inbox_token(expert: Expert) -> str:
 
 
 def inbox_url(expert: Expert) -> str:
-    """The inbox link of expert emails; deliberately not under ``/expert/`` (contract §6)."""
+    """The inbox link of expert emails; deliberately not under ``/expert/``, which is
+    kept for the one link that opens a need."""
     return f"{current_app.config['BASE_URL']}/mes-demandes/{inbox_token(expert)}"
 
 

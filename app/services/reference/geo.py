@@ -2,7 +2,8 @@
 
 A zone is a list of territory references ``kind:code`` (``region:84``, ``departement:69``,
 ``epci:200046977``, ``commune:69123``) or the single word ``national``. A facility's commune
-resolves to its four codes, which is all routing needs (decision 1).
+resolves to its four codes, which is all routing needs: zones are
+never expanded to communes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The request desk (issue 5): solicitation tabs and the warning flags of each row.
+"""The request desk: solicitation tabs and the warning flags of each row.
 
 Tabs split the solicitations by what staff do with them:
 

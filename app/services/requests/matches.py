@@ -1,7 +1,7 @@
 """Where each expert stands on a need: the match status machine, and the need's derived status.
 
-The transition table is the reference's (domain §2.1, public pages §4.4), with one addition
-that the reference's interface already offers: a closed match (``done*``) may go back to
+The transition table is the one the Rails service applies, with one addition its
+interface already offers: a closed match (``done*``) may go back to
 ``taking_care``, the « Annuler » of a closure clicked by mistake, so the expert does not have
 to start again from ``quo``.
 
@@ -15,7 +15,7 @@ done, done_no_help,    taking_care (undo the closure), quo (undo it all)
 done_not_reachable
 =====================  ====================================================
 
-Timestamps (domain §1, matches): ``taken_care_at`` is stamped the first time the expert takes
+Timestamps: ``taken_care_at`` is stamped the first time the expert takes
 the need (``taking_care`` or a ``done*``; a refusal is not taking care) and cleared on the way
 back to ``quo``; ``closed_at`` is stamped on entering a closed status (the three ``done*`` and
 ``not_for_me``) and cleared on the way back to ``quo`` or ``taking_care``.
@@ -24,7 +24,7 @@ The need's status is stored (lists filter on it) and recomputed here on every ch
 row lock on the need: two experts answering the same need at the same moment are serialised,
 so the second one's recomputation sees the first one's answer.
 
-The business is told (public emails §2.1 C2, C3), through the outbox in the same transaction as
+The business is told (when an expert takes its need, and when none can help), through the outbox in the same transaction as
 the change, so a refused or rolled back change sends nothing:
 
 - « Prise en charge » when the need becomes taken in charge (its status enters ``taking_care``
@@ -75,7 +75,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     MatchStatus.DONE_NOT_REACHABLE: (MatchStatus.TAKING_CARE, MatchStatus.QUO),
 }
 
-# Contract §7: the first status that any match has, in this order, is the need's; a need whose
+# The need's status: the first status that any of its matches has, in this order; a need whose
 # matches are all refused (or that has none left) is ``not_for_me``, the team's "refused" basket.
 NEED_STATUS_ORDER = (
     NeedStatus.DONE,

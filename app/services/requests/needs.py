@@ -9,7 +9,7 @@ calling these verbs later is attributed the same way as the back office.
 Reassigning (:func:`reassign_match`) is modelled as « a new match for the new expert, the
 old match removed », not as a change of the old match's expert, nor as a closing of it:
 
-- Contract §7 derives the need's status from its matches and has no status meaning « handed
+- The need's status is derived from its matches and has no status meaning « handed
   over »; the statuses are a CHECK constraint. Closing the old match as ``not_for_me`` would
   record a refusal the expert never made (it would count in their institution's refusals, and
   a need whose new expert declines would read « refused by all » for the wrong reason);

@@ -1,4 +1,4 @@
-"""The request desk's qualification work (issue 5): what staff do with a request held for
+"""The request desk's qualification work: what staff do with a request held for
 review (« À qualifier ») until it goes to experts or is dropped.
 
 - ``correct_subject``: the business picked the wrong subject (or « autre »); staff set the
