@@ -149,3 +149,14 @@ def test_production_installs_no_test_or_lint_tool():
     dev_only |= {"hypothesis", "ruff", "factory-boy", "faker", "pip-tools"}
     assert pins.isdisjoint(dev_only), pins & dev_only
     assert {"flask", "flask-admin", "sqlalchemy", "rq", "psycopg"} <= pins
+
+
+def test_test_modules_share_through_the_kit_not_through_each_other():
+    """What several test modules need lives in factories.py, helpers.py or conftest.py."""
+    problems = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for line, module, _names in _imports(path)
+        if module.split(".")[-1].startswith("test_") and module.startswith("tests.")
+    ]
+    assert problems == []
