@@ -52,8 +52,9 @@ run: setup
 	  $(FLASK) run --host $(HOST) --port $(PORT); \
 	fi
 
+# One pytest worker per core (pytest-xdist): each worker has its own database and Redis number.
 test: setup
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n auto
 
 # Re-pin after editing requirements*.in (or to take upgrades: add --upgrade).
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --strip-extras --no-annotate --allow-unsafe --no-emit-index-url --no-emit-find-links

@@ -217,6 +217,17 @@ def init_app(app: Flask) -> None:
         event.listen(session_cls, "before_flush", _before_flush)
 
 
+def _row_document(row) -> str:
+    """The search document of a need's or a request's row (the same fields, read by name)."""
+    return build_document(
+        names=(row.company_name, row.full_name),
+        siret=row.siret,
+        email=row.email,
+        phone=row.phone,
+        description=row.description,
+    )
+
+
 def reindex_all(
     batch_size: int = REINDEX_BATCH, progress: Callable[[str, int, int], None] | None = None
 ) -> dict[str, int]:
@@ -271,13 +282,7 @@ def reindex_all(
             .join(Company, Facility.company_id == Company.id)
             .join(Contact, Need.contact_id == Contact.id)
         ),
-        lambda row: build_document(
-            names=(row.company_name, row.full_name),
-            siret=row.siret,
-            email=row.email,
-            phone=row.phone,
-            description=row.description,
-        ),
+        _row_document,
     )
     solicitations = run(
         Solicitation,
@@ -291,13 +296,7 @@ def reindex_all(
             Solicitation.description,
         ],
         lambda stmt: stmt,
-        lambda row: build_document(
-            names=(row.company_name, row.full_name),
-            siret=row.siret,
-            email=row.email,
-            phone=row.phone,
-            description=row.description,
-        ),
+        _row_document,
     )
     return {"needs": needs, "solicitations": solicitations}
 
