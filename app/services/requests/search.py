@@ -135,6 +135,8 @@ def need_document(need: Any) -> str:
 
 
 def solicitation_document(solicitation: Any) -> str:
+    """The document of a request, or of any row carrying the same fields by name (the batch
+    reindex selects needs' columns under these names)."""
     return build_document(
         names=(solicitation.company_name, solicitation.full_name),
         siret=solicitation.siret,
@@ -217,17 +219,6 @@ def init_app(app: Flask) -> None:
         event.listen(session_cls, "before_flush", _before_flush)
 
 
-def _row_document(row) -> str:
-    """The search document of a need's or a request's row (the same fields, read by name)."""
-    return build_document(
-        names=(row.company_name, row.full_name),
-        siret=row.siret,
-        email=row.email,
-        phone=row.phone,
-        description=row.description,
-    )
-
-
 def reindex_all(
     batch_size: int = REINDEX_BATCH, progress: Callable[[str, int, int], None] | None = None
 ) -> dict[str, int]:
@@ -282,7 +273,7 @@ def reindex_all(
             .join(Company, Facility.company_id == Company.id)
             .join(Contact, Need.contact_id == Contact.id)
         ),
-        _row_document,
+        solicitation_document,
     )
     solicitations = run(
         Solicitation,
@@ -296,7 +287,7 @@ def reindex_all(
             Solicitation.description,
         ],
         lambda stmt: stmt,
-        _row_document,
+        solicitation_document,
     )
     return {"needs": needs, "solicitations": solicitations}
 
