@@ -502,6 +502,7 @@ def test_real_import_writes_in_bulk(db, count_queries):
         # SQLite cannot tie RETURNING rows back to the objects of a multi-row INSERT, so SQLAlchemy
         # inserts them one by one there; production and CI run PostgreSQL.
         pytest.skip("SQLite insère ligne à ligne ; PostgreSQL en CI")
+
     def rows(prefix: str, n: int) -> list[str]:
         return [
             row(antenne=f"Antenne {prefix}", expert=f"E{i}", email=f"{prefix}{i}@cci.example", expert_zone="region:84")

@@ -47,8 +47,7 @@ def after_commit(callback: Callable[[], None], *, session: Session | None = None
     commits; never if it rolls back. A failing callback is logged: the unit is committed."""
     session = _actual(session)
     # Remember the innermost transaction (a savepoint, maybe): rolling it back forgets the callback.
-    current = session.get_nested_transaction() or session.get_transaction()
-    session.info.setdefault(_CALLBACKS, []).append((current, callback))
+    session.info.setdefault(_CALLBACKS, []).append((_current(session), callback))
 
 
 def collected(key: str, on_commit: Callable[[list], None], *, session: Session | None = None) -> list:
@@ -58,9 +57,17 @@ def collected(key: str, on_commit: Callable[[list], None], *, session: Session |
     session = _actual(session)
     lists = session.info.setdefault(_COLLECTED, {})
     if key not in lists:
-        lists[key] = []
-        after_commit(lambda: on_commit(lists.pop(key, [])), session=session)
-    return lists[key]
+        items: list = []
+        lists[key] = (_current(session), items)
+        after_commit(lambda: on_commit(lists.pop(key, (None, []))[1]), session=session)
+    return lists[key][1]
+
+
+def _current(session: Session):
+    """The innermost transaction, begun if need be: a rollback must find what to forget."""
+    if not session.in_transaction():
+        session.begin()
+    return session.get_nested_transaction() or session.get_transaction()
 
 
 def _actual(session) -> Session:
@@ -96,6 +103,10 @@ def _drop_callbacks(session: Session, rolled_back) -> None:
         return
     kept = [(tx, cb) for tx, cb in session.info.get(_CALLBACKS, []) if not _within(tx, rolled_back)]
     session.info[_CALLBACKS] = kept
+    # A list whose hand-over was forgotten with the savepoint starts afresh on its next use.
+    lists = session.info.get(_COLLECTED, {})
+    for key in [key for key, (tx, _items) in lists.items() if _within(tx, rolled_back)]:
+        del lists[key]
 
 
 def init_app(_app) -> None:
