@@ -10,6 +10,7 @@ import logging
 
 from flask import Flask
 
+from app.templating import LoudUndefined
 from config import INSTANCE, config_for
 
 
@@ -25,8 +26,6 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
         raise RuntimeError("REDIS_URL doit être défini en production (file des tâches et limites de débit).")
     INSTANCE.mkdir(exist_ok=True)
     if app.config.get("JINJA_LOUD_UNDEFINED"):
-        from app.templating import LoudUndefined
-
         app.jinja_env.undefined = LoudUndefined
     if app.config["TRUSTED_PROXIES"]:
         from werkzeug.middleware.proxy_fix import ProxyFix

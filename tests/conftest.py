@@ -19,7 +19,7 @@ from sqlalchemy import event, text
 from app import create_app
 from app.extensions import db as _db
 from app.services.transactions import transaction
-from tests.helpers import csrf_token_from, login  # noqa: F401 - the fixtures log in
+from tests.helpers import login
 
 pytest_plugins = ["tests.plugins.mail", "tests.plugins.queue"]
 

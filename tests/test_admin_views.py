@@ -183,6 +183,19 @@ def test_create_an_institution_derives_its_slug(admin_client, db):
     assert audit_for(db, created)[0].actor == "support@place.example"
 
 
+def test_a_view_that_fails_raises_under_test_instead_of_flashing(app, admin_client, db, book, monkeypatch):
+    """Flask-Admin would turn this into « Failed to update record » and a 200: under test it raises."""
+    from app.admin.addressbook import InstitutionView
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("défaut de la vue")
+
+    monkeypatch.setattr(InstitutionView, "on_model_change", broken)
+    url = f"/admin/institution/edit/?id={book['institution'].id}"
+    with pytest.raises(RuntimeError, match="défaut de la vue"):
+        post_form(admin_client, url, {"name": "CCI Lyon", "slug": "cci-lyon"})
+
+
 def test_edit_an_institution(admin_client, db, book):
     institution = book["institution"]
     url = f"/admin/institution/edit/?id={institution.id}"

@@ -64,19 +64,17 @@ def desk(db):
     make_solicitation(db, MONDAY_UTC - timedelta(minutes=30), "canceled", "Abandonnée dimanche")  # last week
     make_solicitation(db, NOW - timedelta(days=20), "processed", "Transmise il y a longtemps")  # neither
 
-    make_need(1, created_at=NOW - timedelta(days=6), status="quo")  # no taker after 5 days; last week
-    make_need(1, created_at=NOW - timedelta(days=4), status="quo")  # not yet 5 days; last week
+    make_need(1, created_at=NOW - timedelta(days=6))  # no taker after 5 days; last week
+    make_need(1, created_at=NOW - timedelta(days=4))  # not yet 5 days; last week
     make_need(
         1,
         created_at=NOW - timedelta(days=10),
-        status="taking_care",
         statuses=("taking_care",),
         taken_care_at=NOW - timedelta(days=5),
     )  # taken last week
     make_need(
         1,
         created_at=NOW - timedelta(days=1),
-        status="taking_care",
         statuses=("taking_care",),
         taken_care_at=NOW - timedelta(hours=2),
     )  # this week
@@ -215,12 +213,11 @@ def test_the_weeks_solicitations_link_starts_on_monday(admin_client, db):
 
 def test_the_no_taker_link_lists_exactly_the_needs_counted(admin_client, db):
     now = datetime.now(UTC)
-    make_need(1, created_at=now - timedelta(days=6), status="quo", company="Attend depuis six jours")
-    make_need(1, created_at=now - timedelta(days=4), status="quo", company="Attend depuis quatre jours")
+    make_need(1, created_at=now - timedelta(days=6), company="Attend depuis six jours")
+    make_need(1, created_at=now - timedelta(days=4), company="Attend depuis quatre jours")
     make_need(
         1,
         created_at=now - timedelta(days=9),
-        status="taking_care",
         statuses=("taking_care",),
         taken_care_at=now - timedelta(days=8),
         company="Prise en charge",
@@ -237,7 +234,7 @@ def test_the_no_taker_link_lists_exactly_the_needs_counted(admin_client, db):
 
 def test_the_no_taker_link_follows_the_setting(app, admin_client, db, monkeypatch):
     monkeypatch.setitem(app.config, "DASHBOARD_NO_TAKER_DAYS", 3)
-    make_need(1, created_at=datetime.now(UTC) - timedelta(days=4), status="quo", company="Attend depuis quatre jours")
+    make_need(1, created_at=datetime.now(UTC) - timedelta(days=4), company="Attend depuis quatre jours")
 
     html = body(admin_client.get("/admin/"))
 
@@ -246,12 +243,11 @@ def test_the_no_taker_link_follows_the_setting(app, admin_client, db, monkeypatc
 
 def test_the_weeks_needs_and_taken_care_links_start_on_monday(admin_client, db):
     now = datetime.now(UTC)
-    make_need(1, created_at=now - timedelta(days=15), status="quo", company="Besoin ancien")
-    make_need(1, created_at=now, status="quo", company="Besoin du jour")
+    make_need(1, created_at=now - timedelta(days=15), company="Besoin ancien")
+    make_need(1, created_at=now, company="Besoin du jour")
     make_need(
         1,
         created_at=now - timedelta(days=20),
-        status="taking_care",
         statuses=("taking_care",),
         taken_care_at=now - timedelta(days=15),
         company="Pris avant",
@@ -259,7 +255,6 @@ def test_the_weeks_needs_and_taken_care_links_start_on_monday(admin_client, db):
     make_need(
         1,
         created_at=now - timedelta(days=20),
-        status="taking_care",
         statuses=("taking_care",),
         taken_care_at=now,
         company="Pris ce jour",

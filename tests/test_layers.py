@@ -134,10 +134,6 @@ def test_a_template_printing_an_unknown_variable_fails_under_test(app):
             render_template_string("{{ user.no_such_field }}", user=object())
 
 
-def test_a_failing_back_office_view_raises_under_test(app):
-    assert app.config["FLASK_ADMIN_RAISE_ON_VIEW_EXCEPTION"] is True
-
-
 def test_production_installs_no_test_or_lint_tool():
     """requirements.txt is what production installs; the tools of tests and lint live apart."""
     pins = {
