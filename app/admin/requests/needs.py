@@ -296,50 +296,38 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     @expose("/ajouter-expert/", methods=("POST",))
     def add_expert_view(self):
         need = self._posted_need()
-        user = current_user._get_current_object()
-        added: list[Expert] = []
-
-        def verb():
-            expert = self._expert_from_input(request.form.get("expert", ""))
-            add_expert_to_need(need, expert, user=user)
-            added.append(expert)
-
         try:
             with transaction():
-                verb()
+                expert = self._expert_from_input(request.form.get("expert", ""))
+                add_expert_to_need(need, expert, user=current_user._get_current_object())
         except ServiceError as error:
             flash(f"Expert non ajouté : {error}", "error")
             return self._back(need.id, "ajouter-expert", expert=request.form.get("expert", ""))
-        flash(f"{added[0].full_name} a reçu le besoin ; l'email lui est envoyé.", "success")
+        flash(f"{expert.full_name} a reçu le besoin ; l'email lui est envoyé.", "success")
         return self._back(need.id, "mises-en-relation")
 
     @expose("/reattribuer/", methods=("POST",))
     def reassign_view(self):
         need = self._posted_need()
-        user = current_user._get_current_object()
-        moved: list[tuple[str, str]] = []
-
-        def verb():
-            match_id = form_id(request.form.get("match_id"))
-            if match_id is None:
-                raise ServiceError("Mise en relation introuvable.")
-            match = db.session.scalar(
-                policy.scope_query(
-                    current_user, Match, select(Match).where(Match.id == match_id, Match.need_id == need.id)
-                )
-            )
-            if match is None:
-                raise ServiceError(
-                    "Mise en relation introuvable sur ce besoin (elle a peut-être déjà été réattribuée)."
-                )
-            expert = self._expert_from_input(request.form.get("expert", ""))
-            old_name = match.expert.full_name
-            reassign_match(match, expert, user=user)
-            moved.append((old_name, expert.full_name))
-
         try:
             with transaction():
-                verb()
+                match_id = form_id(request.form.get("match_id"))
+                match = (
+                    None
+                    if match_id is None
+                    else db.session.scalar(
+                        policy.scope_query(
+                            current_user, Match, select(Match).where(Match.id == match_id, Match.need_id == need.id)
+                        )
+                    )
+                )
+                if match is None:
+                    raise ServiceError(
+                        "Mise en relation introuvable sur ce besoin (elle a peut-être déjà été réattribuée)."
+                    )
+                expert = self._expert_from_input(request.form.get("expert", ""))
+                old_name = match.expert.full_name
+                reassign_match(match, expert, user=current_user._get_current_object())
         except ServiceError as error:
             flash(f"Mise en relation non réattribuée : {error}", "error")
             return self._back(
@@ -348,8 +336,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
                 reassign=request.form.get("match_id", ""),
                 expert=request.form.get("expert", ""),
             )
-        old_name, new_name = moved[0]
-        flash(f"Besoin réattribué de {old_name} à {new_name} ; tous deux sont prévenus par email.", "success")
+        flash(f"Besoin réattribué de {old_name} à {expert.full_name} ; tous deux sont prévenus par email.", "success")
         return self._back(need.id, "mises-en-relation")
 
     @expose("/suivre/", methods=("POST",))
