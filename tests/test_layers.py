@@ -156,3 +156,13 @@ def test_test_modules_share_through_the_kit_not_through_each_other():
         if module.split(".")[-1].startswith("test_") and module.startswith("tests.")
     ]
     assert problems == []
+
+
+def test_starting_the_app_loads_no_password_dictionary():
+    """zxcvbn's lists (12 MiB) are for the moment a password is chosen, not for every worker."""
+    import subprocess
+    import sys
+
+    probe = "import sys; from app import create_app; create_app(); print('zxcvbn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

@@ -11,8 +11,6 @@ import unicodedata
 from typing import Any
 
 from flask import current_app
-from zxcvbn import zxcvbn
-from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from app.models import User
 from app.services.accounts.pwned_passwords import PwnedPasswordsClient
@@ -101,7 +99,8 @@ def check_password(
         rest = rest.replace(word, "")
     if personal and len(rest) < MIN_OTHER_CHARACTERS and len(rest) < len(_plain(password)):
         raise PasswordRejected("Le mot de passe ne doit reprendre ni votre adresse email ni votre nom.")
-    if password.lower() in _breached_set(FREQUENCY_LISTS):
+    zxcvbn, frequency_lists = _zxcvbn()
+    if password.lower() in _breached_set(frequency_lists):
         raise PasswordRejected(BREACHED_MESSAGE)
     estimate = zxcvbn(password, user_inputs=[*personal, *_name_pieces(email, full_name), *SERVICE_WORDS])
     if _disguised_breach(estimate["sequence"]):
@@ -126,6 +125,15 @@ def _disguised_breach(sequence: list[dict[str, Any]]) -> bool:
 
 
 _BREACHED: set[str] | None = None
+
+
+def _zxcvbn():
+    """zxcvbn and its lists, loaded the first time a password is judged: its dictionaries weigh
+    12 MiB in every process that imports the app (the email worker, the cron) otherwise."""
+    from zxcvbn import zxcvbn
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return zxcvbn, FREQUENCY_LISTS
 
 
 def _breached_set(lists: dict[str, list[str]]) -> set[str]:
