@@ -45,6 +45,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.models.requests import MatchStatus
 from app.services.requests.dispatch import route_solicitation
+from app.services.requests.exports import EXPORT_LIFETIME
 from app.services.requests.matches import recompute_need_status
 from app.services.requests.solicitations import SolicitationInput
 from app.services.transactions import transaction
@@ -240,7 +241,7 @@ class ExportFactory(_Base):
     params = factory.LazyFunction(dict)
     rows_done = 0
     created_at = factory.LazyFunction(utcnow)
-    expires_at = factory.LazyAttribute(lambda o: o.created_at + timedelta(days=7))
+    expires_at = factory.LazyAttribute(lambda o: o.created_at + EXPORT_LIFETIME)
 
 
 class AddressbookUploadFactory(_Base):
@@ -417,7 +418,3 @@ def make_routed(count: int) -> list[Need]:
     """``count`` requests sent to the experts through the service, as staff would."""
     with transaction():
         return [route_solicitation(make_solicitation(full_name="Claude Bernard")) for _ in range(count)]
-
-
-def queued_export(user, kind: str = "needs", fmt: str = "csv", params: dict | None = None, **fields) -> Export:
-    return ExportFactory(user=user, kind=kind, format=fmt, params=params or {}, **fields)

@@ -24,7 +24,7 @@ from app.models.base import utcnow
 from app.services.errors import ServiceError
 from app.services.requests import exports as service
 from app.services.transactions import transaction
-from tests.factories import ExpertFactory, make_need, queued_export, subject
+from tests.factories import ExpertFactory, ExportFactory, make_need, subject
 from tests.helpers import body, csrf_token_from, filter_arg, login
 
 _numbers = itertools.count(1)
@@ -245,7 +245,7 @@ def test_text_that_looks_like_a_formula_stays_text(admin_client, db):
 def test_the_progress_is_committed_after_each_batch(app, db, admin_user):
     for n in range(5):
         make_need(0, company=f"Entreprise {n}", statuses=("quo",), created_at=utcnow() - timedelta(days=n))
-    export = queued_export(admin_user)
+    export = ExportFactory(user=admin_user)
     seen = []
 
     def read_from_elsewhere(session):
@@ -280,7 +280,7 @@ def test_a_batch_costs_the_same_queries_whatever_its_length(app, db, admin_user,
         db.session.execute(Export.__table__.delete())
         for n in range(count):
             make_need(0, company=f"Entreprise {count}-{n}", statuses=("quo", "taking_care"), created_at=utcnow())
-        export = queued_export(admin_user, fmt="xlsx")
+        export = ExportFactory(user=admin_user, format="xlsx")
         with count_queries() as counter:
             assert build_export(export.id) == "done"
         return counter.count
@@ -289,7 +289,7 @@ def test_a_batch_costs_the_same_queries_whatever_its_length(app, db, admin_user,
 
 
 def test_a_done_export_is_left_alone_when_the_job_runs_twice(app, db, admin_user, needs):
-    export = queued_export(admin_user)
+    export = ExportFactory(user=admin_user)
     assert build_export(export.id) == "done"
     db.session.expire_all()
     first = (export.content, export.finished_at)
@@ -303,7 +303,7 @@ def test_a_failure_is_recorded_in_french(app, db, admin_user, needs):
 
     with transaction():
         gone = create_user("parti@place.example", role="admin", password="motdepasse-tres-long")
-    export = queued_export(gone)
+    export = ExportFactory(user=gone)
     with transaction():
         delete_user(gone)
     assert build_export(export.id) == "failed"
@@ -314,7 +314,7 @@ def test_a_failure_is_recorded_in_french(app, db, admin_user, needs):
 
 
 def test_a_failed_export_shows_its_reason_on_the_page(admin_client, db, admin_user):
-    export = queued_export(admin_user)
+    export = ExportFactory(user=admin_user)
     export.state, export.error = "failed", "Ce compte n'a plus accès à cette liste : l'export n'a pas été préparé."
     db.session.commit()
     page = body(admin_client.get("/admin/exports/"))
@@ -383,7 +383,7 @@ def test_params_keep_what_selects_rows():
 
 def test_too_many_exports_at_once_are_refused(app, db, admin_user):
     for _ in range(service.MAX_PENDING_EXPORTS):
-        queued_export(admin_user)
+        ExportFactory(user=admin_user)
     with pytest.raises(ServiceError, match="exports en préparation"):
         service.request_export(admin_user, "needs", "csv", {})
 
@@ -454,7 +454,7 @@ def test_a_referent_cannot_export_a_list_they_do_not_see(referent_client, db):
 
 
 def test_a_referent_never_gets_a_staff_export(admin_user, referent_client, db):
-    export = queued_export(admin_user)
+    export = ExportFactory(user=admin_user)
     export.state, export.content = "done", b"x"
     db.session.commit()
     assert referent_client.get(f"/admin/exports/{export.id}/fichier").status_code in (403, 404)
@@ -466,8 +466,8 @@ def test_a_referent_never_gets_a_staff_export(admin_user, referent_client, db):
 
 def test_an_expired_export_is_not_served_then_purged(admin_client, db, admin_user, needs):
     now = utcnow()
-    old = queued_export(admin_user, created_at=now - timedelta(days=8))
-    recent = queued_export(admin_user, created_at=now - timedelta(days=6))
+    old = ExportFactory(user=admin_user, created_at=now - timedelta(days=8))
+    recent = ExportFactory(user=admin_user, created_at=now - timedelta(days=6))
     for export in (old, recent):
         export.state, export.content, export.filename = "done", b"x", "besoins.csv"
     db.session.commit()
@@ -521,7 +521,7 @@ def test_a_real_worker_builds_the_file(make_redis_app, run_worker, db, admin_use
 
 
 def test_status_json_for_the_progress_bar(admin_client, db, admin_user):
-    export = queued_export(admin_user)
+    export = ExportFactory(user=admin_user)
     export.state, export.rows_done, export.rows_total = "running", 1200, 5000
     db.session.commit()
     state = admin_client.get(f"/admin/exports/{export.id}/etat").json

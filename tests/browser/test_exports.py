@@ -15,7 +15,7 @@ from app.admin.export_builder import build_export
 from app.models import Export
 from tests.browser import axe_violations
 from tests.browser import log_in as _log_in
-from tests.factories import make_need, queued_export
+from tests.factories import ExportFactory, make_need
 
 pytestmark = pytest.mark.browser
 
@@ -62,7 +62,7 @@ def test_the_progress_updates_without_reloading(page, live_server, admin_user, d
     when the file is built, with no reload (the marker set in the page survives)."""
     for n in range(3):
         make_need(0, company=f"Entreprise {n}", statuses=("quo",), created_at=datetime(2026, 2, n + 1, tzinfo=UTC))
-    export = queued_export(admin_user, fmt="xlsx")
+    export = ExportFactory(user=admin_user, format="xlsx")
     _log_in(page, live_server, admin_user.email)
     page.set_viewport_size({"width": 375, "height": 740})  # a phone
     page.goto(live_server + "/admin/exports/")
