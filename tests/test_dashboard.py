@@ -3,66 +3,34 @@ a constant number of queries, and the same access rules as every back-office pag
 
 from __future__ import annotations
 
-import itertools
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.models import OutboundEmail, Solicitation
 from app.services.requests.dashboard import age_text, dashboard_figures, week_start
-from tests.factories import make_need, subject
+from tests.factories import OutboundEmailFactory, SolicitationFactory, make_need
 from tests.helpers import body
-
-_numbers = itertools.count(1)
 
 # A Wednesday, 13:00 in Paris; that week started on Monday 23 November 00:00 Paris = Sunday 23:00 UTC.
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 MONDAY_UTC = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)
 
 
-def make_solicitation(db, created_at: datetime, status: str = "in_progress", full_name: str = "Alix Durand"):
-    n = next(_numbers)
-    row = Solicitation(
-        subject=subject("recrutement"),
-        status=status,
-        full_name=full_name,
-        email=f"alix{n}@boulangerie.example",
-        phone="0472000000",
-        siret=f"{n:09d}00012",
-        postal_code="69100",
-        insee_code="69266",
-        description="Nous cherchons à recruter deux apprentis boulangers.",
-        created_at=created_at,
-    )
-    db.session.add(row)
-    db.session.commit()
-    return row
-
-
-def make_email(db, state: str, created_at: datetime, recipient: str, cause: str | None = None) -> OutboundEmail:
-    row = OutboundEmail(
-        key=f"test:{next(_numbers)}",
-        recipient=recipient,
-        subject="Votre demande",
-        body_text="Bonjour",
-        state=state,
-        failure_cause=cause,
-        created_at=created_at,
-    )
-    db.session.add(row)
-    db.session.commit()
-    return row
-
-
 @pytest.fixture
 def desk(db):
     """Rows on both sides of every boundary the figures count."""
-    make_solicitation(db, NOW - timedelta(days=3), full_name="Ancienne à qualifier")  # last week
-    make_solicitation(db, NOW - timedelta(hours=1), full_name="Récente à qualifier")  # this week
-    make_solicitation(db, MONDAY_UTC + timedelta(minutes=30), "processed", "Transmise lundi")  # this week
-    make_solicitation(db, MONDAY_UTC - timedelta(minutes=30), "canceled", "Abandonnée dimanche")  # last week
-    make_solicitation(db, NOW - timedelta(days=20), "processed", "Transmise il y a longtemps")  # neither
+    SolicitationFactory(created_at=NOW - timedelta(days=3), full_name="Ancienne à qualifier")  # last week
+    SolicitationFactory(created_at=NOW - timedelta(hours=1), full_name="Récente à qualifier")  # this week
+    SolicitationFactory(
+        created_at=MONDAY_UTC + timedelta(minutes=30), status="processed", full_name="Transmise lundi"
+    )  # this week
+    SolicitationFactory(
+        created_at=MONDAY_UTC - timedelta(minutes=30), status="canceled", full_name="Abandonnée dimanche"
+    )  # last week
+    SolicitationFactory(
+        created_at=NOW - timedelta(days=20), status="processed", full_name="Transmise il y a longtemps"
+    )  # neither
 
     make_need(1, created_at=NOW - timedelta(days=6))  # no taker after 5 days; last week
     make_need(1, created_at=NOW - timedelta(days=4))  # not yet 5 days; last week
@@ -79,11 +47,18 @@ def desk(db):
         taken_care_at=NOW - timedelta(hours=2),
     )  # this week
 
-    make_email(db, "failed", NOW - timedelta(days=2), "echec@example.fr", cause="recipient")
-    make_email(db, "failed", NOW - timedelta(days=3), "ligne-trop-longue@example.fr", cause="message")
-    make_email(db, "queued", NOW - timedelta(hours=2), "bloque@example.fr")
-    make_email(db, "queued", NOW - timedelta(minutes=10), "recent@example.fr")
-    make_email(db, "sent", NOW - timedelta(days=1), "parti@example.fr")
+    OutboundEmailFactory(
+        state="failed", created_at=NOW - timedelta(days=2), recipient="echec@example.fr", failure_cause="recipient"
+    )
+    OutboundEmailFactory(
+        state="failed",
+        created_at=NOW - timedelta(days=3),
+        recipient="ligne-trop-longue@example.fr",
+        failure_cause="message",
+    )
+    OutboundEmailFactory(state="queued", created_at=NOW - timedelta(hours=2), recipient="bloque@example.fr")
+    OutboundEmailFactory(state="queued", created_at=NOW - timedelta(minutes=10), recipient="recent@example.fr")
+    OutboundEmailFactory(state="sent", created_at=NOW - timedelta(days=1), recipient="parti@example.fr")
 
 
 def test_the_week_starts_on_monday_midnight_in_paris():
@@ -137,7 +112,7 @@ def test_the_query_count_does_not_grow_with_the_data(db, count_queries):
     with count_queries() as empty:
         dashboard_figures(now=NOW)
     for day in range(8):
-        make_solicitation(db, NOW - timedelta(days=day))
+        SolicitationFactory(created_at=NOW - timedelta(days=day))
         make_need(
             1,
             created_at=NOW - timedelta(days=day),
@@ -145,7 +120,7 @@ def test_the_query_count_does_not_grow_with_the_data(db, count_queries):
             statuses=("taking_care",),
             taken_care_at=NOW - timedelta(days=day),
         )
-        make_email(db, "failed", NOW - timedelta(days=day), f"echec{day}@example.fr")
+        OutboundEmailFactory(state="failed", created_at=NOW - timedelta(days=day), recipient=f"echec{day}@example.fr")
     with count_queries() as full:
         dashboard_figures(now=NOW)
 
@@ -201,8 +176,10 @@ def test_home_shows_the_figures_with_a_link_each_into_a_filtered_list(admin_clie
 
 
 def test_the_weeks_solicitations_link_starts_on_monday(admin_client, db):
-    make_solicitation(db, datetime.now(UTC) - timedelta(days=15), "processed", "Il y a deux semaines")
-    make_solicitation(db, datetime.now(UTC), "processed", "Reçue ce jour")
+    SolicitationFactory(
+        created_at=datetime.now(UTC) - timedelta(days=15), status="processed", full_name="Il y a deux semaines"
+    )
+    SolicitationFactory(created_at=datetime.now(UTC), status="processed", full_name="Reçue ce jour")
 
     links = home_links(body(admin_client.get("/admin/")))
     listed = body(admin_client.get(links["week-solicitations"]))
@@ -277,8 +254,8 @@ def test_home_costs_the_same_queries_whatever_the_data(admin_client, db, count_q
     with count_queries() as empty:
         admin_client.get("/admin/")
     for day in range(6):
-        make_solicitation(db, datetime.now(UTC) - timedelta(days=day))
-        make_email(db, "failed", datetime.now(UTC), f"echec{day}@example.fr")
+        SolicitationFactory(created_at=datetime.now(UTC) - timedelta(days=day))
+        OutboundEmailFactory(state="failed", created_at=datetime.now(UTC), recipient=f"echec{day}@example.fr")
     db.session.expire_all()
     with count_queries() as full:
         admin_client.get("/admin/")

@@ -4,7 +4,6 @@ GIN index on PostgreSQL, and ``flask desk reindex`` for rows written before the 
 
 from __future__ import annotations
 
-import itertools
 import re
 from urllib.parse import quote
 
@@ -13,29 +12,8 @@ from sqlalchemy import select, text, update
 
 from app.models import Need, Solicitation
 from app.services.requests.search import normalize, parse_query, reindex_all, search_condition
-from tests.factories import ExpertFactory, make_need, subject
+from tests.factories import ExpertFactory, SolicitationFactory, make_need
 from tests.helpers import body
-
-_numbers = itertools.count(1)
-
-
-def make_solicitation(db, full_name: str, **fields) -> Solicitation:
-    n = next(_numbers)
-    values = {
-        "subject": subject("recrutement"),
-        "full_name": full_name,
-        "email": f"demandeur{n}@example.fr",
-        "phone": "0472000000",
-        "siret": f"{n:09d}00012",
-        "postal_code": "69100",
-        "insee_code": "69266",
-        "description": "Nous cherchons à recruter.",
-    }
-    values.update(fields)
-    solicitation = Solicitation(**values)
-    db.session.add(solicitation)
-    db.session.commit()
-    return solicitation
 
 
 def listed(client, endpoint: str, query: str, names: tuple[str, ...], extra: str = "") -> set[str]:
@@ -143,8 +121,8 @@ def test_a_status_change_does_not_recompute_the_document(db, firms, count_querie
 
 
 def test_a_solicitation_gets_its_document_and_keeps_it_current(db):
-    solicitation = make_solicitation(
-        db, "Hélène Lefèvre", company_name="Société Générale", siret="55212022200013", email="h@sg.fr"
+    solicitation = SolicitationFactory(
+        full_name="Hélène Lefèvre", company_name="Société Générale", siret="55212022200013", email="h@sg.fr"
     )
     for word in ("helene lefevre", "societe generale", "55212022200013", "552120222", "h@sg.fr", "0472000000"):
         assert word in solicitation.search_document, word
@@ -161,14 +139,14 @@ def test_a_routed_solicitation_makes_a_need_with_its_document(db):
     antenne = AntenneFactory()
     zone(antenne, "departement:69")
     offer(ExpertFactory(antenne=antenne), "recrutement")
-    need = route_solicitation(make_solicitation(db, "Élodie Perrin", company_name="Fromagerie Perrin"))
+    need = route_solicitation(SolicitationFactory(full_name="Élodie Perrin", company_name="Fromagerie Perrin"))
     db.session.commit()
     assert "elodie perrin" in need.search_document
     assert need.facility.siret in need.search_document
 
 
 def test_reindex_fills_the_documents_of_older_rows(app, db, firms):
-    solicitation = make_solicitation(db, "Hélène Lefèvre")
+    solicitation = SolicitationFactory(full_name="Hélène Lefèvre")
     db.session.execute(update(Need).values(search_document=""))
     db.session.execute(update(Solicitation).values(search_document=""))
     db.session.commit()
@@ -269,8 +247,8 @@ def test_the_matches_list_searches_the_need_and_the_expert(admin_client, db, fir
 
 
 def test_the_solicitations_list_searches_its_document(admin_client, db):
-    make_solicitation(db, "Hélène Lefèvre", company_name="Société Générale")
-    make_solicitation(db, "Marc Dubois", company_name="Boulangerie Dubois")
+    SolicitationFactory(full_name="Hélène Lefèvre", company_name="Société Générale")
+    SolicitationFactory(full_name="Marc Dubois", company_name="Boulangerie Dubois")
     names = ("Hélène Lefèvre", "Marc Dubois")
     assert listed(admin_client, "solicitation", "societe generale", names) == {"Hélène Lefèvre"}
     assert listed(admin_client, "solicitation", "DUBOIS", names) == {"Marc Dubois"}
