@@ -397,21 +397,22 @@ VILLEURBANNE = ("69266", "69100")
 
 
 def make_solicitation(*, full_name: str = "Alix Durand", status: str = "in_progress", **fields) -> Solicitation:
-    """A request from Villeurbanne held for review, as the desk lists it."""
+    """A request from Villeurbanne held for review, as the desk lists it; ``fields`` override
+    any column (``subject_slug`` names the subject)."""
     n = next(_serial)
-    return SolicitationFactory(
-        status=status,
-        full_name=full_name,
-        email=f"alix{n}@boulangerie.example",
-        phone="0472000000",
-        siret=f"{n:09d}00012",
-        postal_code=VILLEURBANNE[1],
-        insee_code=VILLEURBANNE[0],
-        company_name=f"Boulangerie n°{n} du centre",
-        qualification_notes=["Mode revue : toute demande attend l'équipe."],
-        mtm_campaign="printemps-2026",
-        **fields,
-    )
+    if "subject_slug" in fields:
+        fields["subject"] = subject(fields.pop("subject_slug"))
+    values = {
+        "email": f"alix{n}@boulangerie.example",
+        "phone": "0472000000",
+        "siret": f"{n:09d}00012",
+        "postal_code": VILLEURBANNE[1],
+        "insee_code": VILLEURBANNE[0],
+        "company_name": f"Boulangerie n°{n} du centre",
+        "qualification_notes": ["Mode revue : toute demande attend l'équipe."],
+        "mtm_campaign": "printemps-2026",
+    }
+    return SolicitationFactory(status=status, full_name=full_name, **(values | fields))
 
 
 def make_routed(count: int) -> list[Need]:

@@ -4,7 +4,6 @@ reason, internal notes), the bulk cancel actions, access, CSRF and the list's qu
 
 from __future__ import annotations
 
-import itertools
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,11 +14,10 @@ from sqlalchemy import func, select
 
 from app.models import Match, Need, OutboundEmail, Solicitation, StaffNote
 from app.services.transactions import transaction
-from tests.factories import subject
+from tests.factories import make_solicitation, subject
 from tests.helpers import body, csrf_token_from
 
 LYON = ("69123", "69001")
-_numbers = itertools.count(1)
 
 
 def details_url(solicitation_id: int) -> str:
@@ -27,25 +25,8 @@ def details_url(solicitation_id: int) -> str:
 
 
 def held(db, name: str = "Camille Martin", **fields) -> Solicitation:
-    """A request waiting for staff, as review mode leaves it."""
-    n = next(_numbers)
-    solicitation = Solicitation(
-        subject=subject(fields.pop("subject_slug", "recrutement")),
-        status="in_progress",
-        full_name=name,
-        email=fields.pop("email", f"contact{n}@boulangerie.example"),
-        phone="0472000000",
-        siret=f"{n:09d}00012",
-        postal_code=LYON[1],
-        insee_code=LYON[0],
-        description="Nous cherchons à recruter deux apprentis boulangers.",
-        company_name=f"Boulangerie n°{n}",
-        qualification_notes=["Mode revue : toute demande attend l'équipe."],
-        **fields,
-    )
-    db.session.add(solicitation)
-    db.session.commit()
-    return solicitation
+    """A request from Lyon waiting for staff, as review mode leaves it."""
+    return make_solicitation(full_name=name, postal_code=LYON[1], insee_code=LYON[0], **fields)
 
 
 def page_of(client, solicitation: Solicitation, **args) -> str:

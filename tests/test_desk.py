@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 from datetime import timedelta
 
@@ -14,10 +13,9 @@ from app.models.base import utcnow
 from app.services.requests import desk
 from app.services.requests.cancellation import SPAM_REASON, cancel_solicitation
 from app.services.requests.dispatch import route_solicitation
-from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, offer, subject, zone
+from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory, make_solicitation, offer, zone
 from tests.helpers import body
 
-_numbers = itertools.count(1)
 LIST = "/admin/solicitation/"
 
 
@@ -32,27 +30,9 @@ def experts(db):
     return expert
 
 
-def ask(db, name: str, *, siret: str | None = None, email: str | None = None, days_ago: float = 0, **fields):
+def ask(db, name: str, *, days_ago: float = 0, **fields):
     """A request waiting for staff; each gets its own SIRET and email unless told."""
-    n = next(_numbers)
-    solicitation = Solicitation(
-        subject=subject(fields.pop("subject_slug", "recrutement")),
-        status="in_progress",
-        full_name=name,
-        email=email or f"contact{n}@entreprise.example",
-        phone="0472000000",
-        siret=siret or f"{n:09d}00012",
-        postal_code="69100",
-        insee_code="69266",
-        description="Nous cherchons à recruter deux apprentis boulangers.",
-        company_name=f"Entreprise n°{n}",
-        qualification_notes=["Mode revue : toute demande attend l'équipe."],
-        created_at=utcnow() - timedelta(days=days_ago),
-        **fields,
-    )
-    db.session.add(solicitation)
-    db.session.commit()
-    return solicitation
+    return make_solicitation(full_name=name, created_at=utcnow() - timedelta(days=days_ago), **fields)
 
 
 def tab_page(client, slug: str, **args) -> str:
@@ -268,7 +248,7 @@ def _queries(client, count_queries, url: str) -> int:
 def test_tabs_and_flags_cost_the_same_queries_for_3_or_15_rows(admin_client, db, experts, count_queries, url):
     def batch(count: int) -> None:
         for _ in range(count):
-            first = ask(db, "Alix Durand", siret=None)
+            first = ask(db, "Alix Durand")
             ask(db, "Alix Durand", siret=first.siret)  # a duplicate
             route_solicitation(ask(db, "Alix Durand", siret=first.siret, days_ago=3))  # a relaunch
             cancel_solicitation(ask(db, "Alix Durand", siret=first.siret), reason=SPAM_REASON)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -24,10 +23,8 @@ from app.models.base import utcnow
 from app.services.errors import ServiceError
 from app.services.requests import exports as service
 from app.services.transactions import transaction
-from tests.factories import ExpertFactory, ExportFactory, make_need, subject
+from tests.factories import ExpertFactory, ExportFactory, make_need, make_solicitation
 from tests.helpers import body, csrf_token_from, filter_arg, login
-
-_numbers = itertools.count(1)
 
 
 def view_for(endpoint: str):
@@ -181,24 +178,9 @@ def test_the_csv_and_the_list_page_agree(admin_client, db, needs):
 
 
 def ask(db, name: str, status: str, *, days_ago: int, notes: tuple[str, ...] = ()) -> Solicitation:
-    n = next(_numbers)
-    solicitation = Solicitation(
-        subject=subject("recrutement"),
-        status=status,
-        full_name=name,
-        email=f"contact{n}@entreprise.example",
-        phone="0472000000",
-        siret=f"{n:09d}00012",
-        postal_code="69100",
-        insee_code="69266",
-        description="Nous cherchons à recruter.",
-        company_name=f"Entreprise n°{n}",
-        qualification_notes=list(notes),
-        created_at=utcnow() - timedelta(days=days_ago),
+    return make_solicitation(
+        full_name=name, status=status, qualification_notes=list(notes), created_at=utcnow() - timedelta(days=days_ago)
     )
-    db.session.add(solicitation)
-    db.session.commit()
-    return solicitation
 
 
 def test_the_solicitation_tab_is_honoured(admin_client, db):

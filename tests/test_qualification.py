@@ -25,6 +25,7 @@ from tests.factories import (
     AntenneFactory,
     ExpertFactory,
     InstitutionFactory,
+    SolicitationFactory,
     solicitation_input,
     subject,
     valid_siret,
@@ -238,20 +239,9 @@ def test_the_same_expert_on_two_subjects_gets_one_email_per_need(db, held, desk_
 def test_a_request_held_without_confirmation_gets_one_when_sent(db, desk_book, staff):
     """A request made by hand (seed, import) never had its confirmation: sending queues it,
     naming the institutions that may call."""
-    solicitation = Solicitation(
-        subject=subject("recrutement"),
-        status="in_progress",
-        full_name="Camille Martin",
-        email="camille@boulangerie.example",
-        phone="0472000000",
-        siret=valid_siret(42),
-        postal_code="69001",
-        insee_code="69123",
-        description="Deux apprentis.",
-        qualification_notes=[],
+    solicitation = SolicitationFactory(
+        full_name="Camille Martin", email="camille@boulangerie.example", siret=valid_siret(42), postal_code="69001"
     )
-    db.session.add(solicitation)
-    db.session.commit()
     send_solicitation(
         solicitation, [(subject("recrutement"), [desk_book["alice"].id, desk_book["denis"].id])], user=staff
     )
