@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app.dates import PARIS
 from app.models.outbox import FailureCause
 from app.services.accounts.users import create_user
 from app.services.addressbook.importer import import_addressbook
@@ -21,6 +23,7 @@ from app.services.messaging.inbound import MAX_MESSAGE_BYTES, outcome_text, rece
 from app.services.messaging.outbox import resend_failed, sweep_outbox
 from app.services.reference.catalog import load_catalog
 from app.services.reference.geo import load_territories
+from app.services.requests.followup import run_followup
 from app.services.requests.search import reindex_all
 from app.services.seed import seed_demo
 from app.services.transactions import transaction
@@ -40,6 +43,7 @@ seed_cli = AppGroup("seed", help="Données de démonstration.")
 inbound_cli = AppGroup("inbound", help="Réponses des experts par courriel.")
 desk_cli = AppGroup("desk", help="Suivi des demandes (recherche, listes).")
 outbox_cli = AppGroup("outbox", help="Boîte d'envoi des courriels.")
+followup_cli = AppGroup("followup", help="Suivi des demandes : relances, échecs, satisfaction.")
 
 
 @geo_cli.command("load")
@@ -200,6 +204,32 @@ def outbox_resend(cause: str | None, dry_run: bool) -> None:
     click.echo(f"{count} courriel(s) remis en file d'envoi.")
 
 
+def _moment(text: str | None) -> datetime | None:
+    """``--now``: ISO 8601, with its offset, or else read as Paris time (as operators speak)."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"--now : date invalide « {text} » (attendu : ISO 8601, par exemple 2026-12-03T06:00 ou 2026-12-03).")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=PARIS)
+    return moment.astimezone(UTC)
+
+
+@followup_cli.command("run")
+@click.option("--now", "now_text", metavar="ISO-8601", help="Le moment à considérer (par défaut : maintenant).")
+@click.option("--dry-run", is_flag=True, help="Afficher ce qui serait envoyé, sans rien envoyer.")
+def followup_run(now_text: str | None, dry_run: bool) -> None:
+    """Envoie chaque étape du suivi due à ce moment ; une étape déjà faite ne l'est pas deux fois."""
+    with transaction():
+        done = run_followup(_moment(now_text), dry_run=dry_run)
+    verb = "serait envoyé" if dry_run else "envoyé"
+    for item in done:
+        click.echo(f"{verb} : {item.line()}")
+    click.echo(f"{len(done)} courriel(s) de suivi {'à envoyer' if dry_run else 'envoyé(s)'}.")
+
+
 def init_app(app: Flask) -> None:
     groups = (
         geo_cli,
@@ -211,6 +241,7 @@ def init_app(app: Flask) -> None:
         inbound_cli,
         desk_cli,
         outbox_cli,
+        followup_cli,
     )
     for group in groups:
         app.cli.add_command(group)

@@ -114,6 +114,14 @@ class Config:
     # dashboard's « sans preneur » card.
     INBOX_EXPIRY_DAYS = int(os.environ.get("INBOX_EXPIRY_DAYS", "45"))
     DASHBOARD_NO_TAKER_DAYS = int(os.environ.get("DASHBOARD_NO_TAKER_DAYS", "5"))
+    # Follow-up (``flask followup run``, daily from ``flask rq cron``): days after the request
+    # when the business hears « Suivi de votre demande » if nobody took it, when each waiting
+    # expert gets « Dernière chance », and when the need is given up.
+    FOLLOWUP_REMINDER_DAYS = int(os.environ.get("FOLLOWUP_REMINDER_DAYS", "9"))
+    FOLLOWUP_LAST_CHANCE_DAYS = int(os.environ.get("FOLLOWUP_LAST_CHANCE_DAYS", "21"))
+    FOLLOWUP_FAILURE_DAYS = int(os.environ.get("FOLLOWUP_FAILURE_DAYS", "45"))
+    # Where businesses may write to the team (named in the follow-up emails).
+    CONTACT_EMAIL = os.environ.get("CONTACT_EMAIL", "contact@place-des-entreprises.example")
     # The request lists' immediate CSV export stops here; larger lists go through the
     # prepared export (a job with a progress bar).
     EXPORT_IMMEDIATE_MAX_ROWS = int(os.environ.get("EXPORT_IMMEDIATE_MAX_ROWS", "10000"))

@@ -14,7 +14,7 @@ from flask import Flask
 from app.admin.export_builder import build_export
 from app.extensions import rq
 from app.services.messaging import delivery, discussion, outbox
-from app.services.requests import exports
+from app.services.requests import exports, followup
 from app.services.transactions import transaction
 
 # How often ``flask rq cron`` emails the finished bursts of comments (the grouping is the
@@ -67,6 +67,16 @@ def purge_exports_job() -> int:
         return exports.purge_exports()
 
 
+@rq.job(queue="default")
+def followup_job() -> int:
+    """Every follow-up step due now; the event keys make a second run send nothing."""
+    with transaction():
+        return len(followup.run_followup())
+
+
+# Each morning at 06:10 UTC (07:10 or 08:10 in Paris), before the working day.
+FOLLOWUP_CRON = "10 6 * * *"
+
 _cron_registered = False
 
 
@@ -77,4 +87,5 @@ def init_app(app: Flask) -> None:
         sweep_outbox_job.cron_register(app.config["OUTBOX_SWEEP_INTERVAL_SECONDS"])
         notify_comments_job.cron_register(COMMENTS_INTERVAL)
         purge_exports_job.cron_register(PURGE_EXPORTS_INTERVAL)
+        followup_job.cron_register(FOLLOWUP_CRON)
         _cron_registered = True

@@ -25,3 +25,11 @@ def absence_text(expert: Expert, today: date | None = None) -> str | None:
     if start is None or start <= today:
         return f"Absent jusqu'au {_day(end)}"
     return f"Absent du {_day(start)} au {_day(end)}"
+
+
+def is_absent(expert: Expert, today: date) -> bool:
+    """Away on ``today`` (an absence without an end lasts until the expert says otherwise)."""
+    start, end = expert.absent_from, expert.absent_until
+    if start is None and end is None:
+        return False
+    return (start is None or start <= today) and (end is None or today <= end)

@@ -1,0 +1,217 @@
+"""Follow-up: no need dies in silence.
+
+Every step is a date rule over the requests and needs, and an email under an event key of its
+own (``solicitation:12:suivi``, ``match:40:derniere-chance``): the outbox writes a key once, so
+a step runs at most once per request or match however often the follow-up runs, and an
+operator may run it again after an outage (``flask followup run --now …``). A step also has a
+window: it is not sent once a later step has made it pointless (no « Suivi » on day 50 for a
+need given up on day 45), which is what makes catching up after days without a scheduler safe.
+
+Selection and sending read the same rule; the sending re-reads each row, so a need taken in
+charge between the two is skipped.
+
+Steps so far: the business's « Suivi de votre demande » (day 9) and each waiting expert's
+« Dernière chance » (day 21).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import and_, exists, select
+from sqlalchemy.orm import selectinload
+
+from app.dates import in_paris, paris_text
+from app.extensions import db
+from app.models import Expert, Match, Need, OutboundEmail, Solicitation
+from app.models.base import utcnow
+from app.models.requests import MatchStatus, NeedStatus, SolicitationStatus
+from app.services.addressbook.absences import is_absent
+from app.services.messaging import links
+from app.services.messaging.expert_emails import need_context
+from app.services.messaging.outbox import queue_email
+from app.services.requests.matches import TAKEN_CARE_STATUSES
+
+REMINDER = "suivi"
+LAST_CHANCE = "derniere-chance"
+
+
+def _day(value: datetime) -> str:
+    return paris_text(value, "%d/%m/%Y")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One email a step sends (or would send, for ``--dry-run``)."""
+
+    step: str
+    key: str
+    recipient: str
+    about: str
+    send: Callable[[], bool]
+
+    def line(self) -> str:
+        return f"{self.step} · {self.recipient} · {self.about} [{self.key}]"
+
+
+@dataclass(frozen=True)
+class Delays:
+    reminder: timedelta
+    last_chance: timedelta
+    failure: timedelta
+
+    @classmethod
+    def from_config(cls) -> Delays:
+        config = current_app.config
+        return cls(
+            reminder=timedelta(days=config["FOLLOWUP_REMINDER_DAYS"]),
+            last_chance=timedelta(days=config["FOLLOWUP_LAST_CHANCE_DAYS"]),
+            failure=timedelta(days=config["FOLLOWUP_FAILURE_DAYS"]),
+        )
+
+
+def run_followup(now: datetime | None = None, *, dry_run: bool = False) -> list[Planned]:
+    """Every follow-up email due at ``now``, sent (queued in the caller's transaction) unless
+    ``dry_run``; returns what was sent, or would be. Running it twice sends nothing twice."""
+    now = now or utcnow()
+    delays = Delays.from_config()
+    plan = [*_business_reminders(now, delays), *_last_chances(now, delays)]
+    if dry_run:
+        return plan
+    return [item for item in plan if item.send()]
+
+
+def _not_written(key) -> object:
+    return ~exists().where(OutboundEmail.key == key)
+
+
+def _still_waiting(solicitation_id) -> object:
+    """A request none of whose needs anybody took, with a need still waiting for an answer."""
+    taken = exists().where(Need.solicitation_id == solicitation_id, Need.status.in_(TAKEN_CARE_STATUSES))
+    waiting = exists().where(Need.solicitation_id == solicitation_id, Need.status == NeedStatus.QUO)
+    return and_(~taken, waiting)
+
+
+# ---------------------------------------------------------------- the business, day 9
+
+
+def _reminder_key(solicitation_id: int) -> str:
+    return f"solicitation:{solicitation_id}:{REMINDER}"
+
+
+def _business_reminders(now: datetime, delays: Delays) -> Iterator[Planned]:
+    key = Solicitation.id.cast(db.String)
+    rows = db.session.scalars(
+        select(Solicitation)
+        .where(
+            Solicitation.status == SolicitationStatus.PROCESSED,
+            Solicitation.created_at <= now - delays.reminder,
+            Solicitation.created_at > now - delays.failure,
+            _still_waiting(Solicitation.id),
+            _not_written("solicitation:" + key + f":{REMINDER}"),
+        )
+        .options(selectinload(Solicitation.subject))
+        .order_by(Solicitation.created_at, Solicitation.id)
+    )
+    for solicitation in rows:
+        yield Planned(
+            REMINDER,
+            _reminder_key(solicitation.id),
+            solicitation.email,
+            f"demande du {_day(solicitation.created_at)} « {solicitation.subject.label} »",
+            lambda s=solicitation: _send_reminder(s, now, delays),
+        )
+
+
+def _send_reminder(solicitation: Solicitation, now: datetime, delays: Delays) -> bool:
+    """Re-read at send time: a need taken in charge since the selection cancels the step."""
+    still = db.session.scalar(
+        select(Solicitation.id).where(
+            Solicitation.id == solicitation.id,
+            Solicitation.created_at > now - delays.failure,
+            _still_waiting(Solicitation.id),
+        )
+    )
+    if still is None:
+        return False
+    queue_email(
+        _reminder_key(solicitation.id),
+        to=solicitation.email,
+        template="followup_business_reminder",
+        context={
+            "full_name": solicitation.full_name,
+            "subject": solicitation.subject.label,
+            "requested_on": _day(solicitation.created_at),
+            "contact_email": current_app.config["CONTACT_EMAIL"],
+        },
+    )
+    return True
+
+
+# ---------------------------------------------------------------- each waiting expert, day 21
+
+
+def _last_chance_key(match_id: int) -> str:
+    return f"match:{match_id}:{LAST_CHANCE}"
+
+
+def _waiting_match(now: datetime, delays: Delays) -> list:
+    """A match still waiting on a need nobody took, sent between the last-chance and the failure days."""
+    return [
+        Match.status == MatchStatus.QUO,
+        Need.status == NeedStatus.QUO,
+        Match.created_at <= now - delays.last_chance,
+        Match.created_at > now - delays.failure,
+    ]
+
+
+def _last_chances(now: datetime, delays: Delays) -> Iterator[Planned]:
+    key = Match.id.cast(db.String)
+    rows = db.session.scalars(
+        select(Match)
+        .join(Need, Match.need_id == Need.id)
+        .join(Expert, Match.expert_id == Expert.id)
+        .where(
+            *_waiting_match(now, delays),
+            Expert.deleted_at.is_(None),
+            Expert.email.is_not(None),
+            _not_written("match:" + key + f":{LAST_CHANCE}"),
+        )
+        .options(selectinload(Match.expert), selectinload(Match.need))
+        .order_by(Match.created_at, Match.id)
+    )
+    today = in_paris(now).date()
+    for match in rows:
+        if is_absent(match.expert, today):
+            continue  # the colleagues of the need are asked; an absent expert cannot answer
+        yield Planned(
+            LAST_CHANCE,
+            _last_chance_key(match.id),
+            match.expert.email,
+            f"besoin #{match.need_id} envoyé le {_day(match.created_at)}",
+            lambda m=match: _send_last_chance(m, now, delays),
+        )
+
+
+def _send_last_chance(match: Match, now: datetime, delays: Delays) -> bool:
+    still = db.session.scalar(
+        select(Match.id).join(Need, Match.need_id == Need.id).where(Match.id == match.id, *_waiting_match(now, delays))
+    )
+    if still is None:
+        return False
+    queue_email(
+        _last_chance_key(match.id),
+        to=match.expert.email,
+        template="followup_last_chance",
+        context={
+            **need_context(match),
+            "expert_name": match.expert.full_name,
+            "sent_on": _day(match.created_at),
+            "failure_on": _day(match.created_at + delays.failure),
+            "expert_url": links.expert_url(match),
+        },
+    )
+    return True

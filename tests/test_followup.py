@@ -1,0 +1,165 @@
+"""Follow-up steps travelling in time: each fires once on its day and not before, never for a
+need that moved on, never to an absent expert, and a late run catches up only with what is
+still relevant. Time travels through ``run_followup(now=…)`` and ``flask followup run --now``."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import select
+
+from app.dates import paris_text
+from app.models import OutboundEmail
+from app.models.base import utcnow
+from app.services.requests.followup import run_followup
+from app.services.requests.matches import change_match_status
+from app.services.transactions import transaction
+from tests.factories import make_routed
+
+
+def run(now: datetime, **kwargs) -> list[str]:
+    with transaction():
+        return [item.key for item in run_followup(now, **kwargs)]
+
+
+def keys(suffix: str) -> list[str]:
+    from app.extensions import db
+
+    return sorted(k for k in db.session.scalars(select(OutboundEmail.key)) if k.endswith(suffix))
+
+
+def routed(db):
+    """A request sent to Camille and Dominique (the shared book), and when it was made."""
+    need = make_routed(1)[0]
+    return need, need.solicitation.created_at
+
+
+# ---------------------------------------------------------------- the business, day 9
+
+
+def test_the_business_hears_from_us_on_day_9_once(db, book):
+    need, made = routed(db)
+    key = f"solicitation:{need.solicitation_id}:suivi"
+    assert key not in run(made + timedelta(days=8, hours=23))
+    assert run(made + timedelta(days=9)) == [key]
+    assert run(made + timedelta(days=10)) == []  # not twice, whatever the schedule
+    email = db.session.scalar(select(OutboundEmail).where(OutboundEmail.key == key))
+    assert email.recipient == need.solicitation.email
+    assert email.subject == "Suivi de votre demande « Recruter un ou plusieurs salariés »"
+    assert "aucun conseiller ne nous a encore indiqué l'avoir prise en charge" in email.body_text
+    assert "contact@place-des-entreprises.example" in email.body_text
+
+
+def test_no_reminder_once_an_expert_took_the_need(db, book):
+    need, made = routed(db)
+    with transaction():
+        change_match_status(need.matches[0], "taking_care")
+    assert run(made + timedelta(days=9)) == []
+
+
+def test_a_need_taken_between_plan_and_sending_is_skipped(db, book):
+    need, made = routed(db)
+    plan = run_followup(made + timedelta(days=9), dry_run=True)
+    assert [item.step for item in plan] == ["suivi"]
+    with transaction():
+        change_match_status(need.matches[0], "taking_care")
+        assert plan[0].send() is False
+    assert keys(":suivi") == []
+
+
+def test_a_late_run_skips_the_reminder_a_later_step_made_pointless(db, book):
+    _need, made = routed(db)
+    assert run(made + timedelta(days=50)) == []  # past the failure day: too late to say « we follow it »
+
+
+# ---------------------------------------------------------------- each waiting expert, day 21
+
+
+def sent_on(need):
+    """When the need reached its experts (the last-chance clock starts there)."""
+    return max(match.created_at for match in need.matches)
+
+
+def test_each_waiting_expert_gets_a_last_chance_on_day_21_once(db, book):
+    need, _made = routed(db)
+    made = sent_on(need)
+    run(made + timedelta(days=9))
+    before = run(made + timedelta(days=20, hours=23))
+    assert not [k for k in before if k.endswith("derniere-chance")]
+    sent = run(made + timedelta(days=21))
+    assert sorted(sent) == sorted(f"match:{m.id}:derniere-chance" for m in need.matches)
+    assert run(made + timedelta(days=22)) == []
+    email = db.session.scalar(select(OutboundEmail).where(OutboundEmail.key == sent[0]))
+    assert email.subject.startswith("Dernière chance : la demande de ")
+    assert "/expert/" in email.body_text
+    assert f"Sans réponse d'ici le {paris_text(made + timedelta(days=45), '%d/%m/%Y')}" in email.body_text
+
+
+def test_no_last_chance_for_a_declined_match_a_taken_need_or_an_absent_expert(db, book):
+    need, _made = routed(db)
+    camille, dominique = sorted(need.matches, key=lambda m: m.expert.full_name)
+    with transaction():
+        change_match_status(camille, "not_for_me")
+    day_21 = sent_on(need) + timedelta(days=21)
+    dominique.expert.absent_from = (day_21 - timedelta(days=2)).date()
+    dominique.expert.absent_until = (day_21 + timedelta(days=5)).date()
+    db.session.commit()
+    assert [k for k in run(day_21) if k.endswith("derniere-chance")] == []
+
+    other, _made = routed(db)
+    with transaction():
+        change_match_status(other.matches[0], "taking_care")
+    assert [k for k in run(sent_on(other) + timedelta(days=21)) if k.endswith("derniere-chance")] == []
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_the_command_plans_then_sends_and_reads_paris_time(app, db, book):
+    need, made = routed(db)
+    runner = app.test_cli_runner()
+    day_9 = (made + timedelta(days=9, hours=1)).astimezone(UTC).isoformat()
+
+    planned = runner.invoke(args=["followup", "run", "--now", day_9, "--dry-run"])
+    assert planned.exit_code == 0, planned.output
+    assert f"serait envoyé : suivi · {need.solicitation.email}" in planned.output
+    assert "1 courriel(s) de suivi à envoyer." in planned.output
+    db.session.expire_all()
+    assert keys(":suivi") == []  # a plan writes nothing
+
+    sent = runner.invoke(args=["followup", "run", "--now", day_9])
+    assert sent.exit_code == 0, sent.output
+    assert "1 courriel(s) de suivi envoyé(s)." in sent.output
+    again = runner.invoke(args=["followup", "run", "--now", day_9])
+    assert "0 courriel(s) de suivi envoyé(s)." in again.output
+
+    wrong = runner.invoke(args=["followup", "run", "--now", "demain"])
+    assert wrong.exit_code == 1
+    assert "--now : date invalide « demain »" in wrong.output
+
+
+def test_a_time_without_offset_is_paris_time_across_the_daylight_saving_change():
+    from app.cli import _moment
+
+    assert _moment("2026-03-28T06:00") == datetime(2026, 3, 28, 5, 0, tzinfo=UTC)  # winter, +01:00
+    assert _moment("2026-03-29T06:00") == datetime(2026, 3, 29, 4, 0, tzinfo=UTC)  # summer, +02:00
+    assert _moment("2026-03-29T06:00+00:00") == datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
+
+
+def test_the_follow_up_runs_every_morning_from_the_cron(app):
+    from app.extensions import rq
+    from app.jobs import FOLLOWUP_CRON
+
+    entries = [item for item in rq._cron_job_data if getattr(item["func"], "__name__", "") == "followup_job"]
+    assert len(entries) == 1
+    assert entries[0]["cron"] == FOLLOWUP_CRON == "10 6 * * *"
+
+
+def test_absence_days_are_inclusive():
+    from app.models import Expert
+    from app.services.addressbook.absences import is_absent
+
+    expert = Expert(absent_from=date(2026, 12, 1), absent_until=date(2026, 12, 3))
+    assert [is_absent(expert, date(2026, 12, d)) for d in (1, 2, 3, 4)] == [True, True, True, False]
+    assert is_absent(Expert(absent_from=date(2026, 12, 1)), date(2027, 6, 1))
+    assert not is_absent(Expert(), utcnow().date())
