@@ -112,14 +112,15 @@ class Config:
     COMMENT_GROUPING_SECONDS = int(os.environ.get("COMMENT_GROUPING_SECONDS", "60"))
     # A need still waiting after this many days: « Expirés » in the expert's inbox, and the
     # dashboard's « sans preneur » card.
-    INBOX_EXPIRY_DAYS = int(os.environ.get("INBOX_EXPIRY_DAYS", "45"))
     DASHBOARD_NO_TAKER_DAYS = int(os.environ.get("DASHBOARD_NO_TAKER_DAYS", "5"))
     # Follow-up (``flask followup run``, daily from ``flask rq cron``): days after the request
     # when the business hears « Suivi de votre demande » if nobody took it, when each waiting
     # expert gets « Dernière chance », and when the need is given up.
     FOLLOWUP_REMINDER_DAYS = int(os.environ.get("FOLLOWUP_REMINDER_DAYS", "9"))
     FOLLOWUP_LAST_CHANCE_DAYS = int(os.environ.get("FOLLOWUP_LAST_CHANCE_DAYS", "21"))
-    FOLLOWUP_FAILURE_DAYS = int(os.environ.get("FOLLOWUP_FAILURE_DAYS", "45"))
+    # The failure day is also when a waiting need shows as « Expiré » in the expert's inbox
+    # (INBOX_EXPIRY_DAYS, its former name, is still read).
+    FOLLOWUP_FAILURE_DAYS = int(os.environ.get("FOLLOWUP_FAILURE_DAYS") or os.environ.get("INBOX_EXPIRY_DAYS") or "45")
     # Where businesses may write to the team (named in the follow-up emails).
     CONTACT_EMAIL = os.environ.get("CONTACT_EMAIL", "contact@place-des-entreprises.example")
     # The request lists' immediate CSV export stops here; larger lists go through the

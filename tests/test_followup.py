@@ -9,12 +9,13 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import select
 
 from app.dates import paris_text
-from app.models import OutboundEmail
+from app.models import Need, OutboundEmail
 from app.models.base import utcnow
 from app.services.requests.followup import run_followup
 from app.services.requests.matches import change_match_status
 from app.services.transactions import transaction
 from tests.factories import make_routed
+from tests.helpers import body, post_action
 
 
 def run(now: datetime, **kwargs) -> list[str]:
@@ -69,7 +70,8 @@ def test_a_need_taken_between_plan_and_sending_is_skipped(db, book):
 
 def test_a_late_run_skips_the_reminder_a_later_step_made_pointless(db, book):
     _need, made = routed(db)
-    assert run(made + timedelta(days=50)) == []  # past the failure day: too late to say « we follow it »
+    late = run(made + timedelta(days=50))  # past the failure day: too late to say « we follow it »
+    assert [key for key in late if key.endswith(":suivi")] == []
 
 
 # ---------------------------------------------------------------- each waiting expert, day 21
@@ -163,3 +165,58 @@ def test_absence_days_are_inclusive():
     assert [is_absent(expert, date(2026, 12, d)) for d in (1, 2, 3, 4)] == [True, True, True, False]
     assert is_absent(Expert(absent_from=date(2026, 12, 1)), date(2027, 6, 1))
     assert not is_absent(Expert(), utcnow().date())
+
+
+# ---------------------------------------------------------------- the business, day 45: the need fails
+
+
+def test_a_need_nobody_took_fails_on_day_45_once_and_is_given_up(db, book):
+    need, _made = routed(db)
+    day_45 = sent_on(need) + timedelta(days=45)
+    key = f"need:{need.id}:echec"
+    assert key not in run(day_45 - timedelta(minutes=1))
+    assert key in run(day_45)
+    assert run(day_45 + timedelta(days=1)) == []
+    db.session.expire_all()
+    assert db.session.get(Need, need.id).abandoned_at == day_45
+    email = db.session.scalar(select(OutboundEmail).where(OutboundEmail.key == key))
+    assert email.recipient == need.contact.email
+    assert email.subject == "Échec de votre demande « Recruter un ou plusieurs salariés » sur Place des Entreprises"
+    assert "entreprendre.service-public.fr" in email.body_text
+
+
+def test_a_scheduler_down_for_weeks_sends_only_the_failure(db, book):
+    """Back on day 60: « Suivi » and « Dernière chance » are pointless by now; the failure is not."""
+    need, _made = routed(db)
+    assert run(sent_on(need) + timedelta(days=60)) == [f"need:{need.id}:echec"]
+
+
+def test_a_taken_need_never_fails(db, book):
+    need, _made = routed(db)
+    with transaction():
+        change_match_status(need.matches[0], "taking_care")
+    assert run(sent_on(need) + timedelta(days=90)) == []
+
+
+def test_staff_announce_the_failure_of_a_need_everyone_refused(admin_client, db, book):
+    refused, _made = routed(db)
+    waiting, _made = routed(db)
+    with transaction():
+        for match in refused.matches:
+            change_match_status(match, "not_for_me")
+    response = post_action(admin_client, "need", "annoncer-echec", [refused.id, waiting.id], follow_redirects=True)
+    page = body(response)
+    assert "1 échec(s) annoncé(s)." in page
+    assert "Seul un besoin refusé par tous ses experts peut être déclaré en échec avant l&#39;heure" in page
+    assert keys(":echec") == [f"need:{refused.id}:echec"]
+    again = body(post_action(admin_client, "need", "annoncer-echec", [refused.id], follow_redirects=True))
+    assert "L&#39;échec de ce besoin a déjà été annoncé le" in again
+    listing = body(admin_client.get("/admin/need/"))
+    assert "Refusé par tous — échec annoncé le" in listing
+    details = body(admin_client.get(f"/admin/need/details/?id={refused.id}"))
+    assert "Échec de la demande annoncé à l&#39;entreprise" in details  # the timeline
+
+
+def test_referents_cannot_announce_a_failure(referent_client, db):
+    response = referent_client.post("/admin/need/action/", data={"action": "annoncer-echec", "rowid": "1"})
+    assert response.status_code in (400, 403)

@@ -79,7 +79,7 @@ def test_an_unknown_tab_opens_the_first_one(box):
 
 def test_the_expiry_is_a_setting(app, box, monkeypatch):
     expert, _ = box
-    monkeypatch.setitem(app.config, "INBOX_EXPIRY_DAYS", 7)
+    monkeypatch.setitem(app.config, "FOLLOWUP_FAILURE_DAYS", 7)
     counts = tab_counts(expert)
     assert (counts["a-traiter"], counts["expires"]) == (1, 2)  # the one of 10 days has expired too
 

@@ -192,6 +192,9 @@ class Need(TimestampMixin, db.Model):
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     description: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default=MatchStatus.QUO, index=True)
+    # When the business was told its need had failed (nobody took it): the need is given up,
+    # its status stays what its matches say.
+    abandoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Lower-cased, accent-free company name, SIRET, contact, email and description
     # (services.search keeps it current); PostgreSQL searches it through a GIN index.
     search_document: Mapped[str] = mapped_column(Text, default="", server_default="")

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import expose
+from flask_admin.actions import action
 from flask_admin.model.template import macro
 from flask_login import current_user
 from markupsafe import Markup
@@ -32,6 +33,7 @@ from app.services.addressbook.absences import absence_text
 from app.services.addressbook.expert_lookup import parse_id, resolve_expert, search_experts
 from app.services.errors import ServiceError
 from app.services.messaging.discussion import post_comment, thread
+from app.services.requests.followup import announce_failure
 from app.services.requests.needs import (
     REASSIGNABLE_STATUSES,
     add_expert_to_need,
@@ -72,6 +74,14 @@ def suggestion_value(expert: Expert) -> str:
     return f"{expert.full_name} <{expert.email}> #{expert.id}"
 
 
+def _status_text(need: Need) -> str:
+    """The status the matches give, and the failure when it was announced (the need is given up)."""
+    label = NEED_STATUS_LABELS.get(need.status, need.status)
+    if need.abandoned_at is not None:
+        return f"{label} — échec annoncé le {_date(need.abandoned_at)}"
+    return label
+
+
 class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     """One subject for one establishment, and how its experts answered."""
 
@@ -99,6 +109,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "siret",
         "commune",
         "status",
+        "abandoned_at",
         "match_count",
         "positive_count",
         "solicitation",
@@ -112,6 +123,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "siret": "SIRET",
         "commune": "Commune",
         "status": "Statut",
+        "abandoned_at": "Échec annoncé le",
         "match_count": "Mises en relation",
         "positive_count": "Dont positives",
         "solicitation": "Sollicitation",
@@ -133,6 +145,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     column_default_sort = ("created_at", True)
     column_formatters = {
         "starred": _star_cell,
+        "status": lambda v, c, m, n: _status_text(m),
         "subject": lambda v, c, m, n: m.subject.label,
         "company": lambda v, c, m, n: m.facility.company.name,
         "siret": lambda v, c, m, n: m.facility.siret,
@@ -157,6 +170,17 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         ),
         "matches": macro("render_matches"),
     }
+
+    @action(
+        "annoncer-echec",
+        "Annoncer l'échec à l'entreprise",
+        "Annoncer à chaque entreprise que sa demande n'a pas abouti ? Seuls les besoins refusés par tous "
+        "leurs experts peuvent l'être avant le délai de suivi.",
+    )
+    def action_announce_failure(self, ids: list[str]) -> None:
+        user = current_user._get_current_object()
+        self.run_action(ids, lambda need: announce_failure(need, user=user), "{count} échec(s) annoncé(s).")
+
     list_loader_options = (
         lambda: selectinload(Need.subject),
         lambda: selectinload(Need.facility).selectinload(Facility.company),

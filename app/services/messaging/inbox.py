@@ -1,6 +1,6 @@
 """The expert's inbox: all of one expert's matches, sorted into tabs by where the expert stands.
 
-A request still waiting for an answer after ``INBOX_EXPIRY_DAYS`` (45 by default, as in the
+A request still waiting for an answer after ``FOLLOWUP_FAILURE_DAYS`` (45 by default, as in the
 older app) is not put in front of the expert any more: it moves from « À traiter » to
 « Expirés », so the first tab stays a list of things one can still act on.
 
@@ -59,7 +59,7 @@ class Inbox:
 
 
 def expiry_days() -> int:
-    return int(current_app.config.get("INBOX_EXPIRY_DAYS", 45))
+    return int(current_app.config["FOLLOWUP_FAILURE_DAYS"])
 
 
 def _cutoff() -> datetime:

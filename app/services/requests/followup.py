@@ -10,8 +10,9 @@ need given up on day 45), which is what makes catching up after days without a s
 Selection and sending read the same rule; the sending re-reads each row, so a need taken in
 charge between the two is skipped.
 
-Steps so far: the business's « Suivi de votre demande » (day 9) and each waiting expert's
-« Dernière chance » (day 21).
+Steps so far: the business's « Suivi de votre demande » (day 9), each waiting expert's
+« Dernière chance » (day 21), and the business's « Échec de votre demande » (day 45), which
+gives the need up; staff may send the last one earlier for a need every expert refused.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import selectinload
 
 from app.dates import in_paris, paris_text
 from app.extensions import db
-from app.models import Expert, Match, Need, OutboundEmail, Solicitation
+from app.models import Expert, Match, Need, OutboundEmail, Solicitation, User
 from app.models.base import utcnow
 from app.models.requests import MatchStatus, NeedStatus, SolicitationStatus
+from app.services.accounts.users import require_staff
 from app.services.addressbook.absences import is_absent
+from app.services.audit import acting_as, actor_label
+from app.services.errors import ServiceError
 from app.services.messaging import links
 from app.services.messaging.expert_emails import need_context
 from app.services.messaging.outbox import queue_email
@@ -37,6 +41,7 @@ from app.services.requests.matches import TAKEN_CARE_STATUSES
 
 REMINDER = "suivi"
 LAST_CHANCE = "derniere-chance"
+FAILURE = "echec"
 
 
 def _day(value: datetime) -> str:
@@ -78,7 +83,7 @@ def run_followup(now: datetime | None = None, *, dry_run: bool = False) -> list[
     ``dry_run``; returns what was sent, or would be. Running it twice sends nothing twice."""
     now = now or utcnow()
     delays = Delays.from_config()
-    plan = [*_business_reminders(now, delays), *_last_chances(now, delays)]
+    plan = [*_business_reminders(now, delays), *_last_chances(now, delays), *_failures(now, delays)]
     if dry_run:
         return plan
     return [item for item in plan if item.send()]
@@ -91,7 +96,9 @@ def _not_written(key) -> object:
 def _still_waiting(solicitation_id) -> object:
     """A request none of whose needs anybody took, with a need still waiting for an answer."""
     taken = exists().where(Need.solicitation_id == solicitation_id, Need.status.in_(TAKEN_CARE_STATUSES))
-    waiting = exists().where(Need.solicitation_id == solicitation_id, Need.status == NeedStatus.QUO)
+    waiting = exists().where(
+        Need.solicitation_id == solicitation_id, Need.status == NeedStatus.QUO, Need.abandoned_at.is_(None)
+    )
     return and_(~taken, waiting)
 
 
@@ -163,6 +170,7 @@ def _waiting_match(now: datetime, delays: Delays) -> list:
     return [
         Match.status == MatchStatus.QUO,
         Need.status == NeedStatus.QUO,
+        Need.abandoned_at.is_(None),
         Match.created_at <= now - delays.last_chance,
         Match.created_at > now - delays.failure,
     ]
@@ -215,3 +223,83 @@ def _send_last_chance(match: Match, now: datetime, delays: Delays) -> bool:
         },
     )
     return True
+
+
+# ---------------------------------------------------------------- the business, day 45: the need fails
+
+
+def _failure_key(need_id: int) -> str:
+    return f"need:{need_id}:{FAILURE}"
+
+
+def _first_sent():
+    """When the need first reached an expert (the follow-up's clock for a need)."""
+    return select(func.min(Match.created_at)).where(Match.need_id == Need.id).correlate(Need).scalar_subquery()
+
+
+def _failures(now: datetime, delays: Delays) -> Iterator[Planned]:
+    rows = db.session.scalars(
+        select(Need)
+        .where(
+            Need.status == NeedStatus.QUO,
+            Need.abandoned_at.is_(None),
+            _first_sent() <= now - delays.failure,
+        )
+        .options(selectinload(Need.contact), selectinload(Need.subject))
+        .order_by(Need.created_at, Need.id)
+    )
+    for need in rows:
+        yield Planned(
+            FAILURE,
+            _failure_key(need.id),
+            need.contact.email,
+            f"besoin #{need.id} « {need.subject.label} », sans preneur",
+            lambda n=need: _send_failure(n, now, delays),
+        )
+
+
+def _send_failure(need: Need, now: datetime, delays: Delays) -> bool:
+    still = db.session.scalar(
+        select(Need.id).where(
+            Need.id == need.id,
+            Need.status == NeedStatus.QUO,
+            Need.abandoned_at.is_(None),
+            _first_sent() <= now - delays.failure,
+        )
+    )
+    if still is None:
+        return False
+    _give_up(need, now)
+    return True
+
+
+def announce_failure(need: Need, *, user: User, now: datetime | None = None) -> None:
+    """Staff's « Annoncer l'échec », before day 45, for a need every expert refused."""
+    require_staff(user, "annoncer l'échec d'une demande")
+    db.session.refresh(need, with_for_update=True)
+    if need.abandoned_at is not None:
+        raise ServiceError(f"L'échec de ce besoin a déjà été annoncé le {_day(need.abandoned_at)}.")
+    if need.status != NeedStatus.NOT_FOR_ME:
+        raise ServiceError(
+            "Seul un besoin refusé par tous ses experts peut être déclaré en échec avant l'heure ; "
+            "les autres le sont automatiquement après le délai de suivi."
+        )
+    with acting_as(actor_label(user), user.id):
+        _give_up(need, now or utcnow())
+
+
+def _give_up(need: Need, now: datetime) -> None:
+    """Tell the business, and mark the need given up (its waiting matches are then expired)."""
+    need.abandoned_at = now
+    queue_email(
+        _failure_key(need.id),
+        to=need.contact.email,
+        template="followup_failure",
+        context={
+            "full_name": need.contact.full_name,
+            "subject": need.subject.label,
+            "requested_on": _day(need.created_at),
+            "contact_email": current_app.config["CONTACT_EMAIL"],
+        },
+    )
+    db.session.flush()

@@ -77,6 +77,9 @@ _ZONE_OWNER_LABELS = {"antenne": "zone de l'antenne", "expert": "zone propre de 
 _EMAIL_LABELS = {
     ("solicitation", "confirmation"): "Confirmation de la demande envoyée à l'entreprise",
     ("solicitation", "canceled"): "Abandon de la demande annoncé à l'entreprise",
+    ("solicitation", "suivi"): "« Suivi de votre demande » envoyé à l'entreprise (relance du 9e jour)",
+    ("need", "echec"): "Échec de la demande annoncé à l'entreprise",
+    ("match", "derniere-chance"): "« Dernière chance » envoyée à l'expert",
     ("need", "taken_care"): "« Prise en charge » annoncée à l'entreprise",
     ("match", "new"): "Nouvelle demande envoyée à l'expert",
     ("match", "not_reachable"): "« Appel manqué » : coordonnées de l'expert envoyées à l'entreprise",
