@@ -109,10 +109,10 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "siret",
         "commune",
         "status",
-        "abandoned_at",
         "match_count",
         "positive_count",
         "solicitation",
+        "abandoned_at",
     ]
     column_labels = {
         "starred": "Suivi",
