@@ -14,13 +14,15 @@ from app.models.base import utcnow
 from app.services.requests.followup import run_followup
 from app.services.requests.matches import change_match_status
 from app.services.transactions import transaction
-from tests.factories import make_routed
+from tests.factories import ExpertFactory, make_need, make_routed
 from tests.helpers import body, post_action
 
 
-def run(now: datetime, **kwargs) -> list[str]:
+def run(now: datetime, *, recaps: bool = False, **kwargs) -> list[str]:
+    """The keys a run sent; the weekly recaps (which depend on the weekday) only when asked."""
     with transaction():
-        return [item.key for item in run_followup(now, **kwargs)]
+        sent = [item.key for item in run_followup(now, **kwargs)]
+    return [key for key in sent if recaps or ":recapitulatif:" not in key]
 
 
 def keys(suffix: str) -> list[str]:
@@ -60,7 +62,7 @@ def test_no_reminder_once_an_expert_took_the_need(db, book):
 
 def test_a_need_taken_between_plan_and_sending_is_skipped(db, book):
     need, made = routed(db)
-    plan = run_followup(made + timedelta(days=9), dry_run=True)
+    plan = [item for item in run_followup(made + timedelta(days=9), dry_run=True) if item.step != "recapitulatif"]
     assert [item.step for item in plan] == ["suivi"]
     with transaction():
         change_match_status(need.matches[0], "taking_care")
@@ -220,3 +222,47 @@ def test_staff_announce_the_failure_of_a_need_everyone_refused(admin_client, db,
 def test_referents_cannot_announce_a_failure(referent_client, db):
     response = referent_client.post("/admin/need/action/", data={"action": "annoncer-echec", "rowid": "1"})
     assert response.status_code in (400, 403)
+
+
+# ---------------------------------------------------------------- each expert, weekly (Tuesday)
+
+TUESDAY = datetime(2026, 12, 8, 6, 10, tzinfo=UTC)  # 07:10 in Paris
+
+
+def waiting_for(expert, *ages: float) -> None:
+    for age in ages:
+        make_need(0, experts=[expert], created_at=TUESDAY - timedelta(days=age))
+
+
+def test_the_weekly_recap_lists_the_oldest_seven_and_counts_the_rest(db):
+    expert = ExpertFactory(full_name="Alix Recap")
+    waiting_for(expert, *range(5, 14), 2, 50)  # nine in the window, one too recent, one expired
+    sent = run(TUESDAY, recaps=True)
+    key = f"expert:{expert.id}:recapitulatif:2026-W50"
+    assert key in sent
+    email = db.session.scalar(select(OutboundEmail).where(OutboundEmail.key == key))
+    assert email.subject == "9 demandes d'entreprises vous attendent sur Place des Entreprises"
+    assert email.body_text.count("/expert/") == 7
+    assert "depuis 13 jours" in email.body_text and "depuis 2 jours" not in email.body_text
+    assert "Et 2 autre(s) demande(s) en attente." in email.body_text
+    assert "/mes-demandes/" in email.body_text
+
+
+def test_one_recap_a_week_on_tuesday_paris_time(db):
+    expert = ExpertFactory()
+    waiting_for(expert, 6)
+    monday_evening_utc = datetime(2026, 12, 7, 22, 30, tzinfo=UTC)  # 23:30 in Paris: still Monday
+    assert run(monday_evening_utc, recaps=True) == []
+    tuesday_just_after_midnight = datetime(2026, 12, 7, 23, 30, tzinfo=UTC)  # 00:30 on Tuesday in Paris
+    assert run(tuesday_just_after_midnight, recaps=True) == [f"expert:{expert.id}:recapitulatif:2026-W50"]
+    assert run(TUESDAY + timedelta(days=1), recaps=True) == []  # not twice in the week
+    assert run(TUESDAY + timedelta(days=7), recaps=True) == [f"expert:{expert.id}:recapitulatif:2026-W51"]
+
+
+def test_no_recap_for_an_absent_expert_or_answered_needs(db):
+    away = ExpertFactory(absent_from=date(2026, 12, 1), absent_until=date(2026, 12, 20))
+    waiting_for(away, 6)
+    answered = ExpertFactory()
+    need = make_need(0, experts=[answered], statuses=("not_for_me",), created_at=TUESDAY - timedelta(days=6))
+    assert need.matches[0].status == "not_for_me"
+    assert run(TUESDAY, recaps=True) == []

@@ -27,7 +27,7 @@ from sqlalchemy.orm import selectinload
 
 from app.dates import in_paris, paris_text
 from app.extensions import db
-from app.models import Expert, Match, Need, OutboundEmail, Solicitation, User
+from app.models import Expert, Facility, Match, Need, OutboundEmail, Solicitation, User
 from app.models.base import utcnow
 from app.models.requests import MatchStatus, NeedStatus, SolicitationStatus
 from app.services.accounts.users import require_staff
@@ -42,6 +42,13 @@ from app.services.requests.matches import TAKEN_CARE_STATUSES
 REMINDER = "suivi"
 LAST_CHANCE = "derniere-chance"
 FAILURE = "echec"
+RECAP = "recapitulatif"
+# The weekly recap: matches waiting since at least this many days, at most this many listed.
+RECAP_MIN_DAYS = 4
+RECAP_LISTED = 7
+# Tuesday to Friday (Paris): a recap the scheduler missed on Tuesday still helps that week;
+# on the weekend the next Tuesday's is near.
+RECAP_WEEKDAYS = (1, 2, 3, 4)
 
 
 def _day(value: datetime) -> str:
@@ -83,7 +90,12 @@ def run_followup(now: datetime | None = None, *, dry_run: bool = False) -> list[
     ``dry_run``; returns what was sent, or would be. Running it twice sends nothing twice."""
     now = now or utcnow()
     delays = Delays.from_config()
-    plan = [*_business_reminders(now, delays), *_last_chances(now, delays), *_failures(now, delays)]
+    plan = [
+        *_business_reminders(now, delays),
+        *_last_chances(now, delays),
+        *_failures(now, delays),
+        *_weekly_recaps(now, delays),
+    ]
     if dry_run:
         return plan
     return [item for item in plan if item.send()]
@@ -303,3 +315,109 @@ def _give_up(need: Need, now: datetime) -> None:
         },
     )
     db.session.flush()
+
+
+# ---------------------------------------------------------------- each expert, weekly (Tuesday)
+
+
+def _recap_key(expert_id: int, now: datetime) -> str:
+    year, week, _day_of_week = in_paris(now).isocalendar()
+    return f"expert:{expert_id}:{RECAP}:{year}-W{week:02d}"
+
+
+def _recap_window(now: datetime, delays: Delays) -> list:
+    return [
+        Match.status == MatchStatus.QUO,
+        Need.abandoned_at.is_(None),
+        Match.created_at <= now - timedelta(days=RECAP_MIN_DAYS),
+        Match.created_at > now - delays.failure,
+    ]
+
+
+def _weekly_recaps(now: datetime, delays: Delays) -> Iterator[Planned]:
+    """One email per expert with waiting matches: the oldest few listed, the rest counted.
+
+    One windowed query ranks every waiting match per expert; only the listed ones are loaded,
+    however large the backlog."""
+    if in_paris(now).weekday() not in RECAP_WEEKDAYS:
+        return
+    ranked = (
+        select(
+            Match.id.label("match_id"),
+            Match.expert_id.label("expert_id"),
+            func.row_number().over(partition_by=Match.expert_id, order_by=(Match.created_at, Match.id)).label("rank"),
+            func.count().over(partition_by=Match.expert_id).label("waiting"),
+        )
+        .join(Need, Match.need_id == Need.id)
+        .join(Expert, Match.expert_id == Expert.id)
+        .where(*_recap_window(now, delays), Expert.deleted_at.is_(None), Expert.email.is_not(None))
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(ranked.c.expert_id, ranked.c.match_id, ranked.c.waiting)
+        .where(ranked.c.rank <= RECAP_LISTED)
+        .order_by(ranked.c.expert_id, ranked.c.rank)
+    ).all()
+    listed: dict[int, list[int]] = {}
+    waiting: dict[int, int] = {}
+    for expert_id, match_id, count in rows:
+        listed.setdefault(expert_id, []).append(match_id)
+        waiting[expert_id] = count
+    if not listed:
+        return
+    written = set(
+        db.session.scalars(select(OutboundEmail.key).where(OutboundEmail.key.in_([_recap_key(e, now) for e in listed])))
+    )
+    experts = {e.id: e for e in db.session.scalars(select(Expert).where(Expert.id.in_(list(listed))))}
+    today = in_paris(now).date()
+    for expert_id, match_ids in listed.items():
+        expert = experts[expert_id]
+        key = _recap_key(expert_id, now)
+        if key in written or is_absent(expert, today):
+            continue  # absent experts are left alone while away
+        yield Planned(
+            RECAP,
+            key,
+            expert.email,
+            f"{waiting[expert_id]} demande(s) en attente",
+            lambda e=expert, ids=match_ids, n=waiting[expert_id]: _send_recap(e, ids, n, now),
+        )
+
+
+def _send_recap(expert: Expert, match_ids: list[int], waiting: int, now: datetime) -> bool:
+    matches = list(
+        db.session.scalars(
+            select(Match)
+            .where(Match.id.in_(match_ids), Match.status == MatchStatus.QUO)
+            .options(
+                selectinload(Match.need).selectinload(Need.subject),
+                selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.company),
+                selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.commune),
+            )
+            .order_by(Match.created_at, Match.id)
+        )
+    )
+    if not matches:
+        return False  # answered since the selection
+    queue_email(
+        _recap_key(expert.id, now),
+        to=expert.email,
+        template="followup_weekly_recap",
+        context={
+            "expert_name": expert.full_name,
+            "needs": [
+                {
+                    "subject": match.need.subject.label,
+                    "company_name": match.need.facility.company.name,
+                    "commune": str(match.need.facility.commune or match.need.facility.commune_code),
+                    "days": (now - match.created_at).days,
+                    "url": links.expert_url(match),
+                }
+                for match in matches
+            ],
+            "others": max(waiting - len(match_ids), 0),
+            "waiting": waiting,
+            "inbox_url": links.inbox_url(expert),
+        },
+    )
+    return True
