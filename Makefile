@@ -75,6 +75,7 @@ bench: setup
 	$(PY) -m bench.form
 	$(PY) -m bench.delivery
 	$(PY) -m bench.lists
+	$(PY) -m bench.followup
 
 clean:
 	rm -rf $(VENV) node_modules app/static/vendor instance
