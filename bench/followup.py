@@ -53,8 +53,9 @@ FLOOR_SQL = {
           AND NOT EXISTS (SELECT 1 FROM outbound_emails e WHERE e.key = 'match:' || m.id || ':derniere-chance')""",
     "echec": """
         SELECT n.id FROM needs n
+        CROSS JOIN LATERAL (SELECT min(m.created_at) AS first FROM matches m WHERE m.need_id = n.id) f
         WHERE n.status = 'quo' AND n.abandoned_at IS NULL
-          AND (SELECT min(m.created_at) FROM matches m WHERE m.need_id = n.id) <= %(now)s - interval '45 days'""",
+          AND f.first <= %(now)s - interval '45 days' AND f.first > %(now)s - interval '59 days'""",
     "recapitulatif": """
         SELECT DISTINCT m.expert_id FROM matches m JOIN needs n ON n.id = m.need_id JOIN experts x ON x.id = m.expert_id
         WHERE m.status = 'quo' AND n.abandoned_at IS NULL

@@ -121,6 +121,9 @@ class Config:
     # The failure day is also when a waiting need shows as « Expiré » in the expert's inbox
     # (INBOX_EXPIRY_DAYS, its former name, is still read).
     FOLLOWUP_FAILURE_DAYS = int(os.environ.get("FOLLOWUP_FAILURE_DAYS") or os.environ.get("INBOX_EXPIRY_DAYS") or "45")
+    # How many days after the failure day a missed failure email is still sent (an outage, or
+    # the first run over an old backlog: needs given up long ago get none).
+    FOLLOWUP_CATCH_UP_DAYS = int(os.environ.get("FOLLOWUP_CATCH_UP_DAYS", "14"))
     # Where businesses may write to the team (named in the follow-up emails).
     CONTACT_EMAIL = os.environ.get("CONTACT_EMAIL", "contact@place-des-entreprises.example")
     # The request lists' immediate CSV export stops here; larger lists go through the

@@ -188,9 +188,17 @@ def test_a_need_nobody_took_fails_on_day_45_once_and_is_given_up(db, book):
 
 
 def test_a_scheduler_down_for_weeks_sends_only_the_failure(db, book):
-    """Back on day 60: « Suivi » and « Dernière chance » are pointless by now; the failure is not."""
+    """Back on day 55: « Suivi » and « Dernière chance » are pointless by now; the failure is not."""
     need, _made = routed(db)
-    assert run(sent_on(need) + timedelta(days=60)) == [f"need:{need.id}:echec"]
+    assert run(sent_on(need) + timedelta(days=55)) == [f"need:{need.id}:echec"]
+
+
+def test_an_old_backlog_gets_no_failure_email(db, book):
+    """The first run over needs given up months ago (or after a very long outage) stays silent:
+    past the catch-up days, they already show expired everywhere."""
+    need, _made = routed(db)
+    assert run(sent_on(need) + timedelta(days=45 + 14, minutes=1)) == []
+    assert run(sent_on(need) + timedelta(days=45 + 14) - timedelta(minutes=1)) == [f"need:{need.id}:echec"]
 
 
 def test_a_taken_need_never_fails(db, book):

@@ -74,6 +74,9 @@ class Delays:
     reminder: timedelta
     last_chance: timedelta
     failure: timedelta
+    # How late a failure is still announced: after an outage, or the first run over an old
+    # backlog, a need given up long ago gets no email (it already shows expired everywhere).
+    catch_up: timedelta
 
     @classmethod
     def from_config(cls) -> Delays:
@@ -82,6 +85,7 @@ class Delays:
             reminder=timedelta(days=config["FOLLOWUP_REMINDER_DAYS"]),
             last_chance=timedelta(days=config["FOLLOWUP_LAST_CHANCE_DAYS"]),
             failure=timedelta(days=config["FOLLOWUP_FAILURE_DAYS"]),
+            catch_up=timedelta(days=config["FOLLOWUP_CATCH_UP_DAYS"]),
         )
 
 
@@ -249,13 +253,22 @@ def _first_sent():
     return select(func.min(Match.created_at)).where(Match.need_id == Need.id).correlate(Need).scalar_subquery()
 
 
+def _failing(now: datetime, delays: Delays) -> list:
+    """A need nobody took, first sent between the failure day and the end of its catch-up."""
+    first_sent = _first_sent()
+    return [
+        Need.status == NeedStatus.QUO,
+        Need.abandoned_at.is_(None),
+        first_sent <= now - delays.failure,
+        first_sent > now - delays.failure - delays.catch_up,
+    ]
+
+
 def _failures(now: datetime, delays: Delays) -> Iterator[Planned]:
     rows = db.session.scalars(
         select(Need)
         .where(
-            Need.status == NeedStatus.QUO,
-            Need.abandoned_at.is_(None),
-            _first_sent() <= now - delays.failure,
+            *_failing(now, delays),
         )
         .options(selectinload(Need.contact), selectinload(Need.subject))
         .order_by(Need.created_at, Need.id)
@@ -271,14 +284,7 @@ def _failures(now: datetime, delays: Delays) -> Iterator[Planned]:
 
 
 def _send_failure(need: Need, now: datetime, delays: Delays) -> bool:
-    still = db.session.scalar(
-        select(Need.id).where(
-            Need.id == need.id,
-            Need.status == NeedStatus.QUO,
-            Need.abandoned_at.is_(None),
-            _first_sent() <= now - delays.failure,
-        )
-    )
+    still = db.session.scalar(select(Need.id).where(Need.id == need.id, *_failing(now, delays)))
     if still is None:
         return False
     _give_up(need, now)
