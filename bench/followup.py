@@ -19,8 +19,8 @@ import argparse
 import json
 import os
 import platform
+import resource
 import time
-import tracemalloc
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,13 +70,14 @@ def next_tuesday(moment: datetime) -> datetime:
 
 
 def timed(function):
-    tracemalloc.start()
+    """Seconds, and the growth of the process's peak resident memory (tracemalloc would slow
+    the run it measures three- or fourfold)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     result = function()
     seconds = time.perf_counter() - started
-    _current, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return result, round(seconds, 2), round(peak / 2**20, 1)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    return result, round(seconds, 2), round(grown / 1024, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         "planned": dict(planned),
         "floor_sql": floor,
         "floor_seconds": floor_seconds,
-        "plan": {"seconds": plan_seconds, "python_peak_mib": plan_mib},
-        "run": {"emails": len(sent), "seconds": run_seconds, "python_peak_mib": run_mib},
-        "second_run": {"emails": len(again), "seconds": again_seconds, "python_peak_mib": again_mib},
+        "plan": {"seconds": plan_seconds, "peak_rss_growth_mib": plan_mib},
+        "run": {"emails": len(sent), "seconds": run_seconds, "peak_rss_growth_mib": run_mib},
+        "second_run": {"emails": len(again), "seconds": again_seconds, "peak_rss_growth_mib": again_mib},
         "ratio_plan_over_floor": round(plan_seconds / floor_seconds, 1) if floor_seconds else None,
+        "ms_per_email": round(run_seconds * 1000 / len(sent), 2) if sent else None,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 2),

@@ -375,8 +375,9 @@ def _weekly_recaps(now: datetime, delays: Delays) -> Iterator[Planned]:
         db.session.scalars(select(OutboundEmail.key).where(OutboundEmail.key.in_([_recap_key(e, now) for e in listed])))
     )
     experts = {e.id: e for e in db.session.scalars(select(Expert).where(Expert.id.in_(list(listed))))}
+    loader = _RecapMatches(listed)
     today = in_paris(now).date()
-    for expert_id, match_ids in listed.items():
+    for expert_id in listed:
         expert = experts[expert_id]
         key = _recap_key(expert_id, now)
         if key in written or is_absent(expert, today):
@@ -386,23 +387,44 @@ def _weekly_recaps(now: datetime, delays: Delays) -> Iterator[Planned]:
             key,
             expert.email,
             f"{waiting[expert_id]} demande(s) en attente",
-            lambda e=expert, ids=match_ids, n=waiting[expert_id]: _send_recap(e, ids, n, now),
+            lambda e=expert, n=waiting[expert_id]: _send_recap(e, loader.matches_of(e.id), n, now),
         )
 
 
-def _send_recap(expert: Expert, match_ids: list[int], waiting: int, now: datetime) -> bool:
-    matches = list(
-        db.session.scalars(
-            select(Match)
-            .where(Match.id.in_(match_ids), Match.status == MatchStatus.QUO)
-            .options(
-                selectinload(Match.need).selectinload(Need.subject),
-                selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.company),
-                selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.commune),
+class _RecapMatches:
+    """The listed matches of the recaps, loaded a few hundred experts at a time when they are
+    sent (never for a plan), instead of four queries per expert."""
+
+    CHUNK = 500
+
+    def __init__(self, listed: dict[int, list[int]]) -> None:
+        self.listed = listed
+        self.order = list(listed)
+        self.loaded: dict[int, list[Match]] = {}
+
+    def matches_of(self, expert_id: int) -> list[Match]:
+        if expert_id not in self.loaded:
+            start = self.order.index(expert_id)
+            chunk = self.order[start : start + self.CHUNK]
+            ids = [match_id for e in chunk for match_id in self.listed[e]]
+            rows = db.session.scalars(
+                select(Match)
+                .where(Match.id.in_(ids), Match.status == MatchStatus.QUO)
+                .options(
+                    selectinload(Match.need).selectinload(Need.subject),
+                    selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.company),
+                    selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.commune),
+                )
+                .order_by(Match.created_at, Match.id)
             )
-            .order_by(Match.created_at, Match.id)
-        )
-    )
+            for e in chunk:
+                self.loaded[e] = []
+            for match in rows:
+                self.loaded[match.expert_id].append(match)
+        return self.loaded.pop(expert_id)
+
+
+def _send_recap(expert: Expert, matches: list[Match], waiting: int, now: datetime) -> bool:
     if not matches:
         return False  # answered since the selection
     queue_email(
@@ -421,7 +443,7 @@ def _send_recap(expert: Expert, match_ids: list[int], waiting: int, now: datetim
                 }
                 for match in matches
             ],
-            "others": max(waiting - len(match_ids), 0),
+            "others": max(waiting - len(matches), 0),
             "waiting": waiting,
             "inbox_url": links.inbox_url(expert),
         },
