@@ -124,6 +124,8 @@ class Config:
     # How many days after the failure day a missed failure email is still sent (an outage, or
     # the first run over an old backlog: needs given up long ago get none).
     FOLLOWUP_CATCH_UP_DAYS = int(os.environ.get("FOLLOWUP_CATCH_UP_DAYS", "14"))
+    # Days after the first « Aide proposée » when the business receives the satisfaction survey.
+    FOLLOWUP_SURVEY_DAYS = int(os.environ.get("FOLLOWUP_SURVEY_DAYS", "10"))
     # Where businesses may write to the team (named in the follow-up emails).
     CONTACT_EMAIL = os.environ.get("CONTACT_EMAIL", "contact@place-des-entreprises.example")
     # The request lists' immediate CSV export stops here; larger lists go through the

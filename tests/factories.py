@@ -419,3 +419,11 @@ def make_routed(count: int) -> list[Need]:
     """``count`` requests sent to the experts through the service, as staff would."""
     with transaction():
         return [route_solicitation(make_solicitation(full_name="Claude Bernard")) for _ in range(count)]
+
+
+def make_helped_need(days_ago: float = 10, **fields) -> Need:
+    """A need whose first match closed as « Aide proposée » ``days_ago`` days ago."""
+    need = make_need(2, statuses=(MatchStatus.DONE, MatchStatus.NOT_FOR_ME), **fields)
+    need.matches[0].closed_at = utcnow() - timedelta(days=days_ago)
+    db.session.commit()
+    return need

@@ -21,6 +21,7 @@ from app.models.desk import (
     EXPORT_STATES,
     Export,
     NeedStar,
+    SatisfactionAnswer,
     StaffNote,
 )
 from app.models.discussion import COMMENT_SOURCES, INBOUND_STATES, Comment, InboundMessage
@@ -84,6 +85,7 @@ __all__ = [
     "NeedStar",
     "OutboundEmail",
     "Region",
+    "SatisfactionAnswer",
     "Solicitation",
     "StaffNote",
     "Subject",

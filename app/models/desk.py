@@ -105,3 +105,28 @@ class Export(db.Model):
 
     def __str__(self) -> str:
         return f"Export #{self.id}"
+
+
+SATISFACTION_OUTCOMES = {
+    "discover": "Découvrir l'accompagnement d'une institution",
+    "actions": "Entreprendre des actions auxquelles vous n'auriez pas pensé",
+    "choice": "Faciliter un choix",
+    "other": "Autre chose",
+}
+
+
+class SatisfactionAnswer(db.Model):
+    """The business's answer to the survey of one need: one row per need, updated if it answers again."""
+
+    __tablename__ = "satisfaction_answers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    need_id: Mapped[int] = mapped_column(ForeignKey("needs.id"), unique=True)
+    contacted: Mapped[bool | None] = mapped_column()
+    useful: Mapped[bool | None] = mapped_column()
+    outcomes: Mapped[list] = mapped_column(JSON, default=list)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    need: Mapped[Need] = relationship()

@@ -96,3 +96,26 @@ def expert_for_inbox_token(token: str) -> Expert:
     if expert is None or expert.deleted_at is not None:
         raise LinkError("Ce lien n'est plus actif : il ne correspond plus à un expert de l'annuaire.")
     return expert
+
+
+# ---------------------------------------------------------------- the business's satisfaction survey
+
+# Its own salt: a survey token opens nothing else, and no other token opens a survey.
+_SURVEY_SALT = "satisfaction-v1"
+
+
+def survey_token(need_id: int) -> str:
+    return _serializer(_SURVEY_SALT).dumps({"n": need_id})
+
+
+def survey_url(need_id: int) -> str:
+    return f"{current_app.config['BASE_URL']}/satisfaction/{survey_token(need_id)}"
+
+
+def need_id_for_survey_token(token: str) -> int:
+    """The need the survey link was made for (signed: it cannot be computed from an address)."""
+    payload = _load(token, _SURVEY_SALT)
+    need_id = payload.get("n") if isinstance(payload, dict) else None
+    if not isinstance(need_id, int):
+        raise InvalidLink("Ce lien n'est pas valide. Vérifiez qu'il a été copié en entier.")
+    return need_id

@@ -10,9 +10,10 @@ need given up on day 45), which is what makes catching up after days without a s
 Selection and sending read the same rule; the sending re-reads each row, so a need taken in
 charge between the two is skipped.
 
-Steps so far: the business's « Suivi de votre demande » (day 9), each waiting expert's
-« Dernière chance » (day 21), and the business's « Échec de votre demande » (day 45), which
-gives the need up; staff may send the last one earlier for a need every expert refused.
+Steps: the business's « Suivi de votre demande » (day 9), each waiting expert's « Dernière
+chance » (day 21), the business's « Échec de votre demande » (day 45), which gives the need up
+(staff may send it earlier for a need every expert refused), the experts' weekly recap, and the
+satisfaction survey 10 days after the first match closed as « Aide proposée ».
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ REMINDER = "suivi"
 LAST_CHANCE = "derniere-chance"
 FAILURE = "echec"
 RECAP = "recapitulatif"
+SURVEY = "satisfaction"
 # The weekly recap: matches waiting since at least this many days, at most this many listed.
 RECAP_MIN_DAYS = 4
 RECAP_LISTED = 7
@@ -77,6 +79,7 @@ class Delays:
     # How late a failure is still announced: after an outage, or the first run over an old
     # backlog, a need given up long ago gets no email (it already shows expired everywhere).
     catch_up: timedelta
+    survey: timedelta
 
     @classmethod
     def from_config(cls) -> Delays:
@@ -86,6 +89,7 @@ class Delays:
             last_chance=timedelta(days=config["FOLLOWUP_LAST_CHANCE_DAYS"]),
             failure=timedelta(days=config["FOLLOWUP_FAILURE_DAYS"]),
             catch_up=timedelta(days=config["FOLLOWUP_CATCH_UP_DAYS"]),
+            survey=timedelta(days=config["FOLLOWUP_SURVEY_DAYS"]),
         )
 
 
@@ -99,6 +103,7 @@ def run_followup(now: datetime | None = None, *, dry_run: bool = False) -> list[
         *_last_chances(now, delays),
         *_failures(now, delays),
         *_weekly_recaps(now, delays),
+        *_surveys(now, delays),
     ]
     if dry_run:
         return plan
@@ -446,6 +451,63 @@ def _send_recap(expert: Expert, matches: list[Match], waiting: int, now: datetim
             "others": max(waiting - len(matches), 0),
             "waiting": waiting,
             "inbox_url": links.inbox_url(expert),
+        },
+    )
+    return True
+
+
+# ---------------------------------------------------------------- the business, after help was offered
+
+
+def _survey_key(need_id: int) -> str:
+    return f"need:{need_id}:{SURVEY}"
+
+
+def _first_help():
+    """When the first of the need's matches closed as « Aide proposée »."""
+    return (
+        select(func.min(Match.closed_at))
+        .where(Match.need_id == Need.id, Match.status == MatchStatus.DONE)
+        .correlate(Need)
+        .scalar_subquery()
+    )
+
+
+def _surveyable(now: datetime, delays: Delays) -> list:
+    first_help = _first_help()
+    return [first_help <= now - delays.survey, first_help > now - delays.survey - delays.catch_up]
+
+
+def _surveys(now: datetime, delays: Delays) -> Iterator[Planned]:
+    key = Need.id.cast(db.String)
+    rows = db.session.scalars(
+        select(Need)
+        .where(*_surveyable(now, delays), _not_written("need:" + key + f":{SURVEY}"))
+        .options(selectinload(Need.contact), selectinload(Need.subject))
+        .order_by(Need.id)
+    )
+    for need in rows:
+        yield Planned(
+            SURVEY,
+            _survey_key(need.id),
+            need.contact.email,
+            f"besoin #{need.id} « {need.subject.label} », aide proposée",
+            lambda n=need: _send_survey(n),
+        )
+
+
+def _send_survey(need: Need) -> bool:
+    url = links.survey_url(need.id)
+    queue_email(
+        _survey_key(need.id),
+        to=need.contact.email,
+        template="followup_satisfaction",
+        context={
+            "full_name": need.contact.full_name,
+            "subject": need.subject.label,
+            "yes_url": f"{url}?reponse=oui",
+            "no_url": f"{url}?reponse=non",
+            "survey_url": url,
         },
     )
     return True

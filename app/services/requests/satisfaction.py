@@ -1,0 +1,52 @@
+"""The business's satisfaction survey: one answer per need, given through a signed link."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Need, SatisfactionAnswer
+from app.models.desk import SATISFACTION_OUTCOMES
+from app.services.errors import ServiceError
+from app.services.messaging.links import LinkError, need_id_for_survey_token
+
+MAX_COMMENT_LENGTH = 2000
+
+
+def need_for_survey(token: str) -> Need:
+    need = db.session.get(Need, need_id_for_survey_token(token))
+    if need is None:
+        raise LinkError("Ce lien n'est plus actif : cette demande n'existe plus.")
+    return need
+
+
+def answer_of(need: Need) -> SatisfactionAnswer | None:
+    return db.session.scalar(select(SatisfactionAnswer).where(SatisfactionAnswer.need_id == need.id))
+
+
+def record_answer(
+    need: Need,
+    *,
+    contacted: bool | None,
+    useful: bool | None = None,
+    outcomes: list[str] | None = None,
+    comment: str | None = None,
+) -> SatisfactionAnswer:
+    """Store the answer of ``need``'s business; answering again updates it (never a second row)."""
+    outcomes = list(dict.fromkeys(outcomes or []))
+    unknown = [value for value in outcomes if value not in SATISFACTION_OUTCOMES]
+    if unknown:
+        raise ServiceError("Réponse inconnue : choisissez parmi les propositions.")
+    comment = (comment or "").strip() or None
+    if comment is not None and len(comment) > MAX_COMMENT_LENGTH:
+        raise ServiceError(f"Le commentaire ne doit pas dépasser {MAX_COMMENT_LENGTH} caractères.")
+    answer = db.session.scalar(
+        select(SatisfactionAnswer).where(SatisfactionAnswer.need_id == need.id).with_for_update()
+    ) or SatisfactionAnswer(need_id=need.id)
+    answer.contacted = contacted
+    answer.useful = useful
+    answer.outcomes = outcomes
+    answer.comment = comment
+    db.session.add(answer)
+    db.session.flush()
+    return answer
