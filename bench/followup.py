@@ -7,7 +7,7 @@ first Tuesday after the data's « now » (so the weekly recap runs too), it meas
 - the plan (``flask followup run --dry-run``): time and peak Python memory, per step;
 - the run itself: every due email rendered and written in one transaction, committed;
 - a second run the same day (everything already written: nothing to send);
-- the floor: the four selections written by hand in SQL on a bare psycopg connection, which
+- the floor: the five selections written by hand in SQL on a bare psycopg connection, which
   return the same number of rows and do nothing else.
 
 Jobs are enqueued on an in-memory Redis and never run: delivery is ``bench.delivery``'s.
@@ -56,6 +56,12 @@ FLOOR_SQL = {
         CROSS JOIN LATERAL (SELECT min(m.created_at) AS first FROM matches m WHERE m.need_id = n.id) f
         WHERE n.status = 'quo' AND n.abandoned_at IS NULL
           AND f.first <= %(now)s - interval '45 days' AND f.first > %(now)s - interval '59 days'""",
+    "satisfaction": """
+        SELECT n.id FROM needs n
+        CROSS JOIN LATERAL (SELECT min(m.closed_at) AS first FROM matches m WHERE m.need_id = n.id
+                            AND m.status = 'done') f
+        WHERE f.first <= %(now)s - interval '10 days' AND f.first > %(now)s - interval '24 days'
+          AND NOT EXISTS (SELECT 1 FROM outbound_emails e WHERE e.key = 'need:' || n.id || ':satisfaction')""",
     "recapitulatif": """
         SELECT DISTINCT m.expert_id FROM matches m JOIN needs n ON n.id = m.need_id JOIN experts x ON x.id = m.expert_id
         WHERE m.status = 'quo' AND n.abandoned_at IS NULL
