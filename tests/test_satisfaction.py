@@ -90,3 +90,29 @@ def test_a_forged_or_tampered_link_gets_a_clear_page(client, db):
     response = client.get(f"/satisfaction/{gone}")
     assert response.status_code == 404
     assert "cette demande n&#39;existe plus" in body(response)
+
+
+def test_answers_are_columns_of_the_staff_exports_and_hidden_from_referents(app, admin_client, db):
+    from flask_login import login_user
+
+    from app.admin.requests.common import satisfaction_text
+    from app.models import User
+    from app.services.requests.satisfaction import record_answer
+
+    need = make_helped_need()
+    with transaction():
+        answer = record_answer(need, contacted=True, useful=False, outcomes=["choice"], comment="Rappel rapide.")
+    expected = "rappelé(e) : oui ; utile : non ; a permis : faciliter un choix ; commentaire : Rappel rapide."
+    needs_csv = body(admin_client.get("/admin/need/export/csv/"))
+    assert needs_csv.splitlines()[0].endswith(",Avis de l'entreprise")
+    assert expected in needs_csv
+    matches_csv = body(admin_client.get("/admin/match/export/csv/"))
+    assert matches_csv.splitlines()[0].endswith(",Avis de l'entreprise")
+    assert matches_csv.count(expected) == 2  # both of the need's matches
+
+    referent = User(
+        email="ref@cci.example", role="referent", institution_id=need.matches[0].expert.antenne.institution_id
+    )
+    with app.test_request_context():
+        login_user(referent)
+        assert satisfaction_text(answer) == ""  # not shared with partners (sharing is staff's to decide)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -18,6 +19,9 @@ from app.models.addressbook import Expert
 from app.models.base import TimestampMixin, UTCDateTime
 from app.models.catalog import Subject
 from app.models.geo import Commune
+
+if TYPE_CHECKING:
+    from app.models.desk import SatisfactionAnswer
 
 
 class SolicitationStatus(StrEnum):
@@ -204,6 +208,8 @@ class Need(TimestampMixin, db.Model):
     facility: Mapped[Facility] = relationship()
     contact: Mapped[Contact] = relationship()
     matches: Mapped[list[Match]] = relationship(back_populates="need", order_by="Match.id")
+    # The business's survey answer, if it gave one (written by services.requests.satisfaction).
+    satisfaction: Mapped[SatisfactionAnswer | None] = relationship(viewonly=True, uselist=False)
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(NEED_STATUSES)})", name="status"),

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask import url_for
+from flask_login import current_user
 from markupsafe import Markup
 
+from app import policy
 from app.admin.formatters import paris_time, shortened
 from app.models import (
     Match,
 )
+from app.models.desk import SATISFACTION_OUTCOMES
 from app.models.requests import MatchStatus
 
 # The list shows the start of the qualification notes (French sentences written by
@@ -46,3 +49,17 @@ def _link(endpoint: str, ident: int, text: str) -> Markup:
 
 def _date(value: Any) -> str:
     return paris_time(value)
+
+
+def satisfaction_text(answer) -> str:
+    """The business's survey answer on one line of an export: for staff only until an answer is
+    shared with the partners (empty when the business did not answer)."""
+    if answer is None or not policy.is_staff(current_user):
+        return ""
+    yes_no = {True: "oui", False: "non", None: "sans réponse"}
+    parts = [f"rappelé(e) : {yes_no[answer.contacted]}", f"utile : {yes_no[answer.useful]}"]
+    if answer.outcomes:
+        parts.append("a permis : " + ", ".join(SATISFACTION_OUTCOMES.get(o, o).lower() for o in answer.outcomes))
+    if answer.comment:
+        parts.append(f"commentaire : {answer.comment}")
+    return " ; ".join(parts)

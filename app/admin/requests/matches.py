@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import selectinload
 
 from app.admin.base import ReadOnlyModelView
-from app.admin.requests.common import _link, zone_entry
+from app.admin.requests.common import _link, satisfaction_text, zone_entry
 from app.admin.requests.filters import match_filters
 from app.admin.requests.search import FullTextSearchMixin
 from app.models import (
@@ -34,6 +34,7 @@ class MatchView(FullTextSearchMixin, ReadOnlyModelView):
         "taken_care_at",
         "closed_at",
     ]
+    column_export_list = [*column_list, "satisfaction"]
     column_details_list = [
         "created_at",
         "need",
@@ -52,6 +53,7 @@ class MatchView(FullTextSearchMixin, ReadOnlyModelView):
     column_labels = {
         "created_at": "Date",
         "need": "Besoin",
+        "satisfaction": "Avis de l'entreprise",
         "subject": "Sujet du besoin",
         "company": "Entreprise",
         "commune": "Commune",
@@ -75,6 +77,7 @@ class MatchView(FullTextSearchMixin, ReadOnlyModelView):
     export_kind = "matches"
     column_default_sort = ("created_at", True)
     column_formatters = {
+        "satisfaction": lambda v, c, m, n: satisfaction_text(m.need.satisfaction),
         "subject": lambda v, c, m, n: m.need.subject.label,
         "company": lambda v, c, m, n: m.need.facility.company.name,
         "commune": lambda v, c, m, n: str(m.need.facility.commune),
@@ -91,6 +94,7 @@ class MatchView(FullTextSearchMixin, ReadOnlyModelView):
     }
     list_loader_options = (
         lambda: selectinload(Match.need).selectinload(Need.subject),
+        lambda: selectinload(Match.need).selectinload(Need.satisfaction),
         lambda: selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.company),
         lambda: selectinload(Match.expert).selectinload(Expert.antenne).selectinload(Antenne.institution),
     )

@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from app import policy
 from app.admin.base import ReadOnlyModelView
-from app.admin.requests.common import POSITIVE_MATCH_STATUSES, _date, _link, zone_entry
+from app.admin.requests.common import POSITIVE_MATCH_STATUSES, _date, _link, satisfaction_text, zone_entry
 from app.admin.requests.filters import need_filters
 from app.admin.requests.search import FullTextSearchMixin
 from app.extensions import db
@@ -113,6 +113,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "positive_count",
         "solicitation",
         "abandoned_at",
+        "satisfaction",
     ]
     column_labels = {
         "starred": "Suivi",
@@ -124,6 +125,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "commune": "Commune",
         "status": "Statut",
         "abandoned_at": "Échec annoncé le",
+        "satisfaction": "Avis de l'entreprise",
         "match_count": "Mises en relation",
         "positive_count": "Dont positives",
         "solicitation": "Sollicitation",
@@ -146,6 +148,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     column_formatters = {
         "starred": _star_cell,
         "status": lambda v, c, m, n: _status_text(m),
+        "satisfaction": lambda v, c, m, n: satisfaction_text(m.satisfaction),
         "subject": lambda v, c, m, n: m.subject.label,
         "company": lambda v, c, m, n: m.facility.company.name,
         "siret": lambda v, c, m, n: m.facility.siret,
@@ -182,6 +185,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         self.run_action(ids, lambda need: announce_failure(need, user=user), "{count} échec(s) annoncé(s).")
 
     list_loader_options = (
+        lambda: selectinload(Need.satisfaction),
         lambda: selectinload(Need.subject),
         lambda: selectinload(Need.facility).selectinload(Facility.company),
         lambda: selectinload(Need.facility).selectinload(Facility.commune),
