@@ -4,10 +4,12 @@ answer per need, updated when the business answers again."""
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import func, select
 
 from app.models import OutboundEmail, SatisfactionAnswer
-from app.services.messaging.links import expert_token, survey_token
+from app.services.messaging.links import expert_token, need_id_for_survey_token, survey_token
 from app.services.requests.followup import run_followup
 from app.services.transactions import transaction
 from tests.factories import make_helped_need
@@ -30,7 +32,8 @@ def test_the_survey_goes_once_ten_days_after_help_was_offered(db):
     assert email.recipient == due.contact.email
     assert email.subject.startswith("Fin du suivi de votre demande « ")
     assert "Avez-vous été rappelé(e) par au moins un conseiller ?" in email.body_text
-    assert f"/satisfaction/{survey_token(due.id)}?reponse=oui" in email.body_text
+    token = re.search(r"/satisfaction/([^?\s]+)\?reponse=oui", email.body_text).group(1)
+    assert need_id_for_survey_token(token) == due.id  # signed for this need (tokens carry their time)
 
 
 def answer(client, token: str, data: dict, *, query: str = ""):
@@ -116,3 +119,51 @@ def test_answers_are_columns_of_the_staff_exports_and_hidden_from_referents(app,
     with app.test_request_context():
         login_user(referent)
         assert satisfaction_text(answer) == ""  # not shared with partners (sharing is staff's to decide)
+
+
+def test_staff_share_an_answer_from_the_need_page_and_partners_then_see_it(app, admin_client, db):
+    from flask_login import login_user
+
+    from app.admin.requests.common import satisfaction_text
+    from app.models import User
+    from app.services.requests.satisfaction import record_answer
+
+    need = make_helped_need()
+    page_url = f"/admin/need/details/?id={need.id}"
+    assert "Avis de l&#39;entreprise" not in body(admin_client.get(page_url))  # no answer yet
+    refused = admin_client.post(
+        "/admin/need/partager-avis/",
+        data={"id": need.id, "csrf_token": csrf_token_from(body(admin_client.get(page_url)))},
+        follow_redirects=True,
+    )
+    assert "Avis non partagé : L&#39;entreprise n&#39;a pas encore répondu" in body(refused)
+
+    with transaction():
+        answer = record_answer(need, contacted=True, useful=True, comment="Merci !")
+    page = body(admin_client.get(page_url))
+    assert "rappelé(e) : oui ; utile : oui ; commentaire : Merci !" in page
+    shared = admin_client.post(
+        "/admin/need/partager-avis/", data={"id": need.id, "csrf_token": csrf_token_from(page)}, follow_redirects=True
+    )
+    assert "Avis partagé avec les experts" in body(shared)
+    assert "Partagé le" in body(shared)
+    db.session.expire_all()
+    answer = db.session.get(SatisfactionAnswer, answer.id)
+    assert answer.shared_at is not None
+
+    referent = User(
+        email="ref@cci.example", role="referent", institution_id=need.matches[0].expert.antenne.institution_id
+    )
+    with app.test_request_context():
+        login_user(referent)
+        assert satisfaction_text(answer) == "rappelé(e) : oui ; utile : oui ; commentaire : Merci !"
+
+
+def test_sharing_needs_a_csrf_token(admin_client, db):
+    need = make_helped_need()
+    assert admin_client.post("/admin/need/partager-avis/", data={"id": need.id}).status_code == 400
+
+
+def test_referents_cannot_share(referent_client, db):
+    need = make_helped_need()
+    assert referent_client.post("/admin/need/partager-avis/", data={"id": need.id}).status_code in (400, 403, 404)

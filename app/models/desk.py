@@ -128,5 +128,7 @@ class SatisfactionAnswer(db.Model):
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Staff shared it (comment included) with the experts who closed the need and their referents.
+    shared_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     need: Mapped[Need] = relationship()

@@ -52,9 +52,9 @@ def _date(value: Any) -> str:
 
 
 def satisfaction_text(answer) -> str:
-    """The business's survey answer on one line of an export: for staff only until an answer is
-    shared with the partners (empty when the business did not answer)."""
-    if answer is None or not policy.is_staff(current_user):
+    """The business's survey answer on one line of an export: staff see every answer, partners
+    the ones staff shared (empty when the business did not answer)."""
+    if answer is None or (answer.shared_at is None and not policy.is_staff(current_user)):
         return ""
     yes_no = {True: "oui", False: "non", None: "sans réponse"}
     parts = [f"rappelé(e) : {yes_no[answer.contacted]}", f"utile : {yes_no[answer.useful]}"]

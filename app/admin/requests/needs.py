@@ -44,6 +44,7 @@ from app.services.requests.needs import (
     unstar_need,
 )
 from app.services.requests.notes import add_note, notes_for
+from app.services.requests.satisfaction import answer_of, share_answer
 from app.services.requests.timeline import need_timeline
 from app.services.transactions import transaction
 
@@ -376,6 +377,27 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
                 need, "suivi", lambda: unstar_need(need, user), "Vous ne suivez plus ce besoin.", "Impossible"
             )
         return self._run(need, "suivi", lambda: star_need(need, user), "Vous suivez ce besoin.", "Impossible")
+
+    @expose("/partager-avis/", methods=("POST",))
+    def share_answer_view(self):
+        need = self._posted_need()
+        user = current_user._get_current_object()
+        return self._run(
+            need,
+            "avis",
+            lambda: share_answer(need, user=user),
+            "Avis partagé avec les experts qui ont clôturé le besoin et leurs référents.",
+            "Avis non partagé",
+        )
+
+    def satisfaction(self, need: Need):
+        return answer_of(need)
+
+    def satisfaction_line(self, need: Need) -> str:
+        return satisfaction_text(answer_of(need))
+
+    def date_text(self, value) -> str:
+        return _date(value)
 
     @expose("/renvoyer/", methods=("POST",))
     def resend_view(self):

@@ -5,8 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Need, SatisfactionAnswer
+from app.models import Need, SatisfactionAnswer, User
+from app.models.base import utcnow
 from app.models.desk import SATISFACTION_OUTCOMES
+from app.services.accounts.users import require_staff
+from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
 from app.services.messaging.links import LinkError, need_id_for_survey_token
 
@@ -49,4 +52,18 @@ def record_answer(
     answer.comment = comment
     db.session.add(answer)
     db.session.flush()
+    return answer
+
+
+def share_answer(need: Need, *, user: User) -> SatisfactionAnswer:
+    """Staff share the business's answer (its comment included: the form says so) with the
+    experts who closed the need and their referents."""
+    require_staff(user, "partager l'avis d'une entreprise")
+    answer = answer_of(need)
+    if answer is None:
+        raise ServiceError("L'entreprise n'a pas encore répondu à l'enquête : rien à partager.")
+    if answer.shared_at is None:
+        with acting_as(actor_label(user), user.id):
+            answer.shared_at = utcnow()
+            db.session.flush()
     return answer
