@@ -96,6 +96,7 @@ EXPECTED: dict[str, Rule] = {
             ("reassign_view", Custom("POST", "reattribuer/", data={"id": "{need}", "match_id": "x"})),
             ("star_view", Custom("POST", "suivre/", data={"id": "{need}"})),
             ("resend_view", Custom("POST", "renvoyer/", data={"id": "{need}", "email_id": "x"})),
+            ("share_answer_view", Custom("POST", "partager-avis/", data={"id": "{need}"})),
             ("note_view", Custom("POST", "noter/", data={"id": "{need}", "body": ""})),
         ),
     ),
