@@ -145,6 +145,25 @@ EXPECTED: dict[str, Rule] = {
             "departement": (Custom("GET", "departement", True, True, missing=True),),
         },
     ),
+    # « Relances » (declared "read", app/admin/reminders.py): referents read the baskets of their
+    # own experts, mark, annotate and remind them; the early last chance and the failure are staff's.
+    "reminders": Rule(
+        "read",
+        "read",
+        custom={
+            "index": (Custom("GET", "", True, True),),
+            "needs": (Custom("GET", "besoins?panier=refuses", True, True),),
+            "experts": (Custom("GET", "experts?panier=2-a-5", True, True),),
+            "answers": (Custom("GET", "avis", True, True),),
+            "mark_view": (
+                Custom("POST", "traiter", True, True, data={"kind": "besoin", "id": "{need}", "panier": "refuses"}),
+            ),
+            "note_view": (Custom("POST", "noter", True, True, data={"kind": "besoin", "id": "{need}", "body": ""}),),
+            "remind_view": (Custom("POST", "relancer", True, True, data={"id": "0"}, missing=True),),
+            "last_chance_view": (Custom("POST", "derniere-chance", data={"id": "0"}, missing=True),),
+            "failure_view": (Custom("POST", "echec", data={"id": "0"}, missing=True),),
+        },
+    ),
     # « Mes exports » (declared "read", app/admin/exports.py): referents open their own exports
     # and ask for new ones (the page names request_view in referent_endpoints).
     "exports": Rule(

@@ -3,7 +3,7 @@
 Views are grouped by area: ``requests`` (the desk: solicitations, needs, matches),
 ``exports``, ``addressbook`` and ``catalog`` (model views), ``imports`` (the address book
 upload), ``routing`` (the "who would receive it" simulator), ``coverage`` (zones blanches),
-``outbox`` and ``inbound``. Each module exposes ``register(admin)``.
+``outbox`` and ``inbound``, and ``reminders`` (the relances desk). Each module exposes ``register(admin)``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from flask import Flask, Response, request
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
-from app.admin import coverage, exports, imports, inbound, outbox, requests, routing, views
+from app.admin import coverage, exports, imports, inbound, outbox, reminders, requests, routing, views
 from app.admin.formatters import paris_time
 from app.admin.home import SecureIndexView
 
@@ -28,6 +28,7 @@ def init_app(app: Flask) -> None:
         theme=Bootstrap4Theme(fluid=True),
     )
     requests.register(admin)
+    reminders.register(admin)
     exports.register(admin)
     views.register(admin)
     imports.register(admin)

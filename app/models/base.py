@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, func
+from sqlalchemy import BigInteger, DateTime, Float, func
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from app.dates import as_utc, utcnow
 
-__all__ = ["INTEGER_MAX", "SoftDeleteMixin", "TimestampMixin", "UTCDateTime", "parse_pk", "utcnow"]
+__all__ = ["INTEGER_MAX", "SoftDeleteMixin", "TimestampMixin", "UTCDateTime", "days_between", "parse_pk", "utcnow"]
 
 # PostgreSQL's INTEGER and BIGINT: a larger id in a URL or a form names no row, and must not
 # reach the database (where it is an error, not an empty answer).
@@ -35,6 +37,29 @@ class UTCDateTime(TypeDecorator):
 
     def process_result_value(self, value: datetime | None, _dialect: Any) -> datetime | None:
         return as_utc(value)
+
+
+class days_between(FunctionElement):
+    """``days_between(later, earlier)``: the days (fractional) between two timestamp columns.
+
+    Date arithmetic between two columns differs per database (PostgreSQL subtracts timestamps
+    into an interval, SQLite stores text): one expression the queries can compare with a number.
+    """
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(days_between)
+def _days_between_postgresql(element: days_between, compiler: Any, **kw: Any) -> str:
+    later, earlier = list(element.clauses)
+    return f"(EXTRACT(EPOCH FROM ({compiler.process(later, **kw)} - {compiler.process(earlier, **kw)})) / 86400.0)"
+
+
+@compiles(days_between, "sqlite")
+def _days_between_sqlite(element: days_between, compiler: Any, **kw: Any) -> str:
+    later, earlier = list(element.clauses)
+    return f"(julianday({compiler.process(later, **kw)}) - julianday({compiler.process(earlier, **kw)}))"
 
 
 def parse_pk(model: type, value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""What staff add around requests: internal notes, stars, and the export files they asked for."""
+"""What staff add around requests: internal notes, stars, the export files they asked for, and
+the relances desk's marks and notes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, LargeBinary, St
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+from app.models.addressbook import Expert
 from app.models.base import UTCDateTime, utcnow
 from app.models.requests import Need, Solicitation
 from app.models.users import User
@@ -132,3 +134,57 @@ class SatisfactionAnswer(db.Model):
     shared_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     need: Mapped[Need] = relationship()
+
+
+# Who a relances desk's mark or note belongs to: staff share one desk, the referents of one
+# institution another (a referent's « Traité » must not hide the item from staff).
+STAFF_DESK = "staff"
+
+
+class ReminderMark(db.Model):
+    """« Traité » on the relances desk: one need (or expert) cleared from one basket, for one desk.
+
+    A need comes back in its next basket (a mark is per basket); an expert comes back a week
+    later if still in the basket (``services.requests.reminders``).
+    """
+
+    __tablename__ = "reminder_marks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    need_id: Mapped[int | None] = mapped_column(ForeignKey("needs.id"), index=True)
+    expert_id: Mapped[int | None] = mapped_column(ForeignKey("experts.id"), index=True)
+    basket: Mapped[str] = mapped_column(String(30))
+    # ``STAFF_DESK`` or ``institution:<id>``.
+    desk: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("(need_id IS NULL) <> (expert_id IS NULL)", name="one_subject"),
+        UniqueConstraint("need_id", "basket", "desk", name="uq_reminder_marks_need"),
+        UniqueConstraint("expert_id", "basket", "desk", name="uq_reminder_marks_expert"),
+    )
+
+
+class ReminderNote(db.Model):
+    """A note of the relances desk on a need or an expert (« rappelé le 3, rappeler lundi »).
+
+    Staff read every desk's notes; referents their institution's only. Never shown to experts."""
+
+    __tablename__ = "reminder_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    need_id: Mapped[int | None] = mapped_column(ForeignKey("needs.id"), index=True)
+    expert_id: Mapped[int | None] = mapped_column(ForeignKey("experts.id"), index=True)
+    desk: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    user: Mapped[User] = relationship()
+    need: Mapped[Need | None] = relationship()
+    expert: Mapped[Expert | None] = relationship()
+
+    __table_args__ = (CheckConstraint("(need_id IS NULL) <> (expert_id IS NULL)", name="one_subject"),)

@@ -13,8 +13,8 @@ from app.admin.formatters import paris_time, shortened
 from app.models import (
     Match,
 )
-from app.models.desk import SATISFACTION_OUTCOMES
 from app.models.requests import MatchStatus
+from app.services.requests.satisfaction import answer_summary
 
 # The list shows the start of the qualification notes (French sentences written by
 # ``services.solicitations``); the details page and the export show them whole.
@@ -56,10 +56,4 @@ def satisfaction_text(answer) -> str:
     the ones staff shared (empty when the business did not answer)."""
     if answer is None or (answer.shared_at is None and not policy.is_staff(current_user)):
         return ""
-    yes_no = {True: "oui", False: "non", None: "sans réponse"}
-    parts = [f"rappelé(e) : {yes_no[answer.contacted]}", f"utile : {yes_no[answer.useful]}"]
-    if answer.outcomes:
-        parts.append("a permis : " + ", ".join(SATISFACTION_OUTCOMES.get(o, o).lower() for o in answer.outcomes))
-    if answer.comment:
-        parts.append(f"commentaire : {answer.comment}")
-    return " ; ".join(parts)
+    return answer_summary(answer)

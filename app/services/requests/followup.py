@@ -13,7 +13,8 @@ charge between the two is skipped.
 Steps: the business's « Suivi de votre demande » (day 9), each waiting expert's « Dernière
 chance » (day 21), the business's « Échec de votre demande » (day 45), which gives the need up
 (staff may send it earlier for a need every expert refused), the experts' weekly recap, and the
-satisfaction survey 10 days after the first match closed as « Aide proposée ».
+satisfaction survey 10 days after the first match closed as « Aide proposée », and each partner
+referent's weekly list of their experts who let requests wait more than 9 days.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from flask import current_app
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import selectinload
 
+from app import policy
 from app.dates import in_paris, paris_text
 from app.extensions import db
-from app.models import Expert, Facility, Match, Need, OutboundEmail, Solicitation, User
+from app.models import Antenne, Expert, Facility, Match, Need, OutboundEmail, Solicitation, User
 from app.models.base import utcnow
 from app.models.requests import MatchStatus, NeedStatus, SolicitationStatus
 from app.services.accounts.users import require_staff
@@ -45,12 +47,15 @@ LAST_CHANCE = "derniere-chance"
 FAILURE = "echec"
 RECAP = "recapitulatif"
 SURVEY = "satisfaction"
+REFERENT_DIGEST = "experts-en-attente"
 # The weekly recap: matches waiting since at least this many days, at most this many listed.
 RECAP_MIN_DAYS = 4
 RECAP_LISTED = 7
 # Tuesday to Friday (Paris): a recap the scheduler missed on Tuesday still helps that week;
 # on the weekend the next Tuesday's is near.
 RECAP_WEEKDAYS = (1, 2, 3, 4)
+# The referents' weekly list names this many experts at most; the relances desk has them all.
+DIGEST_LISTED = 20
 
 
 def _day(value: datetime) -> str:
@@ -104,6 +109,7 @@ def run_followup(now: datetime | None = None, *, dry_run: bool = False) -> list[
         *_failures(now, delays),
         *_weekly_recaps(now, delays),
         *_surveys(now, delays),
+        *_referent_digests(now, delays),
     ]
     if dry_run:
         return plan
@@ -231,6 +237,11 @@ def _send_last_chance(match: Match, now: datetime, delays: Delays) -> bool:
     )
     if still is None:
         return False
+    _queue_last_chance(match, delays)
+    return True
+
+
+def _queue_last_chance(match: Match, delays: Delays) -> None:
     queue_email(
         _last_chance_key(match.id),
         to=match.expert.email,
@@ -243,7 +254,42 @@ def _send_last_chance(match: Match, now: datetime, delays: Delays) -> bool:
             "expert_url": links.expert_url(match),
         },
     )
-    return True
+
+
+def send_last_chance_now(need: Need, *, user: User, now: datetime | None = None) -> list[Match]:
+    """Staff's « Envoyer la dernière chance » before day 21: each expert still waiting on a need
+    nobody took gets it now (under the same key, so day 21 does not send it again). Absent
+    experts and those who already had it are skipped; returns the matches emailed."""
+    require_staff(user, "envoyer la « Dernière chance »")
+    now = now or utcnow()
+    if need.status != NeedStatus.QUO or need.abandoned_at is not None:
+        raise ServiceError("Ce besoin n'attend plus de réponse : la « Dernière chance » ne s'applique plus.")
+    delays = Delays.from_config()
+    today = in_paris(now).date()
+    written = set(
+        db.session.scalars(
+            select(OutboundEmail.key).where(OutboundEmail.key.in_([_last_chance_key(m.id) for m in need.matches]))
+        )
+    )
+    sent = []
+    with acting_as(actor_label(user), user.id):
+        for match in need.matches:
+            expert = match.expert
+            if (
+                match.status != MatchStatus.QUO
+                or expert.deleted_at is not None
+                or not expert.email
+                or is_absent(expert, today)
+                or _last_chance_key(match.id) in written
+            ):
+                continue
+            _queue_last_chance(match, delays)
+            sent.append(match)
+    if not sent:
+        raise ServiceError(
+            "Aucun expert à relancer : tous ont déjà reçu la « Dernière chance », sont absents ou ont répondu."
+        )
+    return sent
 
 
 # ---------------------------------------------------------------- the business, day 45: the need fails
@@ -253,19 +299,19 @@ def _failure_key(need_id: int) -> str:
     return f"need:{need_id}:{FAILURE}"
 
 
-def _first_sent():
+def first_sent():
     """When the need first reached an expert (the follow-up's clock for a need)."""
     return select(func.min(Match.created_at)).where(Match.need_id == Need.id).correlate(Need).scalar_subquery()
 
 
 def _failing(now: datetime, delays: Delays) -> list:
     """A need nobody took, first sent between the failure day and the end of its catch-up."""
-    first_sent = _first_sent()
+    sent = first_sent()
     return [
         Need.status == NeedStatus.QUO,
         Need.abandoned_at.is_(None),
-        first_sent <= now - delays.failure,
-        first_sent > now - delays.failure - delays.catch_up,
+        sent <= now - delays.failure,
+        sent > now - delays.failure - delays.catch_up,
     ]
 
 
@@ -436,24 +482,30 @@ def _send_recap(expert: Expert, matches: list[Match], waiting: int, now: datetim
         _recap_key(expert.id, now),
         to=expert.email,
         template="followup_weekly_recap",
-        context={
-            "expert_name": expert.full_name,
-            "needs": [
-                {
-                    "subject": match.need.subject.label,
-                    "company_name": match.need.facility.company.name,
-                    "commune": str(match.need.facility.commune or match.need.facility.commune_code),
-                    "days": (now - match.created_at).days,
-                    "url": links.expert_url(match),
-                }
-                for match in matches
-            ],
-            "others": max(waiting - len(matches), 0),
-            "waiting": waiting,
-            "inbox_url": links.inbox_url(expert),
-        },
+        context=waiting_list_context(expert, matches, waiting, now),
     )
     return True
+
+
+def waiting_list_context(expert: Expert, matches: list[Match], waiting: int, now: datetime) -> dict:
+    """What an email listing an expert's waiting requests says: the weekly recap's, and the
+    relances desk's « Relancer »."""
+    return {
+        "expert_name": expert.full_name,
+        "needs": [
+            {
+                "subject": match.need.subject.label,
+                "company_name": match.need.facility.company.name,
+                "commune": str(match.need.facility.commune or match.need.facility.commune_code),
+                "days": (now - match.created_at).days,
+                "url": links.expert_url(match),
+            }
+            for match in matches
+        ],
+        "others": max(waiting - len(matches), 0),
+        "waiting": waiting,
+        "inbox_url": links.inbox_url(expert),
+    }
 
 
 # ---------------------------------------------------------------- the business, after help was offered
@@ -508,6 +560,126 @@ def _send_survey(need: Need) -> bool:
             "yes_url": f"{url}?reponse=oui",
             "no_url": f"{url}?reponse=non",
             "survey_url": url,
+        },
+    )
+    return True
+
+
+# ---------------------------------------------------------------- each partner referent, weekly
+
+
+def _digest_key(user_id: int, now: datetime) -> str:
+    year, week, _day_of_week = in_paris(now).isocalendar()
+    return f"user:{user_id}:{REFERENT_DIGEST}:{year}-W{week:02d}"
+
+
+@dataclass(frozen=True)
+class _Late:
+    """One expert's requests waiting past the reminder day."""
+
+    expert_id: int
+    antenne_id: int
+    institution_id: int
+    waiting: int
+    oldest: datetime
+
+
+def _late_experts(now: datetime, delays: Delays) -> list[_Late]:
+    """Every live expert with requests waiting more than the reminder delay (and not yet
+    expired), most waiting first: one grouped query for all the referents."""
+    rows = db.session.execute(
+        select(Expert.id, Expert.antenne_id, Antenne.institution_id, func.count(), func.min(Match.created_at))
+        .join(Match, Match.expert_id == Expert.id)
+        .join(Need, Match.need_id == Need.id)
+        .join(Antenne, Expert.antenne_id == Antenne.id)
+        .where(
+            Match.status == MatchStatus.QUO,
+            Need.abandoned_at.is_(None),
+            Match.created_at <= now - delays.reminder,
+            Match.created_at > now - delays.failure,
+            Expert.deleted_at.is_(None),
+            Antenne.deleted_at.is_(None),
+        )
+        .group_by(Expert.id, Expert.antenne_id, Antenne.institution_id)
+    ).all()
+    late = [_Late(*row) for row in rows]
+    return sorted(late, key=lambda item: (-item.waiting, item.oldest, item.expert_id))
+
+
+def _referent_digests(now: datetime, delays: Delays) -> Iterator[Planned]:
+    """Once a week (with the experts' recap), each referent gets the list of their experts who
+    have requests waiting more than the reminder delay; a referent whose experts are all up to
+    date gets nothing."""
+    if in_paris(now).weekday() not in RECAP_WEEKDAYS:
+        return
+    referents = [
+        user
+        for user in db.session.scalars(
+            select(User)
+            .where(User.role == "referent", User.deleted_at.is_(None), User.email.is_not(None))
+            .options(selectinload(User.institution), selectinload(User.antenne))
+            .order_by(User.id)
+        )
+        if policy.is_referent(user)
+    ]
+    if not referents:
+        return
+    late = _late_experts(now, delays)
+    if not late:
+        return
+    written = set(
+        db.session.scalars(
+            select(OutboundEmail.key).where(OutboundEmail.key.in_([_digest_key(u.id, now) for u in referents]))
+        )
+    )
+    for user in referents:
+        if _digest_key(user.id, now) in written:
+            continue
+        if user.antenne_id is not None:
+            theirs = [item for item in late if item.antenne_id == user.antenne_id]
+        else:
+            theirs = [item for item in late if item.institution_id == user.institution_id]
+        if not theirs:
+            continue
+        yield Planned(
+            REFERENT_DIGEST,
+            _digest_key(user.id, now),
+            user.email,
+            f"{len(theirs)} expert(s) avec des demandes en attente depuis plus de {delays.reminder.days} jours",
+            lambda u=user, t=theirs: _send_digest(u, t, now, delays),
+        )
+
+
+def _send_digest(user: User, late: list[_Late], now: datetime, delays: Delays) -> bool:
+    listed = late[:DIGEST_LISTED]
+    experts = {
+        e.id: e
+        for e in db.session.scalars(
+            select(Expert)
+            .where(Expert.id.in_([item.expert_id for item in listed]))
+            .options(selectinload(Expert.antenne))
+        )
+    }
+    queue_email(
+        _digest_key(user.id, now),
+        to=user.email,
+        template="followup_referent_digest",
+        context={
+            "full_name": user.full_name or user.email,
+            "scope_name": user.antenne.name if user.antenne_id is not None else user.institution.name,
+            "days": delays.reminder.days,
+            "experts": [
+                {
+                    "name": experts[item.expert_id].full_name,
+                    "antenne": experts[item.expert_id].antenne.name,
+                    "waiting": item.waiting,
+                    "oldest_days": (now - item.oldest).days,
+                }
+                for item in listed
+            ],
+            "others": len(late) - len(listed),
+            "needs": sum(item.waiting for item in late),
+            "desk_url": f"{current_app.config['BASE_URL']}/admin/relances/experts",
         },
     )
     return True

@@ -55,6 +55,17 @@ def record_answer(
     return answer
 
 
+def answer_summary(answer: SatisfactionAnswer) -> str:
+    """The answer on one line, as staff, referents and experts read it."""
+    yes_no = {True: "oui", False: "non", None: "sans réponse"}
+    parts = [f"rappelé(e) : {yes_no[answer.contacted]}", f"utile : {yes_no[answer.useful]}"]
+    if answer.outcomes:
+        parts.append("a permis : " + ", ".join(SATISFACTION_OUTCOMES.get(o, o).lower() for o in answer.outcomes))
+    if answer.comment:
+        parts.append(f"commentaire : {answer.comment}")
+    return " ; ".join(parts)
+
+
 def share_answer(need: Need, *, user: User) -> SatisfactionAnswer:
     """Staff share the business's answer (its comment included: the form says so) with the
     experts who closed the need and their referents."""
