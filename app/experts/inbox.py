@@ -16,6 +16,7 @@ from app.extensions import limiter
 from app.models.requests import MATCH_STATUS_LABELS
 from app.services.messaging.inbox import TABS, inbox
 from app.services.messaging.links import LinkError, expert_for_inbox_token, expert_token, inbox_token
+from app.services.requests.satisfaction import answer_summary, answers_for_expert
 
 bp = Blueprint("inbox", __name__)
 limiter.limit("60 per minute")(bp)
@@ -45,4 +46,8 @@ def inbox_page(token: str):
         received_on=lambda match: format_date(match.created_at, "d MMMM y"),
         status_labels=MATCH_STATUS_LABELS,
         badges=STATUS_BADGES,
+        # What businesses said of the needs this expert helped, once staff shared it.
+        answers=answers_for_expert(expert),
+        answer_summary=answer_summary,
+        shared_on=lambda answer: format_date(answer.shared_at, "d MMMM y"),
     )

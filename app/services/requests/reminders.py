@@ -53,6 +53,7 @@ from app.services.requests.followup import (
     first_sent,
     waiting_list_context,
 )
+from app.services.requests.satisfaction import closed_with_help_by
 
 NEED_BASKETS = {
     "sans-reponse": "Sans réponse",
@@ -484,13 +485,6 @@ def remind_expert(user: User, expert: Expert, *, now: datetime | None = None) ->
 # ---------------------------------------------------------------- shared survey answers
 
 
-def _closed_by(expert_ids) -> object:
-    """The answer's need was closed with help by one of these experts."""
-    return exists().where(
-        Match.need_id == SatisfactionAnswer.need_id, Match.status == MatchStatus.DONE, Match.expert_id.in_(expert_ids)
-    )
-
-
 def answers_for_desk(user: User, *, page: int = 1) -> Page:
     """The businesses' answers the desk may read, newest first: staff every answer, a referent
     those staff shared for needs their experts closed with help."""
@@ -498,7 +492,7 @@ def answers_for_desk(user: User, *, page: int = 1) -> Page:
     if not policy.is_staff(user):
         desk_of(user)  # refuses anyone without a live scope
         experts = policy.scope_query(user, Expert, select(Expert.id))
-        query = query.where(SatisfactionAnswer.shared_at.is_not(None), _closed_by(experts))
+        query = query.where(SatisfactionAnswer.shared_at.is_not(None), closed_with_help_by(experts))
     count = select(func.count()).select_from(query.subquery())
     query = query.options(
         selectinload(SatisfactionAnswer.need).selectinload(Need.subject),
@@ -506,16 +500,3 @@ def answers_for_desk(user: User, *, page: int = 1) -> Page:
     ).order_by(SatisfactionAnswer.updated_at.desc(), SatisfactionAnswer.id.desc())
     rows, total, page, pages = _paged(query, page, count)
     return Page([row[0] for row in rows], total, page, pages)
-
-
-def answers_for_expert(expert: Expert, limit: int = 20) -> list[SatisfactionAnswer]:
-    """What the businesses said of the needs this expert closed with help, once staff shared it."""
-    return list(
-        db.session.scalars(
-            select(SatisfactionAnswer)
-            .where(SatisfactionAnswer.shared_at.is_not(None), _closed_by([expert.id]))
-            .options(selectinload(SatisfactionAnswer.need).selectinload(Need.subject))
-            .order_by(SatisfactionAnswer.shared_at.desc(), SatisfactionAnswer.id.desc())
-            .limit(limit)
-        )
-    )

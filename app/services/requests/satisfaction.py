@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
+from sqlalchemy.orm import selectinload
 
 from app.extensions import db
-from app.models import Need, SatisfactionAnswer, User
+from app.models import Expert, Facility, Match, Need, SatisfactionAnswer, User
 from app.models.base import utcnow
 from app.models.desk import SATISFACTION_OUTCOMES
+from app.models.requests import MatchStatus
 from app.services.accounts.users import require_staff
 from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
@@ -78,3 +80,27 @@ def share_answer(need: Need, *, user: User) -> SatisfactionAnswer:
             answer.shared_at = utcnow()
             db.session.flush()
     return answer
+
+
+def closed_with_help_by(expert_ids) -> object:
+    """The answer's need was closed with help (« Aide proposée ») by one of these experts: whom
+    a shared answer is shared with."""
+    return exists().where(
+        Match.need_id == SatisfactionAnswer.need_id, Match.status == MatchStatus.DONE, Match.expert_id.in_(expert_ids)
+    )
+
+
+def answers_for_expert(expert: Expert, limit: int = 20) -> list[SatisfactionAnswer]:
+    """What the businesses said of the needs this expert closed with help, once staff shared it."""
+    return list(
+        db.session.scalars(
+            select(SatisfactionAnswer)
+            .where(SatisfactionAnswer.shared_at.is_not(None), closed_with_help_by([expert.id]))
+            .options(
+                selectinload(SatisfactionAnswer.need).selectinload(Need.subject),
+                selectinload(SatisfactionAnswer.need).selectinload(Need.facility).selectinload(Facility.company),
+            )
+            .order_by(SatisfactionAnswer.shared_at.desc(), SatisfactionAnswer.id.desc())
+            .limit(limit)
+        )
+    )
