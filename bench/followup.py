@@ -7,8 +7,12 @@ first Tuesday after the data's « now » (so the weekly recap runs too), it meas
 - the plan (``flask followup run --dry-run``): time and peak Python memory, per step;
 - the run itself: every due email rendered and written in one transaction, committed;
 - a second run the same day (everything already written: nothing to send);
-- the floor: the five selections written by hand in SQL on a bare psycopg connection, which
-  return the same number of rows and do nothing else.
+- the floor: the selections written by hand in SQL on a bare psycopg connection, which
+  return the same number of rows and do nothing else;
+- the relances desk's pages (needs and experts baskets, survey answers) as staff and as the
+  referent of the largest institution, each opened three times (first, and median of the
+  others), once the run has written its emails. A referent per institution and one per tenth
+  antenne are added, so the referents' weekly list has its national share.
 
 Jobs are enqueued on an in-memory Redis and never run: delivery is ``bench.delivery``'s.
 """
@@ -20,6 +24,7 @@ import json
 import os
 import platform
 import resource
+import secrets
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -62,12 +67,96 @@ FLOOR_SQL = {
                             AND m.status = 'done') f
         WHERE f.first <= %(now)s - interval '10 days' AND f.first > %(now)s - interval '24 days'
           AND NOT EXISTS (SELECT 1 FROM outbound_emails e WHERE e.key = 'need:' || n.id || ':satisfaction')""",
+    "experts-en-attente": """
+        SELECT x.id, x.antenne_id, a.institution_id, count(*), min(m.created_at)
+        FROM experts x JOIN matches m ON m.expert_id = x.id JOIN needs n ON n.id = m.need_id
+        JOIN antennes a ON a.id = x.antenne_id
+        WHERE m.status = 'quo' AND n.abandoned_at IS NULL
+          AND m.created_at <= %(now)s - interval '9 days' AND m.created_at > %(now)s - interval '45 days'
+          AND x.deleted_at IS NULL AND a.deleted_at IS NULL
+        GROUP BY x.id, x.antenne_id, a.institution_id""",
     "recapitulatif": """
         SELECT DISTINCT m.expert_id FROM matches m JOIN needs n ON n.id = m.need_id JOIN experts x ON x.id = m.expert_id
         WHERE m.status = 'quo' AND n.abandoned_at IS NULL
           AND m.created_at <= %(now)s - interval '4 days' AND m.created_at > %(now)s - interval '45 days'
           AND x.deleted_at IS NULL AND x.email IS NOT NULL""",
 }
+
+
+# A fresh password each run, set on the bench's people (they may be kept from an earlier run).
+PASSWORD = secrets.token_urlsafe(16)
+DESK_PAGES = (
+    "/admin/relances/besoins?panier=sans-reponse",
+    "/admin/relances/besoins?panier=risque-abandon",
+    "/admin/relances/besoins?panier=refuses",
+    "/admin/relances/experts?panier=plus-de-5",
+    "/admin/relances/experts?panier=2-a-5",
+    "/admin/relances/experts?panier=apres-silence",
+    "/admin/relances/avis",
+)
+
+
+def add_people(app) -> dict[str, str]:
+    """A staff member, a referent per institution and one per tenth antenne (once: kept with
+    ``--keep``); returns the emails of the staff member and of the largest institution's referent."""
+    from sqlalchemy import func, select, update
+
+    from app.extensions import db
+    from app.models import Antenne, Expert, User
+    from app.services.accounts.users import hash_password
+
+    with app.app_context():
+        existing = set(db.session.scalars(select(User.email).where(User.email.like("%@bench.example"))))
+        password_hash = hash_password(PASSWORD)
+        people = []
+        if "staff@bench.example" not in existing:
+            people.append(User(email="staff@bench.example", role="admin"))
+        for institution_id in db.session.scalars(select(Antenne.institution_id).distinct()):
+            email = f"ref-i{institution_id}@bench.example"
+            if email not in existing:
+                people.append(
+                    User(email=email, role="referent", institution_id=institution_id, password_hash=password_hash)
+                )
+        for antenne_id, institution_id in db.session.execute(
+            select(Antenne.id, Antenne.institution_id).order_by(Antenne.id)
+        ).all()[::10]:
+            email = f"ref-a{antenne_id}@bench.example"
+            if email not in existing:
+                people.append(User(email=email, role="referent", institution_id=institution_id, antenne_id=antenne_id))
+        db.session.add_all(people)
+        db.session.execute(update(User).where(User.email.like("%@bench.example")).values(password_hash=password_hash))
+        largest = db.session.scalar(
+            select(Antenne.institution_id)
+            .join(Expert, Expert.antenne_id == Antenne.id)
+            .group_by(Antenne.institution_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        )
+        db.session.commit()
+        db.session.remove()
+    return {"staff": "staff@bench.example", "referent": f"ref-i{largest}@bench.example"}
+
+
+def desk_timings(app, emails: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Each desk page as staff and as the largest institution's referent: the first opening and
+    the median of two more, in milliseconds, through the whole Flask stack."""
+    timings = {}
+    for role, email in emails.items():
+        client = app.test_client()
+        answer = client.post("/connexion", data={"email": email, "password": PASSWORD})
+        assert answer.status_code == 302, answer.get_data(as_text=True)[:500]
+        for url in DESK_PAGES:
+            seconds = []
+            for _ in range(3):
+                started = time.perf_counter()
+                response = client.get(url)
+                seconds.append(time.perf_counter() - started)
+                assert response.status_code == 200, (url, response.status_code)
+            timings[f"{role} {url.removeprefix('/admin/relances/')}"] = {
+                "first_ms": round(seconds[0] * 1000, 1),
+                "median_ms": round(sorted(seconds[1:])[0] * 1000, 1),
+            }
+    return timings
 
 
 def next_tuesday(moment: datetime) -> datetime:
@@ -104,15 +193,22 @@ def main(argv: list[str] | None = None) -> int:
 
     # Jobs go to an in-memory Redis and stay there: this measures the follow-up, not delivery.
     app = create_app(
-        "development", SQLALCHEMY_DATABASE_URI=url, RQ_ASYNC=True, RQ_CONNECTION_CLASS="fakeredis.FakeRedis"
+        "development",
+        SQLALCHEMY_DATABASE_URI=url,
+        RQ_ASYNC=True,
+        RQ_CONNECTION_CLASS="fakeredis.FakeRedis",
+        # The desk's pages are read by a test client: no form is posted but the login.
+        WTF_CSRF_ENABLED=False,
+        RATELIMIT_ENABLED=False,
     )
     try:
         counts = prepare(app, url, args.scale, FULL_ADDRESSBOOK, reuse=reuse)
+        people = add_people(app)
         with psycopg.connect(_libpq_url(url)) as conn:
             data_now = conn.execute("SELECT max(created_at) FROM matches").fetchone()[0]
             conn.execute(
                 "DELETE FROM outbound_emails WHERE key LIKE '%:suivi' OR key LIKE '%:derniere-chance'"
-                " OR key LIKE '%:echec' OR key LIKE '%:recapitulatif:%'"
+                " OR key LIKE '%:echec' OR key LIKE '%:recapitulatif:%' OR key LIKE '%:experts-en-attente:%'"
             )
             conn.execute("UPDATE needs SET abandoned_at = NULL WHERE abandoned_at IS NOT NULL")
             conn.commit()
@@ -139,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
             sent, run_seconds, run_mib = timed(run_once)
             again, again_seconds, again_mib = timed(run_once)
             db.session.remove()
+        # The desk reads the real clock: its baskets are those of the data's « now » (the data
+        # was generated up to today).
+        desk = desk_timings(app, people)
     finally:
         with app.app_context():
             db.session.remove()
@@ -157,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "second_run": {"emails": len(again), "seconds": again_seconds, "peak_rss_growth_mib": again_mib},
         "ratio_plan_over_floor": round(plan_seconds / floor_seconds, 1) if floor_seconds else None,
         "ms_per_email": round(run_seconds * 1000 / len(sent), 2) if sent else None,
+        "desk_pages": desk,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 2),

@@ -57,7 +57,7 @@ def test_seed_demo_submits_requests_through_the_real_flow(app, db):
     assert len(solicitations) == 4
     by_subject = {s.subject.slug: s for s in solicitations}
     assert by_subject["recrutement"].status == "processed"
-    assert by_subject["recrutement"].need.status == "taking_care"
+    assert by_subject["recrutement"].need.status == "done"
     # Nobody offers cybersecurity in Finistère in the demo book: it waits for the support team.
     assert by_subject["cybersecurite"].status == "in_progress"
     assert by_subject["cybersecurite"].qualification_notes
@@ -67,3 +67,15 @@ def test_seed_demo_submits_requests_through_the_real_flow(app, db):
     assert emails == len(solicitations) + _count(db, Match) + 1
     assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
     assert _count(db, Solicitation) == 4 and _count(db, OutboundEmail) == emails
+
+
+def test_the_demo_gives_the_follow_up_and_the_relances_desk_something_to_show(app, db):
+    from app.services.requests.followup import run_followup
+    from app.services.requests.reminders import need_counts
+
+    assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
+    weekly = ("recapitulatif", "experts-en-attente")  # Tuesday to Friday only: not every day the test runs
+    steps = sorted(item.step for item in run_followup(dry_run=True) if item.step not in weekly)
+    assert steps == ["derniere-chance", "derniere-chance", "satisfaction", "suivi", "suivi"]
+    staff = db.session.scalar(select(User).where(User.email == DEMO_STAFF_EMAIL))
+    assert need_counts(staff) == {"sans-reponse": 1, "risque-abandon": 1, "refuses": 0}

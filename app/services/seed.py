@@ -8,6 +8,7 @@ twice changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from flask import current_app
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Institution, Solicitation, User
+from app.models.base import utcnow
 from app.models.requests import MatchStatus
 from app.services.accounts.users import create_user
 from app.services.addressbook.importer import import_addressbook
@@ -42,7 +44,7 @@ DEMO_REQUESTS = [
         "69123",
         "Boulangerie de 6 salariés, nous cherchons à recruter deux apprentis et un vendeur pour la rentrée. "
         "Quelles aides à l'embauche existent et qui peut nous aider à diffuser les offres ?",
-        MatchStatus.TAKING_CARE,
+        MatchStatus.DONE,
     ),
     (
         "tresorerie",
@@ -81,6 +83,12 @@ DEMO_REQUESTS = [
         None,
     ),
 ]
+# Some demo requests are made older, so that the relances desk has a need in its baskets and the
+# follow-up has something to send (``flask followup run``): the cash-flow request waits since
+# 12 days (« Sans réponse »), the export one since 25 (« Risque d'abandon »), and the
+# recruitment one was helped 11 days ago (its satisfaction survey is due).
+DEMO_AGES = {"recrutement": 20, "tresorerie": 12, "export": 25}
+DEMO_HELPED_DAYS_AGO = 11
 
 
 @dataclass
@@ -155,7 +163,27 @@ def _seed_requests() -> list[str]:
         )
         need = solicitation.need
         if answer and need is not None and need.matches:
+            if answer == MatchStatus.DONE:  # help is proposed after taking the need in charge
+                change_match_status(need.matches[0], MatchStatus.TAKING_CARE)
             change_match_status(need.matches[0], answer)
+        if subject in DEMO_AGES and need is not None:
+            _age(solicitation, DEMO_AGES[subject])
         routed = f"transmise à {len(need.matches)} expert(s)" if need is not None else "à qualifier"
         lines.append(f"Demande de démonstration « {subject} » ({insee}) : {routed}")
     return lines
+
+
+def _age(solicitation: Solicitation, days: int) -> None:
+    """Move a demo request ``days`` back in time, with its need and matches (closed ones close
+    ``DEMO_HELPED_DAYS_AGO`` days ago)."""
+    then = utcnow() - timedelta(days=days)
+    solicitation.created_at = then
+    need = solicitation.need
+    need.created_at = then
+    for match in need.matches:
+        match.created_at = then
+        if match.closed_at is not None:
+            match.closed_at = utcnow() - timedelta(days=DEMO_HELPED_DAYS_AGO)
+        if match.taken_care_at is not None:
+            match.taken_care_at = then + timedelta(days=1)
+    db.session.flush()
