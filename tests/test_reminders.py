@@ -374,3 +374,16 @@ def test_shared_answers_reach_the_experts_inbox_and_the_referents_desk(db, app, 
     assert "Très bon accueil" not in text(client.get("/" + other_inbox))  # refused the need: not theirs
     assert "Très bon accueil" in text(referent.get("/admin/relances/avis"))
     assert db.session.scalar(select(SatisfactionAnswer.shared_at)) is not None
+
+
+def test_the_desk_forms_need_their_csrf_token(db, admin_user, logged_in):
+    need = make_need(created_at=utcnow() - timedelta(days=10))
+    client = logged_in(admin_user)
+    for url, data in (
+        ("/admin/relances/traiter", {"kind": "besoin", "id": need.id, "panier": "sans-reponse"}),
+        ("/admin/relances/noter", {"kind": "besoin", "id": need.id, "body": "Rappeler"}),
+        ("/admin/relances/derniere-chance", {"id": need.id}),
+    ):
+        assert client.post(url, data=data).status_code == 400
+    assert reminders.need_counts(admin_user)["sans-reponse"] == 1
+    assert emails_by_key("match:") == {}
