@@ -461,11 +461,7 @@ class _RecapMatches:
             rows = db.session.scalars(
                 select(Match)
                 .where(Match.id.in_(ids), Match.status == MatchStatus.QUO)
-                .options(
-                    selectinload(Match.need).selectinload(Need.subject),
-                    selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.company),
-                    selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.commune),
-                )
+                .options(*listed_match_options())
                 .order_by(Match.created_at, Match.id)
             )
             for e in chunk:
@@ -485,6 +481,15 @@ def _send_recap(expert: Expert, matches: list[Match], waiting: int, now: datetim
         context=waiting_list_context(expert, matches, waiting, now),
     )
     return True
+
+
+def listed_match_options() -> tuple:
+    """Loader options for the matches an email lists: their subject, company and commune."""
+    return (
+        selectinload(Match.need).selectinload(Need.subject),
+        selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.company),
+        selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.commune),
+    )
 
 
 def waiting_list_context(expert: Expert, matches: list[Match], waiting: int, now: datetime) -> dict:

@@ -51,6 +51,7 @@ from app.services.requests.followup import (
     REMINDER,
     Delays,
     first_sent,
+    listed_match_options,
     waiting_list_context,
 )
 from app.services.requests.satisfaction import closed_with_help_by
@@ -455,11 +456,7 @@ def remind_expert(user: User, expert: Expert, *, now: datetime | None = None) ->
             select(Match)
             .join(Need, Match.need_id == Need.id)
             .where(waiting_condition)
-            .options(
-                selectinload(Match.need).selectinload(Need.subject),
-                selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.company),
-                selectinload(Match.need).selectinload(Need.facility).selectinload(Facility.commune),
-            )
+            .options(*listed_match_options())
             .order_by(Match.created_at, Match.id)
             .limit(RECAP_LISTED)
         )
