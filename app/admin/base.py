@@ -28,6 +28,7 @@ from app.extensions import db
 from app.models.base import parse_pk
 from app.services.audit import history_for
 from app.services.errors import ServiceError
+from app.services.spreadsheets import safe_text
 from app.services.transactions import transaction
 
 
@@ -232,6 +233,11 @@ class SecureModelView(SecureMixin, ModelView):
     # export (``export_kind``, built by a job) sends larger ones there rather than holding a
     # web worker for minutes.
     export_kind: str | None = None
+
+    def get_export_value(self, model: Any, name: Any) -> Any:
+        """Flask-Admin's immediate export goes through the same cell rule as every file the
+        service writes: text a spreadsheet would run as a formula stays text."""
+        return safe_text(super().get_export_value(model, name))
 
     @expose("/export/<export_type>/")
     def export(self, export_type: str):
