@@ -53,6 +53,10 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
     transactions.init_app(app)
     search.init_app(app)
 
+    from app import guards
+
+    guards.init_app(app)
+
     from app.auth import init_app as init_auth
 
     init_auth(app, login_manager)

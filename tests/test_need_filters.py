@@ -148,7 +148,7 @@ def test_need_filters_by_territory(admin_client, desk):
     assert listed(admin_client, "need", ("Région", None, "84")) == {"Lyonnaise"}
     assert listed(admin_client, "need", ("Région", None, "11")) == {"Parisienne"}
     assert listed(admin_client, "need", ("Département", None, "13")) == {"Marseillaise"}
-    assert listed(admin_client, "need", ("Département", None, "2A")) == set()
+    assert listed(admin_client, "need", ("Département", None, "38")) == set()
 
 
 def test_need_filters_by_the_experts_institution_and_antenne(admin_client, desk):

@@ -18,14 +18,15 @@ from flask import abort, current_app, flash, has_request_context, redirect, requ
 from flask_admin import BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.fields import QuerySelectField, QuerySelectMultipleField
+from flask_admin.contrib.sqla.filters import FilterInList, FilterNotInList
 from flask_login import current_user
-from sqlalchemy import false, select
+from sqlalchemy import BigInteger, false, select
 
 from app import policy
 from app.admin.fields import scoped_loader
 from app.admin.formatters import FORMATTERS
 from app.extensions import db
-from app.models.base import parse_pk
+from app.models.base import BIGINTEGER_MAX, INTEGER_MAX, parse_pk
 from app.services.audit import history_for
 from app.services.errors import ServiceError
 from app.services.spreadsheets import safe_text
@@ -111,6 +112,52 @@ def _query_model(query: Any) -> type | None:
     return entity if isinstance(entity, type) else None
 
 
+# The longest filter value a list accepts: longer is no value a page offers.
+MAX_FILTER_VALUE = 500
+
+
+def _integer_bound(flt: Any) -> int | None:
+    """The largest number the filter's column holds, or None for a column that is not an integer."""
+    column = getattr(flt, "column", None)
+    column_type = getattr(column, "type", None)
+    try:
+        if column_type is None or column_type.python_type is not int:
+            return None
+    except NotImplementedError:
+        return None
+    return BIGINTEGER_MAX if isinstance(column_type, BigInteger) else INTEGER_MAX
+
+
+def _guarded_validate(flt: Any, validate: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """A filter value is only one the page could have offered: within the filter's options when
+    it has some (a referent's are their own scope's, so another institution's id is refused
+    instead of telling them which needs it also received), a number the column can hold, and
+    not longer than ``MAX_FILTER_VALUE``. Anything else is refused the way Flask-Admin refuses
+    an invalid value: a message, and the list without that filter."""
+
+    def guarded(value: Any) -> bool:
+        text = str(value)
+        if len(text) > MAX_FILTER_VALUE:
+            return False
+        parts = [p.strip() for p in text.split(",")] if isinstance(flt, FilterInList | FilterNotInList) else [text]
+        options = flt.get_options(None) if flt.options is not None else None
+        if options is not None:
+            offered = {str(key) for key, _label in options}
+            if any(part not in offered for part in parts):
+                return False
+        bound = _integer_bound(flt)
+        if bound is not None:
+            for part in parts:
+                try:
+                    if abs(int(part)) > bound:
+                        return False
+                except ValueError:
+                    return False
+        return validate(value)
+
+    return guarded
+
+
 class SecureModelView(SecureMixin, ModelView):
     """Model views: scoped queries, CSV export, French labels, the record's audit trail in details.
 
@@ -149,6 +196,13 @@ class SecureModelView(SecureMixin, ModelView):
             if value is not None and not isinstance(value, property):
                 setattr(cls, f"_declared_{name}", bool(value))
                 delattr(cls, name)
+
+    def _refresh_filters_cache(self) -> None:
+        super()._refresh_filters_cache()
+        for _index, flt in (self._filter_args or {}).values():
+            if not getattr(flt, "guarded", False):
+                flt.validate = _guarded_validate(flt, flt.validate)
+                flt.guarded = True
 
     def _handle_view(self, name: str, **kwargs: Any):
         """A right the policy refuses is a 403 (a right the view never offers keeps

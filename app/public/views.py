@@ -128,6 +128,16 @@ def _error_page(status: int, title: str, message: str, *, back_to_form: str | No
     ), status
 
 
+@bp.app_errorhandler(400)
+def bad_request(error):
+    """A request no form can produce (``app.guards``), or one a view refused with a reason."""
+    description = getattr(error, "description", "") or ""
+    french = description if description and not description.startswith("The browser") else None
+    return _error_page(
+        400, "Requête invalide", french or "La requête envoyée n'est pas valide : revenez en arrière et réessayez."
+    )
+
+
 @bp.app_errorhandler(403)
 def forbidden(_error):
     return _error_page(403, "Accès refusé", "Votre compte ne donne pas accès à cette page.")
