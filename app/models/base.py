@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Float, func
+from sqlalchemy import BigInteger, DateTime, func
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.expression import FunctionElement
@@ -13,7 +13,7 @@ from sqlalchemy.types import TypeDecorator
 
 from app.dates import as_utc, utcnow
 
-__all__ = ["INTEGER_MAX", "SoftDeleteMixin", "TimestampMixin", "UTCDateTime", "days_between", "parse_pk", "utcnow"]
+__all__ = ["INTEGER_MAX", "SoftDeleteMixin", "TimestampMixin", "UTCDateTime", "days_before", "parse_pk", "utcnow"]
 
 # PostgreSQL's INTEGER and BIGINT: a larger id in a URL or a form names no row, and must not
 # reach the database (where it is an error, not an empty answer).
@@ -39,27 +39,32 @@ class UTCDateTime(TypeDecorator):
         return as_utc(value)
 
 
-class days_between(FunctionElement):
-    """``days_between(later, earlier)``: the days (fractional) between two timestamp columns.
+class days_before(FunctionElement):
+    """``days_before(column, n)``: the timestamp ``n`` days before a timestamp column.
 
-    Date arithmetic between two columns differs per database (PostgreSQL subtracts timestamps
-    into an interval, SQLite stores text): one expression the queries can compare with a number.
+    Date arithmetic on a column differs per database (PostgreSQL subtracts an interval, SQLite
+    stores text): one expression the queries can compare with another column, in a form an
+    index on that other column can answer.
     """
 
-    type = Float()
+    type = DateTime(timezone=True)
     inherit_cache = True
 
-
-@compiles(days_between)
-def _days_between_postgresql(element: days_between, compiler: Any, **kw: Any) -> str:
-    later, earlier = list(element.clauses)
-    return f"(EXTRACT(EPOCH FROM ({compiler.process(later, **kw)} - {compiler.process(earlier, **kw)})) / 86400.0)"
+    def __init__(self, column: Any, days: int) -> None:
+        self.days = int(days)
+        super().__init__(column)
 
 
-@compiles(days_between, "sqlite")
-def _days_between_sqlite(element: days_between, compiler: Any, **kw: Any) -> str:
-    later, earlier = list(element.clauses)
-    return f"(julianday({compiler.process(later, **kw)}) - julianday({compiler.process(earlier, **kw)}))"
+@compiles(days_before)
+def _days_before_postgresql(element: days_before, compiler: Any, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"({compiler.process(column, **kw)} - make_interval(days => {element.days}))"
+
+
+@compiles(days_before, "sqlite")
+def _days_before_sqlite(element: days_before, compiler: Any, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"datetime({compiler.process(column, **kw)}, '-{element.days} days')"
 
 
 def parse_pk(model: type, value: Any) -> Any:

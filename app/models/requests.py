@@ -250,6 +250,9 @@ class Match(TimestampMixin, db.Model):
         CheckConstraint(f"status IN ({_in(MATCH_STATUSES)})", name="status"),
         Index("ix_matches_need_id", "need_id"),
         Index("ix_matches_created_at", "created_at"),
+        # An expert's matches by date: the inbox's order, and the relances desk's « months of
+        # silence » (was anything received in the 90 days before?).
+        Index("ix_matches_expert_id_created_at", "expert_id", "created_at"),
     )
 
     def __str__(self) -> str:

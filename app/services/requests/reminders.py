@@ -14,7 +14,7 @@ basket then, they are due again). Every query goes through the policy's scope.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -38,7 +38,7 @@ from app.models import (
     SatisfactionAnswer,
     User,
 )
-from app.models.base import days_between, utcnow
+from app.models.base import days_before, utcnow
 from app.models.requests import MatchStatus, NeedStatus
 from app.services.addressbook.absences import absence_text, is_absent
 from app.services.audit import acting_as, actor_label
@@ -50,7 +50,6 @@ from app.services.requests.followup import (
     RECAP_LISTED,
     REMINDER,
     Delays,
-    first_sent,
     listed_match_options,
     waiting_list_context,
 )
@@ -151,35 +150,74 @@ def _paged(query, page: int, count_query) -> tuple[list, int, int, int]:
 # ---------------------------------------------------------------- needs
 
 
-def _need_basket(basket: str, now: datetime, delays: Delays) -> list:
-    sent = first_sent()
+def _need_window(basket: str, delays: Delays) -> tuple[str, timedelta, timedelta]:
+    """A needs basket's status, and how long ago its needs first reached an expert (from, to).
+    A refused need stays in « Refusés » until its failure could no longer be announced (the
+    failure day and its catch-up), as the automatic failure does for the others."""
     if basket == "sans-reponse":
-        window = [sent <= now - delays.reminder, sent > now - delays.last_chance]
-    elif basket == "risque-abandon":
-        window = [sent <= now - delays.last_chance, sent > now - delays.failure]
-    elif basket == "refuses":
-        return [Need.status == NeedStatus.NOT_FOR_ME, Need.abandoned_at.is_(None)]
-    else:
-        raise ServiceError("Panier inconnu.")
-    return [Need.status == NeedStatus.QUO, Need.abandoned_at.is_(None), *window]
+        return NeedStatus.QUO, delays.last_chance, delays.reminder
+    if basket == "risque-abandon":
+        return NeedStatus.QUO, delays.failure, delays.last_chance
+    if basket == "refuses":
+        return NeedStatus.NOT_FOR_ME, delays.failure + delays.catch_up, timedelta(0)
+    raise ServiceError("Panier inconnu.")
 
 
-def _need_unmarked(basket: str, desk: str):
-    return ~exists().where(ReminderMark.need_id == Need.id, ReminderMark.basket == basket, ReminderMark.desk == desk)
+def _need_in(basket: str, first, now: datetime, delays: Delays, desk: str) -> list:
+    """The conditions that put a need in ``basket``, over the first-sent dates of ``first``."""
+    status, start, end = _need_window(basket, delays)
+    marked = exists().where(ReminderMark.need_id == Need.id, ReminderMark.basket == basket, ReminderMark.desk == desk)
+    return [
+        Need.status == status,
+        first.c.first_sent > now - start,
+        first.c.first_sent <= now - end,
+        ~marked,
+    ]
 
 
-def _need_select(user: User, basket: str, now: datetime, delays: Delays, *columns):
-    query = select(*columns).where(*_need_basket(basket, now, delays), _need_unmarked(basket, desk_of(user)))
-    return policy.scope_query(user, Need, query)
+def _needs_select(user: User, now: datetime, delays: Delays, columns: Callable, *conditions: Callable):
+    """``SELECT columns(first)`` over the needs that may be in a basket (and ``first``), where
+    ``first.c.first_sent`` is when each need first reached an expert.
+
+    Driven by the matches sent within the widest basket (the index on their date): a million
+    matches are never grouped, only those of the last weeks. The first of a need's recent
+    matches is its first only if none came before, hence the anti-join."""
+    widest = max(_need_window(basket, delays)[1] for basket in NEED_BASKETS)
+    first = (
+        select(Match.need_id.label("need_id"), func.min(Match.created_at).label("first_sent"))
+        .where(Match.created_at > now - widest)
+        .group_by(Match.need_id)
+        .subquery()
+    )
+    earlier = aliased(Match)
+    query = (
+        select(*columns(first))
+        .select_from(Need)
+        .join(first, first.c.need_id == Need.id)
+        .where(
+            Need.abandoned_at.is_(None),
+            ~exists().where(earlier.need_id == Need.id, earlier.created_at <= now - widest),
+            *(condition(first) for condition in conditions),
+        )
+    )
+    return policy.scope_query(user, Need, query), first
 
 
 def need_counts(user: User, now: datetime | None = None) -> dict[str, int]:
+    """How many needs each basket holds, in one query."""
     now = now or utcnow()
     delays = Delays.from_config()
-    return {
-        basket: db.session.scalar(_need_select(user, basket, now, delays, func.count(Need.id))) or 0
-        for basket in NEED_BASKETS
-    }
+    desk = desk_of(user)
+    query, _first = _needs_select(
+        user,
+        now,
+        delays,
+        lambda first: [
+            func.count(Need.id).filter(and_(*_need_in(basket, first, now, delays, desk))) for basket in NEED_BASKETS
+        ],
+    )
+    row = db.session.execute(query).one()
+    return {basket: count or 0 for basket, count in zip(NEED_BASKETS, row, strict=True)}
 
 
 @dataclass
@@ -199,15 +237,21 @@ def need_basket(user: User, basket: str, *, page: int = 1, now: datetime | None 
         raise ServiceError("Panier inconnu.")
     now = now or utcnow()
     delays = Delays.from_config()
-    sent = first_sent().label("first_sent")
-    query = _need_select(user, basket, now, delays, Need, sent).order_by(sent, Need.id)
-    query = query.options(
+    desk = desk_of(user)
+
+    def select_basket(columns: Callable):
+        return _needs_select(
+            user, now, delays, columns, lambda first: and_(*_need_in(basket, first, now, delays, desk))
+        )
+
+    query, first = select_basket(lambda first: (Need, first.c.first_sent))
+    query = query.order_by(first.c.first_sent, Need.id).options(
         selectinload(Need.subject),
         selectinload(Need.contact),
         selectinload(Need.facility).selectinload(Facility.company),
         selectinload(Need.facility).selectinload(Facility.commune),
     )
-    rows, total, page, pages = _paged(query, page, _need_select(user, basket, now, delays, func.count(Need.id)))
+    rows, total, page, pages = _paged(query, page, select_basket(lambda _first: (func.count(Need.id),))[0])
     items = [NeedItem(need, sent_at, (now - sent_at).days) for need, sent_at in rows]
     by_id = {item.need.id: item for item in items}
     if by_id:
@@ -277,35 +321,41 @@ def _expert_basket(basket: str, stats, now: datetime) -> list:
         silence = ~exists().where(
             earlier.expert_id == stats.c.expert_id,
             earlier.created_at < stats.c.newest,
-            days_between(stats.c.newest, earlier.created_at) <= SILENCE_DAYS,
+            earlier.created_at >= days_before(stats.c.newest, SILENCE_DAYS),
         )
         return [stats.c.waiting == 1, stats.c.newest <= now - timedelta(days=RECENT_DAYS), silence]
     raise ServiceError("Panier inconnu.")
 
 
-def _expert_select(user: User, basket: str, now: datetime, stats, *columns):
+def _expert_in(basket: str, stats, now: datetime, desk: str) -> list:
+    """The conditions that put an expert in ``basket`` (a « Traité » lasts a week)."""
     marked = exists().where(
         ReminderMark.expert_id == Expert.id,
         ReminderMark.basket == basket,
-        ReminderMark.desk == desk_of(user),
+        ReminderMark.desk == desk,
         ReminderMark.created_at > now - timedelta(days=EXPERT_MARK_DAYS),
     )
+    return [*_expert_basket(basket, stats, now), ~marked]
+
+
+def _experts_select(user: User, stats, *columns, where: Iterable = ()):
     query = (
         select(*columns)
         .select_from(Expert)
         .join(stats, stats.c.expert_id == Expert.id)
-        .where(Expert.deleted_at.is_(None), *_expert_basket(basket, stats, now), ~marked)
+        .where(Expert.deleted_at.is_(None), *where)
     )
     return policy.scope_query(user, Expert, query)
 
 
 def expert_counts(user: User, now: datetime | None = None) -> dict[str, int]:
+    """How many experts each basket holds, in one query."""
     now = now or utcnow()
     stats = _waiting_stats(now, Delays.from_config())
-    return {
-        basket: db.session.scalar(_expert_select(user, basket, now, stats, func.count(Expert.id))) or 0
-        for basket in EXPERT_BASKETS
-    }
+    desk = desk_of(user)
+    counts = [func.count(Expert.id).filter(and_(*_expert_in(basket, stats, now, desk))) for basket in EXPERT_BASKETS]
+    row = db.session.execute(_experts_select(user, stats, *counts)).one()
+    return {basket: count or 0 for basket, count in zip(EXPERT_BASKETS, row, strict=True)}
 
 
 @dataclass
@@ -332,12 +382,13 @@ def expert_basket(user: User, basket: str, *, page: int = 1, now: datetime | Non
         raise ServiceError("Panier inconnu.")
     now = now or utcnow()
     stats = _waiting_stats(now, Delays.from_config())
+    where = _expert_in(basket, stats, now, desk_of(user))
     query = (
-        _expert_select(user, basket, now, stats, Expert, stats.c.waiting, stats.c.old, stats.c.oldest)
+        _experts_select(user, stats, Expert, stats.c.waiting, stats.c.old, stats.c.oldest, where=where)
         .options(selectinload(Expert.antenne).selectinload(Antenne.institution))
         .order_by(stats.c.waiting.desc(), stats.c.oldest, Expert.id)
     )
-    rows, total, page, pages = _paged(query, page, _expert_select(user, basket, now, stats, func.count(Expert.id)))
+    rows, total, page, pages = _paged(query, page, _experts_select(user, stats, func.count(Expert.id), where=where))
     today = in_paris(now).date()
     items = [
         ExpertItem(expert, waiting, old or 0, (now - oldest).days, absence_text(expert, today))
