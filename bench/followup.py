@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute(
                 "DELETE FROM outbound_emails WHERE key LIKE '%:suivi' OR key LIKE '%:derniere-chance'"
                 " OR key LIKE '%:echec' OR key LIKE '%:recapitulatif:%' OR key LIKE '%:experts-en-attente:%'"
+                " OR key LIKE '%:satisfaction'"
             )
             conn.execute("UPDATE needs SET abandoned_at = NULL WHERE abandoned_at IS NOT NULL")
             conn.commit()
