@@ -53,9 +53,10 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
     transactions.init_app(app)
     search.init_app(app)
 
-    from app import guards
+    from app import guards, headers
 
     guards.init_app(app)
+    headers.init_app(app)
 
     from app.auth import init_app as init_auth
 

@@ -15,6 +15,7 @@ from flask_admin.theme import Bootstrap4Theme
 from app.admin import coverage, exports, imports, inbound, outbox, reminders, requests, routing, views
 from app.admin.formatters import paris_time
 from app.admin.home import SecureIndexView
+from app.headers import csp_nonce
 
 
 def init_app(app: Flask) -> None:
@@ -26,6 +27,9 @@ def init_app(app: Flask) -> None:
         index_view=SecureIndexView(name="Accueil", url="/admin"),
         # Full width: the address book lists have many columns.
         theme=Bootstrap4Theme(fluid=True),
+        # The inline scripts of Flask-Admin's templates and ours carry the response's nonce
+        # (``app/headers.py``: no other inline script runs).
+        csp_nonce_generator=csp_nonce,
     )
     requests.register(admin)
     reminders.register(admin)
