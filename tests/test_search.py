@@ -226,13 +226,20 @@ def test_the_search_box_is_shown_with_a_french_placeholder(admin_client, firms):
     assert "Entreprise, SIRET, contact" in body(admin_client.get("/admin/need/"))
 
 
-@pytest.mark.parametrize("query", ["\x00", "%", "_", "le la les", "a" * 5000, "'; DROP TABLE needs; --", "&|!:*()"])
+@pytest.mark.parametrize("query", ["%", "_", "le la les", "a" * 5000, "'; DROP TABLE needs; --", "&|!:*()"])
 def test_odd_queries_answer_a_page(admin_client, firms, query):
     for endpoint in ("need", "match", "solicitation"):
         response = admin_client.get(f"/admin/{endpoint}/?search={quote(query)}")
         assert response.status_code == 200, (endpoint, query)
     # A wildcard is a character, not "anything".
     assert listed(admin_client, "need", "%", NAMES) == set()
+
+
+def test_a_nul_in_the_search_is_refused_in_french(admin_client, firms):
+    for endpoint in ("need", "match", "solicitation"):
+        response = admin_client.get(f"/admin/{endpoint}/?search={quote(chr(0))}")
+        assert response.status_code == 400, endpoint
+        assert "caractère invalide" in response.get_data(as_text=True)
 
 
 def test_the_matches_list_searches_the_need_and_the_expert(admin_client, db, firms):

@@ -3,7 +3,10 @@
 Also the session rules (Flask-Login, no remember-me): a session ends after
 ``SESSION_IDLE_MINUTES`` without a request, ``PERMANENT_SESSION_LIFETIME`` after login, and as
 soon as the account's password (or address) changes elsewhere: the session keeps a fingerprint
-of the password hash and the user loader refuses a session whose fingerprint is stale.
+of the password hash and the user loader refuses a session whose fingerprint is stale. Every
+session is also a row on the server (``services/accounts/sessions.py``): the cookie carries its
+token, and a request is logged in only while the row is open, so logging out, closing a session
+from « Mon compte » or staff deactivating the account ends it even for a copied cookie.
 
 The pages never say whether an address has an account: a wrong password, an unknown address
 and a locked account get the same answer, and the per-address limit that says « Trop de
@@ -37,8 +40,9 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length
 from app.extensions import db, limiter
 from app.models import User
 from app.services import audit
-from app.services.accounts import accounts, passwords
+from app.services.accounts import accounts, passwords, sessions
 from app.services.accounts.users import authenticate
+from app.services.errors import ServiceError
 from app.services.transactions import transaction
 
 bp = Blueprint("auth", __name__)
@@ -47,7 +51,7 @@ TOO_MANY_ATTEMPTS = "Trop de tentatives : réessayez dans quelques minutes."
 WRONG_CREDENTIALS = "Adresse email ou mot de passe incorrect."
 RESET_REQUESTED = "Si un compte existe pour cette adresse, un email vient de lui être envoyé."
 # Session keys (Flask-Login's own start with an underscore too).
-FINGERPRINT, LOGIN_AT, SEEN_AT = "_pde_fp", "_pde_login_at", "_pde_seen"
+FINGERPRINT, LOGIN_AT, SEEN_AT, SERVER_SESSION = "_pde_fp", "_pde_login_at", "_pde_seen", "_pde_sid"
 LOGIN_ADDRESS_SCOPE = "login-address"
 RESET_ADDRESS_SCOPE = "reset-address"
 
@@ -168,6 +172,10 @@ def _start_session(user: User) -> None:
     session[FINGERPRINT] = accounts.session_fingerprint(user)
     session[LOGIN_AT] = now
     session[SEEN_AT] = now
+    with transaction():
+        session[SERVER_SESSION] = sessions.open_session(
+            user, ip_address=get_remote_address(), user_agent=request.user_agent.string
+        )
 
 
 def _session_expired(now: float) -> bool:
@@ -188,10 +196,22 @@ def _expire_sessions() -> None:
     if "_user_id" not in session or request.endpoint == "static":
         return
     now = time.time()
+    token = session.get(SERVER_SESSION)
     if _session_expired(now):
+        with transaction():
+            sessions.end_by_token(token, "expired")
         _clear_session()
         flash("Votre session a expiré : reconnectez-vous.", "info")
         return
+    user_id = str(session.get("_user_id", ""))
+    row = sessions.open_row(token, int(user_id)) if user_id.isdigit() else None
+    if row is None:
+        _clear_session()
+        flash("Votre session a été fermée : reconnectez-vous.", "info")
+        return
+    if sessions.needs_touch(row):
+        with transaction():
+            sessions.touch(row)
     # Written back at most once a minute, not on every request.
     if now - session[SEEN_AT] >= 60:
         session[SEEN_AT] = int(now)
@@ -238,6 +258,8 @@ def login():
 
 @bp.route("/deconnexion", methods=["POST"])
 def logout():
+    with transaction():
+        sessions.end_by_token(session.get(SERVER_SESSION), "logout")
     logout_user()
     _clear_session()
     flash("Vous êtes déconnecté.", "info")
@@ -337,6 +359,7 @@ def account():
         try:
             with transaction():
                 accounts.change_password(current_user, form.current_password.data, form.password.data)
+                sessions.end_all(current_user, "password", keep_token=session.get(SERVER_SESSION))
         except passwords.PasswordRejected as error:
             field = form.current_password if isinstance(error, passwords.WrongCurrentPassword) else form.password
             field.errors.append(str(error))
@@ -348,7 +371,40 @@ def account():
         status = 422
     elif request.method == "POST":
         status = 422
-    return render_template("auth/account.html", form=form, me=accounts.describe(current_user)), status
+    return render_template("auth/account.html", form=form, me=accounts.describe(current_user), **_sessions()), status
+
+
+def _sessions() -> dict:
+    token = session.get(SERVER_SESSION)
+    rows = sessions.open_sessions(current_user)
+    return {"open_sessions": [(row, sessions.is_current(row, token)) for row in rows]}
+
+
+@bp.route("/mon-compte/sessions/fermer", methods=["POST"])
+@login_required
+@limiter.limit("30 per minute")
+def close_session():
+    """« Fermer » one of the person's sessions (another browser, a lost computer), or all the others."""
+    token = session.get(SERVER_SESSION)
+    if request.form.get("toutes") == "1":
+        with transaction():
+            count = sessions.end_all(current_user, "closed", keep_token=token)
+        flash(f"{count} autre(s) session(s) fermée(s).", "success")
+        return redirect(url_for("auth.account", _anchor="sessions"), 303)
+    ident = request.form.get("id", "")
+    try:
+        with transaction():
+            row = sessions.close_session(current_user, int(ident) if ident.isdigit() and len(ident) < 10 else None)
+    except ServiceError as error:
+        flash(f"Session non fermée : {error}", "error")
+        return redirect(url_for("auth.account", _anchor="sessions"), 303)
+    if sessions.is_current(row, token):
+        logout_user()
+        _clear_session()
+        flash("Cette session est fermée : reconnectez-vous.", "info")
+        return redirect(url_for("auth.login"), 303)
+    flash("La session est fermée.", "success")
+    return redirect(url_for("auth.account", _anchor="sessions"), 303)
 
 
 def init_app(app: Flask, login_manager: LoginManager) -> None:

@@ -44,7 +44,7 @@ from app.models.requests import (
     Need,
     Solicitation,
 )
-from app.models.users import ROLE_LABELS, ROLES, User
+from app.models.users import ROLE_LABELS, ROLES, User, UserSession
 
 __all__ = [
     "COMMENT_SOURCES",
@@ -97,5 +97,6 @@ __all__ = [
     "Subject",
     "Theme",
     "User",
+    "UserSession",
     "Zone",
 ]

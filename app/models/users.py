@@ -56,3 +56,34 @@ class User(UserMixin, TimestampMixin, SoftDeleteMixin, db.Model):
 
     def __str__(self) -> str:
         return self.full_name or self.email or f"Utilisateur #{self.id}"
+
+
+SESSION_END_REASONS = ("logout", "closed", "password", "deactivated", "expired")
+
+
+class UserSession(db.Model):
+    """One logged-in browser, known to the server: the signed cookie carries only its random
+    token, so a copied cookie stops working as soon as the row is ended (logout, the person
+    closing it from « Mon compte », a password change, staff deactivating the account)."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # SHA-256 of the token: the database alone cannot open a session.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    end_reason: Mapped[str | None] = mapped_column(String(12))
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+
+    user: Mapped[User] = relationship()
+
+    __table_args__ = (
+        CheckConstraint(
+            "end_reason IS NULL OR end_reason IN ('logout', 'closed', 'password', 'deactivated', 'expired')",
+            name="end_reason",
+        ),
+    )

@@ -15,9 +15,11 @@ def test_no_page_trips_the_content_security_policy(page, live_server, admin_user
     violations = []
     page.on(
         "console",
-        lambda message: violations.append(f"{page.url} {message.location} {message.text[:60]}")
-        if "Content Security Policy" in message.text
-        else None,
+        lambda message: (
+            violations.append(f"{page.url} {message.location} {message.text[:60]}")
+            if "Content Security Policy" in message.text
+            else None
+        ),
     )
     for path in ("/", "/demande/recrutement"):
         page.goto(live_server + path)

@@ -17,6 +17,7 @@ from app.dates import as_utc
 from app.extensions import db
 from app.models import ROLES, Antenne, Institution, User
 from app.models.base import utcnow
+from app.services.accounts import sessions
 from app.services.accounts.passwords import check_password
 from app.services.errors import ServiceError
 
@@ -167,7 +168,9 @@ def authenticate(email: str, password: str, *, now: datetime | None = None) -> U
 
 
 def delete_user(user: User) -> None:
-    """Soft delete: the row stays for the audit trail, the personal data goes."""
+    """Soft delete: the row stays for the audit trail, the personal data goes, and every open
+    session ends (a browser still logged in is logged out at its next request)."""
+    sessions.end_all(user, "deactivated")
     user.deleted_at = utcnow()
     user.email = None
     user.full_name = None
