@@ -97,6 +97,10 @@ class Config:
     # logs then see the visitor's address from X-Forwarded-For instead of the proxy's.
     TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
     RATELIMIT_STORAGE_URI = REDIS_URL or "memory://"
+    # A Redis outage must not lose a business's request nor lock anyone out: the limits then
+    # count in this process's memory, and any storage error lets the request through, logged.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
     FORM_MIN_SECONDS = float(os.environ.get("FORM_MIN_SECONDS", "3"))
     # Posts of the public form per client address (Flask-Limiter syntax).
     PUBLIC_FORM_RATE_LIMIT = os.environ.get("PUBLIC_FORM_RATE_LIMIT", "5 per minute; 20 per hour")
