@@ -7,6 +7,7 @@ unchanged."""
 from __future__ import annotations
 
 import string
+import time
 from urllib.parse import quote
 
 import pytest
@@ -17,6 +18,7 @@ from stdnum import luhn
 
 from app.extensions import db as _db
 from app.models import Solicitation
+from app.public.forms import sign_served_at
 from app.services.requests.validation import FIELDS, clean_solicitation
 from tests.helpers import csrf_token_from
 
@@ -100,8 +102,12 @@ class Tally:
         self.app, self.client = app, client
         html = client.get(FORM).get_data(as_text=True)
         self.csrf_token = csrf_token_from(html)
-        self.served_at = html.split('name="served_at" value="', 1)[1].split('"', 1)[0]
         self.posted = self.accepted = self.refused = 0
+
+    def served_at(self) -> str:
+        """A new copy of the form (one request is stored per copy), served a minute ago."""
+        with self.app.app_context():
+            return sign_served_at("recrutement", now=time.time() - 60)
 
     def count(self) -> int:
         with self.app.app_context():
@@ -109,9 +115,10 @@ class Tally:
 
     def post(self, fields: dict[str, str], params: dict[str, str] | None = None) -> None:
         query = "&".join(f"{k}={quote(v)}" for k, v in (params or {}).items())
+        served_at = self.served_at()
         response = self.client.post(
             FORM + ("?" + query if query else ""),
-            data={**fields, "csrf_token": self.csrf_token, "served_at": self.served_at},
+            data={**fields, "csrf_token": self.csrf_token, "served_at": served_at},
         )
         self.posted += 1
         assert response.status_code in (303, 422), response.status_code
@@ -203,7 +210,7 @@ def test_bytes_that_are_not_utf8_get_an_answer_not_a_crash(tally):
     body = "&".join(
         [
             f"csrf_token={tally.csrf_token}",
-            f"served_at={tally.served_at}",
+            f"served_at={tally.served_at()}",
             "full_name=" + quote_from_bytes(b"\xed\xa0\x80\xff\xfe Marie"),
             "email=" + quote_from_bytes(b"marie\xc3@exemple.fr"),
             "phone=0612345678",

@@ -97,6 +97,8 @@ class Solicitation(TimestampMixin, db.Model):
     mtm_campaign: Mapped[str | None] = mapped_column(String(200))
     mtm_kwd: Mapped[str | None] = mapped_column(String(200))
     mtm_source: Mapped[str | None] = mapped_column(String(200))
+    # The one-time key of the public form's copy it came from: a second post of it stores nothing.
+    submission_key: Mapped[str | None] = mapped_column(String(40), unique=True)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Set with ``status == "canceled"``: the one fact the desk's tabs and the spam block read.

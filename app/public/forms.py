@@ -7,6 +7,7 @@ for bots: a honeypot field people never see, and the signed time the form was se
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from flask import current_app
@@ -28,20 +29,36 @@ def _serializer() -> URLSafeSerializer:
 
 
 def sign_served_at(subject_slug: str, now: float | None = None) -> str:
-    """The time the form is served, signed (with its subject) so a bot cannot backdate it."""
-    return _serializer().dumps({"s": subject_slug, "t": time.time() if now is None else now})
+    """The time the form is served, signed (with its subject) so a bot cannot backdate it, and
+    a random key of this one copy of the form: a request is stored once per key, so a double
+    click, a replayed post or a bot reusing one signed time stores (and sends) nothing more."""
+    return _serializer().dumps(
+        {"s": subject_slug, "t": time.time() if now is None else now, "k": secrets.token_urlsafe(18)}
+    )
 
 
-def seconds_since_served(token: str | None, subject_slug: str, now: float | None = None) -> float | None:
-    """How long ago the form carrying ``token`` was served; None when the token is missing,
-    forged or made for another subject."""
+def _served(token: str | None, subject_slug: str) -> dict | None:
     try:
         data = _serializer().loads(token or "")
     except BadSignature:
         return None
     if not isinstance(data, dict) or data.get("s") != subject_slug or not isinstance(data.get("t"), int | float):
         return None
-    return (time.time() if now is None else now) - data["t"]
+    return data
+
+
+def seconds_since_served(token: str | None, subject_slug: str, now: float | None = None) -> float | None:
+    """How long ago the form carrying ``token`` was served; None when the token is missing,
+    forged or made for another subject."""
+    data = _served(token, subject_slug)
+    return None if data is None else (time.time() if now is None else now) - data["t"]
+
+
+def submission_key(token: str | None, subject_slug: str) -> str | None:
+    """The one-time key of the copy of the form carrying ``token`` (None for a form without one)."""
+    data = _served(token, subject_slug)
+    key = data.get("k") if data else None
+    return key if isinstance(key, str) and 0 < len(key) <= 40 else None
 
 
 class SolicitationForm(FlaskForm):

@@ -9,15 +9,16 @@ from urllib.parse import urlsplit
 from flask import current_app, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager
 from werkzeug.exceptions import NotFound
 
 from app.extensions import db, limiter, rq
 from app.models import Subject, Theme
 from app.public import bp
-from app.public.forms import BOT_MESSAGE, SolicitationForm, sign_served_at
+from app.public.forms import BOT_MESSAGE, SolicitationForm, sign_served_at, submission_key
 from app.services.errors import ServiceError
-from app.services.requests.solicitations import SolicitationInput, submit_solicitation
+from app.services.requests.solicitations import SolicitationInput, already_submitted, submit_solicitation
 from app.services.requests.validation import clean_tracking
 from app.services.transactions import transaction
 
@@ -100,13 +101,24 @@ def request_form(subject_slug: str):
         return _render_form(subject, form, status=422)
 
     values = form.cleaned.values
+    key = submission_key(form.served_at.data, subject.slug)
+    done = redirect(url_for("public.confirmation", subject_slug=subject.slug), 303)
+    if already_submitted(key) is not None:
+        return done  # this copy of the form was sent already: its confirmation, nothing stored
     try:
         with transaction():
-            submit_solicitation(SolicitationInput(subject_slug=subject.slug, **values, **_tracking()))
+            submit_solicitation(
+                SolicitationInput(subject_slug=subject.slug, **values, **_tracking(), submission_key=key)
+            )
     except ServiceError as error:
         return _render_form(subject, form, status=422, general_errors=[str(error)])
+    except IntegrityError:
+        # The same copy posted twice at once: the other post stored it; this one stores nothing.
+        if already_submitted(key) is None:
+            raise
+        return done
     # 303: the browser follows with a GET, so reloading the confirmation does not post again.
-    return redirect(url_for("public.confirmation", subject_slug=subject.slug), 303)
+    return done
 
 
 @bp.route("/demande/<subject_slug>/merci")

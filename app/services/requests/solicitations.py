@@ -45,6 +45,8 @@ class SolicitationInput:
     mtm_campaign: str | None = None
     mtm_kwd: str | None = None
     mtm_source: str | None = None
+    # The one-time key of the form's copy (``public.forms.submission_key``): stored once.
+    submission_key: str | None = None
 
 
 class InvalidSolicitation(ServiceError):
@@ -56,6 +58,13 @@ class InvalidSolicitation(ServiceError):
 
 
 # ---------------------------------------------------------------- submit
+
+
+def already_submitted(submission_key: str | None) -> Solicitation | None:
+    """The request stored from the form's copy ``submission_key``, if any."""
+    if not submission_key:
+        return None
+    return db.session.scalar(select(Solicitation).where(Solicitation.submission_key == submission_key))
 
 
 def submit_solicitation(data: SolicitationInput) -> Solicitation:
@@ -83,8 +92,11 @@ def submit_solicitation(data: SolicitationInput) -> Solicitation:
         mtm_campaign=clean_tracking(data.mtm_campaign),
         mtm_kwd=clean_tracking(data.mtm_kwd),
         mtm_source=clean_tracking(data.mtm_source),
+        submission_key=data.submission_key,
     )
     db.session.add(solicitation)
+    # A second post of the same form (a double click, two tabs) stops here: the key is unique,
+    # and a concurrent one waits for the first transaction, then fails, before any routing.
     db.session.flush()
     issues, experts = _qualify(solicitation)
     queue_confirmation(solicitation, institution_names(experts))
