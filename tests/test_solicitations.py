@@ -90,6 +90,10 @@ def test_auto_mode_queues_one_confirmation_and_one_email_per_expert(db, app, exp
         assert "sous 5 jours ouvrés" in body
         assert "CCI Lyon Métropole" in body and "Pôle emploi" in body
         assert "Recruter un ou plusieurs salariés" in body
+        assert f"Référence de votre demande : n° {solicitation.id}" in body
+        # Finding 7 of the security review: nothing typed on the form is quoted to an
+        # address nobody has verified yet (the email would relay a stranger's text).
+        assert solicitation.full_name not in body and solicitation.description[:40] not in body
 
     base_url = app.config["BASE_URL"]
     for match in matches:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.dates import paris_text
 from app.extensions import db
 from app.models import Company, Contact, Facility, Match, Need, Solicitation, Subject, User
 from app.models.base import utcnow
@@ -223,15 +224,20 @@ def institution_names(experts: list[RoutedExpert]) -> list[str]:
 
 
 def queue_confirmation(solicitation: Solicitation, institutions: list[str]) -> None:
-    """The business's « Confirmation de votre demande », once per request (its key)."""
+    """The business's « Confirmation de votre demande », once per request (its key).
+
+    The address was typed by whoever filled the form and is not verified yet: the email
+    quotes nothing that person typed (no name, no description), only what the service says
+    (the subject, a reference, the partners), so the form cannot relay a stranger's text from
+    our domain to any address."""
     queue_email(
         f"solicitation:{solicitation.id}:confirmation",
         to=solicitation.email,
         template="solicitation_confirmation",
         context={
             "subject": solicitation.subject.label,
-            "full_name": solicitation.full_name,
-            "description": solicitation.description,
+            "reference": solicitation.id,
+            "sent_on": paris_text(solicitation.created_at or utcnow(), "%d/%m/%Y"),
             "institutions": institutions,
             "callback_promise": CALLBACK_PROMISE,
         },
