@@ -55,6 +55,9 @@ _ALLOWED_CONTROLS = {"\n", "\t"}
 # ---------------------------------------------------------------- posting
 
 
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def clean_body(body: str | None) -> str:
     """The body as stored: line endings unified, surrounding blanks removed, rules checked."""
     text = (body or "").replace("\r\n", "\n").replace("\r", "\n").strip()
@@ -111,7 +114,9 @@ def post_comment(
         user_id=user.id if user is not None else None,
         body=text,
         source=source,
-        attachments=[str(name) for name in attachments],
+        # Names come from email headers: without control characters (a NUL cannot be stored,
+        # nor sent on in the notification, which would then fail at every run).
+        attachments=[_CONTROL_CHARACTERS.sub("", str(name))[:200] for name in attachments],
     )
     db.session.add(comment)
     db.session.flush()

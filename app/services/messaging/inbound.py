@@ -18,6 +18,7 @@ import email
 import email.policy
 import hashlib
 import logging
+import re
 from email.message import Message as EmailMessageBase
 from email.utils import getaddresses
 
@@ -42,18 +43,37 @@ MAX_STORED_TEXT = 100_000
 RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "To", "Cc")
 
 
+# What is read of a header: the first few of its occurrences, each cut to a length no real
+# header reaches, so a message with 20,000 addresses in « To: » costs what a normal one does.
+MAX_HEADER_VALUES = 10
+MAX_HEADER_LENGTH = 4_000
+MAX_ADDRESSES = 50
+_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def _header(message: EmailMessageBase, name: str) -> list[str]:
+    """The values of header ``name``, capped, without control characters: whatever is kept of
+    a header can be stored (a NUL cannot) and shown."""
     try:
-        return [str(value) for value in (message.get_all(name) or [])]
+        values = message.get_all(name) or []
     except Exception:  # noqa: BLE001 - a header the policy cannot parse
         return []
+    cleaned = []
+    for value in values[:MAX_HEADER_VALUES]:
+        try:
+            text = str(value)
+        except Exception:  # noqa: BLE001, S112 - one unreadable value, the others are kept
+            continue
+        cleaned.append(_HEADER_CONTROL.sub("", text[:MAX_HEADER_LENGTH]))
+    return cleaned
 
 
 def _addresses(values: list[str]) -> list[str]:
     try:
-        return [address.strip() for _name, address in getaddresses(values) if address and "@" in address]
+        found = [address.strip() for _name, address in getaddresses(values) if address and "@" in address]
     except Exception:  # noqa: BLE001
         return []
+    return found[:MAX_ADDRESSES]
 
 
 def _reply_tokens(message: EmailMessageBase) -> list[tuple[str, str]]:

@@ -99,6 +99,10 @@ def queue_email(
     if existing is not None:
         return existing
     subject, text, html = render_email(template, **(context or {}))
+    # The last defence of the outbox: a NUL cannot be stored (nor sent), whatever the context
+    # quoted; a message that could not be written would block its whole batch at every run.
+    subject, text = subject.replace("\x00", ""), text.replace("\x00", "")
+    html = html.replace("\x00", "") if html is not None else None
     email = OutboundEmail(
         key=key,
         recipient=to,

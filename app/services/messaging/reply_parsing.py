@@ -164,16 +164,18 @@ def _part_text(part: EmailMessageBase) -> str:
 
 
 def _attachment_name(part: EmailMessageBase) -> str | None:
-    """The name staff and experts see for an attached file; inline images (logos) are not listed."""
+    """The name staff and experts see for an attached file, without control characters (a NUL
+    cannot be stored, nor sent on in a notification); inline images (logos) are not listed."""
     try:
         disposition = (part.get_content_disposition() or "").lower()
         filename = part.get_filename()
     except Exception:  # noqa: BLE001
         return None
+    name = _CONTROL.sub("", str(filename or "")).strip()[:200]
     if disposition == "attachment":
-        return str(filename or "pièce jointe sans nom")[:200]
-    if filename and disposition != "inline":
-        return str(filename)[:200]
+        return name or "pièce jointe sans nom"
+    if name and disposition != "inline":
+        return name
     return None
 
 

@@ -1,0 +1,97 @@
+"""Findings 10 (header parsing), 13 and 14 of the security review and fault campaign: what an
+incoming email may carry (a NUL in its Message-ID or an attachment's name, 20,000 addresses in
+« To: ») is stored clean, read at bounded cost, and never blocks the thread's notifications."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from app.models import Comment, InboundMessage, OutboundEmail
+from app.models.base import utcnow
+from app.services.messaging.discussion import notify_pending_comments
+from app.services.messaging.inbound import MAX_ADDRESSES, _addresses, _header, receive_email
+from app.services.messaging.reply_addresses import reply_address
+from app.services.transactions import transaction
+from tests.factories import make_need
+
+SECRET = "un-secret-partage-assez-long"
+
+
+def _reply(
+    match, *, message_id: str = "<r1@client.example>", attachment: str | None = None, to_extra: str = ""
+) -> bytes:
+    boundary = "frontiere"
+    parts = [
+        f"From: {match.expert.email}",
+        f"To: {reply_address(match)}{to_extra}",
+        "Subject: Re: demande",
+        f"Message-ID: {message_id}",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/mixed; boundary="{boundary}"',
+        "",
+        f"--{boundary}",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        "Je rappelle l'entreprise demain matin.",
+    ]
+    if attachment is not None:
+        parts += [
+            f"--{boundary}",
+            "Content-Type: application/pdf",
+            f'Content-Disposition: attachment; filename="{attachment}"',
+            "Content-Transfer-Encoding: base64",
+            "",
+            "JVBERi0xLjQK",
+        ]
+    parts += [f"--{boundary}--", ""]
+    return "\r\n".join(parts).encode()
+
+
+def test_a_nul_in_the_message_id_is_stored_clean(db, domain):
+    match = make_need(1).matches[0]
+    with transaction():
+        message = receive_email(_reply(match, message_id="<abc\x00def@client.example>"))
+    assert message.state == "posted", message.reason
+    assert "\x00" not in message.message_id
+
+
+def test_the_endpoint_answers_a_nul_message_id_without_a_500(client, app, db, domain, monkeypatch):
+    monkeypatch.setitem(app.config, "INBOUND_EMAIL_SECRET", SECRET)
+    match = make_need(1).matches[0]
+    response = client.post(
+        "/inbound/email",
+        data=_reply(match, message_id="<x\x00y@client.example>"),
+        headers={"X-Inbound-Secret": SECRET, "Content-Type": "message/rfc822"},
+    )
+    assert response.status_code == 200 and response.get_json()["state"] == "posted"
+
+
+def test_a_nul_in_an_attachment_name_blocks_no_notification(db, domain):
+    need = make_need(2, statuses=("quo", "taking_care"))  # the colleague who took it is told
+    writer = need.matches[0]
+    with transaction():
+        receive_email(_reply(writer, attachment="devis\x00.pdf"))
+    comment = db.session.scalar(select(Comment))
+    assert comment.attachments == ["devis.pdf"]
+    notify_pending_comments(now=utcnow() + timedelta(seconds=61))  # (inline already without a worker)
+    digest = [e for e in db.session.scalars(select(OutboundEmail)) if e.key.startswith("comments:")]
+    assert digest and all("\x00" not in e.body_text for e in digest)
+    assert db.session.scalar(select(Comment.notified_at)) is not None
+
+
+def test_twenty_thousand_recipients_are_read_at_bounded_cost(db, domain):
+    match = make_need(1).matches[0]
+    crowd = "".join(f", personne{n}@ailleurs.example" for n in range(20_000))
+    raw = _reply(match, to_extra=crowd)
+    import email
+    import email.policy
+
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert len(_addresses(_header(message, "To"))) <= MAX_ADDRESSES
+    with transaction():
+        stored = receive_email(raw)
+    # Our reply address comes first in « To: »: still found, still posted.
+    assert stored.state == "posted", stored.reason
+    assert len(db.session.scalar(select(InboundMessage.recipient)) or "") < 400
