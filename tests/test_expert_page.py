@@ -188,7 +188,7 @@ def test_an_expired_token_gets_the_french_expired_page(client, need, monkeypatch
     response = client.get(f"/expert/{old}")
     assert response.status_code == 410
     html = response.get_data(as_text=True)
-    assert "Ce lien a expiré" in html and "Demandez un nouveau lien" in html
+    assert "Ce lien a expiré" in html and "Recevoir un nouveau lien par courriel" in html
     assert "Boulangerie Durand" not in html
 
 

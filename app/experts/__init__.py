@@ -25,7 +25,15 @@ from app.services.addressbook.absences import absence_text
 from app.services.audit import acting_as
 from app.services.errors import ServiceError
 from app.services.messaging.discussion import author_label, comment_date, linkify, post_comment, thread
-from app.services.messaging.links import LinkError, match_for_token
+from app.services.messaging.expert_emails import send_fresh_link
+from app.services.messaging.links import (
+    ExpiredLink,
+    LinkError,
+    expert_for_expired_token,
+    inbox_token,
+    link_origin,
+    match_for_token,
+)
 from app.services.requests.matches import allowed_transitions, change_match_status
 from app.services.transactions import transaction
 
@@ -112,6 +120,8 @@ def _render(
     return render_template(
         "experts/need.html",
         token=token,
+        # The inbox link shown here carries this link's issue date: it cannot outlive it.
+        inbox_href=url_for("inbox.inbox_page", token=inbox_token(match.expert, origin=link_origin(token))),
         match=match,
         need=need,
         company=need.facility.company,
@@ -136,8 +146,12 @@ def _render(
     )
 
 
-def link_error_page(error: LinkError):
-    return render_template("experts/link_error.html", title=error.title, message=str(error)), error.http_status
+def link_error_page(error: LinkError, token: str | None = None):
+    """The page of a refused link; an expired one offers a fresh link by email."""
+    renew = token if isinstance(error, ExpiredLink) and token and len(token) < 1000 else None
+    return render_template(
+        "experts/link_error.html", title=error.title, message=str(error), renew_token=renew
+    ), error.http_status
 
 
 @bp.after_request
@@ -165,12 +179,31 @@ def too_many_requests_page(_error):
     return render_template("experts/link_error.html", title="Merci de patienter", message=message), 429
 
 
+@bp.route("/nouveau-lien", methods=["POST"])
+@limiter.limit("5 per hour")
+def fresh_link():
+    """« Recevoir un nouveau lien » from an expired link's page: the links go to the expert's
+    address in the address book (never to a typed one), once a day; the answer says the same
+    whether or not an email left, so the page tells nothing to someone holding an old link."""
+    try:
+        expert, match = expert_for_expired_token(request.form.get("token", ""))
+    except LinkError as error:
+        return link_error_page(error)
+    with transaction():
+        send_fresh_link(expert, match)
+    message = (
+        "Un nouveau lien vient d'être envoyé à l'adresse de l'expert enregistrée dans l'annuaire "
+        "(un seul envoi par jour). Il est valable aussi longtemps qu'un lien reçu avec une nouvelle demande."
+    )
+    return render_template("experts/link_error.html", title="Nouveau lien envoyé", message=message, sent=True)
+
+
 @bp.route("/<token>", methods=["GET", "POST"])
 def need_page(token: str):
     try:
         match = match_for_token(token)
     except LinkError as error:
-        return link_error_page(error)
+        return link_error_page(error, token)
     if request.method == "GET":
         return _render(token, match)
 
@@ -190,7 +223,7 @@ def comment(token: str):
     try:
         match = match_for_token(token)
     except LinkError as error:
-        return link_error_page(error)
+        return link_error_page(error, token)
     body = request.form.get("body", "")
     try:
         with acting_as(f"expert {match.expert.email} (lien)"), transaction():

@@ -15,7 +15,7 @@ from app.experts import STATUS_BADGES, link_error_page, private_headers, too_man
 from app.extensions import limiter
 from app.models.requests import MATCH_STATUS_LABELS
 from app.services.messaging.inbox import TABS, inbox
-from app.services.messaging.links import LinkError, expert_for_inbox_token, expert_token, inbox_token
+from app.services.messaging.links import LinkError, expert_for_inbox_token, expert_token, link_origin
 from app.services.requests.satisfaction import answer_summary, answers_for_expert
 
 bp = Blueprint("inbox", __name__)
@@ -24,25 +24,21 @@ bp.after_request(private_headers)
 bp.register_error_handler(TooManyRequests, too_many_requests_page)
 
 
-@bp.app_template_global()
-def inbox_link(expert) -> str:
-    """The inbox of ``expert``, relative to the site, for the expert's page (« Toutes mes demandes »)."""
-    return url_for("inbox.inbox_page", token=inbox_token(expert))
-
-
 @bp.route("/mes-demandes/<token>")
 def inbox_page(token: str):
     try:
         expert = expert_for_inbox_token(token)
     except LinkError as error:
-        return link_error_page(error)
+        return link_error_page(error, token)
     box = inbox(expert, request.args.get("onglet"))
+    # The need links shown here carry this link's issue date: they cannot outlive it.
+    origin = link_origin(token, inbox=True)
     return render_template(
         "experts/inbox.html",
         token=token,
         box=box,
         tabs=TABS,
-        need_href=lambda match: url_for("experts.need_page", token=expert_token(match)),
+        need_href=lambda match: url_for("experts.need_page", token=expert_token(match, origin=origin)),
         received_on=lambda match: format_date(match.created_at, "d MMMM y"),
         status_labels=MATCH_STATUS_LABELS,
         badges=STATUS_BADGES,

@@ -1,11 +1,18 @@
 """The « nouvelle demande » email an expert receives for a match, whoever created the match
-(automatic routing, staff sending a request, staff adding or reassigning an expert)."""
+(automatic routing, staff sending a request, staff adding or reassigning an expert), and the
+fresh links an expert asks for from an expired link's page."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
-from app.models import Match
+from sqlalchemy import select
+
+from app.dates import paris_text
+from app.extensions import db
+from app.models import Expert, Match, OutboundEmail
+from app.models.base import utcnow
 from app.services.messaging import links
 from app.services.messaging.outbox import queue_email
 from app.services.messaging.reply_addresses import reply_address
@@ -52,5 +59,27 @@ def queue_new_match_email(match: Match, *, other_count: int, key_suffix: str = "
             "other_count": other_count,
         },
         reply_to=reply_address(match),
+    )
+    return True
+
+
+def send_fresh_link(expert: Expert, match: Match | None, *, now: datetime | None = None) -> bool:
+    """« Recevoir un nouveau lien », asked from an expired link's page: fresh links to the
+    expert's inbox (and to the need the old link opened), sent to the address in the address
+    book, never to one typed on the page. Once a day at most; False when already sent today."""
+    now = now or utcnow()
+    key = f"expert:{expert.id}:nouveau-lien:{paris_text(now, '%Y-%m-%d')}"
+    if db.session.scalar(select(OutboundEmail.id).where(OutboundEmail.key == key)) is not None:
+        return False
+    queue_email(
+        key,
+        to=expert.email,
+        template="expert_fresh_link",
+        context={
+            "expert_name": expert.full_name,
+            "inbox_url": links.inbox_url(expert),
+            "need_url": links.expert_url(match) if match is not None else None,
+            "subject": match.need.subject.label if match is not None else None,
+        },
     )
     return True

@@ -5,9 +5,16 @@ The token carries the match and the expert it was issued to; it is refused when 
 with, older than ``EXPERT_LINK_MAX_AGE_DAYS``, or revoked (match gone, expert deleted or no
 longer the match's expert). The inbox link works the same way for all of one expert's matches,
 under its own salt so that neither kind of token opens the other's page.
+
+A page opened by a link shows other links (the inbox from a need, each need from the inbox):
+those carry the *original* issue date of the link that was used (``o``), so no chain of pages
+makes a link outlive the one it came from. An expired link's page offers a fresh one, sent by
+email to the expert's address in the address book (``expert_for_expired_token``).
 """
 
 from __future__ import annotations
+
+import time
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -49,8 +56,13 @@ def _max_age() -> int:
     return int(current_app.config.get("EXPERT_LINK_MAX_AGE_DAYS", 90)) * 86400
 
 
-def expert_token(match: Match) -> str:
-    return _serializer().dumps({"m": match.id, "e": match.expert_id})
+def _with_origin(payload: dict, origin: int | None) -> dict:
+    return {**payload, "o": int(origin)} if origin is not None else payload
+
+
+def expert_token(match: Match, *, origin: int | None = None) -> str:
+    """``origin``: the issue date of the link the page showing this one was opened with."""
+    return _serializer().dumps(_with_origin({"m": match.id, "e": match.expert_id}, origin))
 
 
 def expert_url(match: Match) -> str:
@@ -58,13 +70,50 @@ def expert_url(match: Match) -> str:
     return f"{current_app.config['BASE_URL']}/expert/{expert_token(match)}"
 
 
-def _load(token: str, salt: str):
+_EXPIRED = "Ce lien a expiré. Recevez un nouveau lien par courriel, à votre adresse habituelle."
+
+
+def _signed(token: str, salt: str, max_age: int | None) -> tuple[dict, int]:
+    """The payload and the link's issue date (its own, or the one it inherited)."""
     try:
-        return _serializer(salt).loads(token, max_age=_max_age())
+        payload, signed_at = _serializer(salt).loads(token, max_age=max_age, return_timestamp=True)
     except SignatureExpired:
-        raise ExpiredLink("Ce lien a expiré. Demandez un nouveau lien à l'équipe Place des Entreprises.") from None
+        raise ExpiredLink(_EXPIRED) from None
     except BadSignature:
         raise InvalidLink("Ce lien n'est pas valide. Vérifiez qu'il a été copié en entier.") from None
+    if not isinstance(payload, dict):
+        raise InvalidLink("Ce lien n'est pas valide. Vérifiez qu'il a été copié en entier.")
+    origin = payload.get("o")
+    issued = origin if isinstance(origin, int) else int(signed_at.timestamp())
+    return payload, min(issued, int(signed_at.timestamp()))
+
+
+def _load(token: str, salt: str):
+    payload, issued = _signed(token, salt, _max_age())
+    if time.time() - issued > _max_age():
+        raise ExpiredLink(_EXPIRED)
+    return payload
+
+
+def link_origin(token: str, *, inbox: bool = False) -> int:
+    """The issue date links shown on the page opened by ``token`` must carry."""
+    return _signed(token, _INBOX_SALT if inbox else _SALT, None)[1]
+
+
+def expert_for_expired_token(token: str) -> tuple[Expert, Match | None]:
+    """The expert (and the match) of a genuine link, however old: whom to send a fresh link.
+    A forged or altered token is refused as usual."""
+    for salt in (_SALT, _INBOX_SALT):
+        try:
+            payload, _issued = _signed(token, salt, None)
+        except InvalidLink:
+            continue
+        expert = db.session.get(Expert, payload.get("e"))
+        if expert is None or expert.deleted_at is not None or not expert.email:
+            raise LinkError("Ce lien n'est plus actif : il ne correspond plus à un expert de l'annuaire.")
+        match = db.session.get(Match, payload.get("m")) if salt == _SALT else None
+        return expert, match if match is not None and match.expert_id == expert.id else None
+    raise InvalidLink("Ce lien n'est pas valide. Vérifiez qu'il a été copié en entier.")
 
 
 def match_for_token(token: str) -> Match:
@@ -78,8 +127,8 @@ def match_for_token(token: str) -> Match:
 # ---------------------------------------------------------------- the expert's inbox
 
 
-def inbox_token(expert: Expert) -> str:
-    return _serializer(_INBOX_SALT).dumps({"e": expert.id})
+def inbox_token(expert: Expert, *, origin: int | None = None) -> str:
+    return _serializer(_INBOX_SALT).dumps(_with_origin({"e": expert.id}, origin))
 
 
 def inbox_url(expert: Expert) -> str:
