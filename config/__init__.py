@@ -111,6 +111,12 @@ class Config:
     INBOUND_EMAIL_SECRET = os.environ.get("INBOUND_EMAIL_SECRET") or None
     # A reply address older than this is refused (held for staff): long enough for a slow answer.
     INBOUND_REPLY_MAX_AGE_DAYS = int(os.environ.get("INBOUND_REPLY_MAX_AGE_DAYS", "180"))
+    # Replies must pass DKIM or SPF for the expert's domain, as the receiving MTA recorded in
+    # « Authentication-Results »: "auto" when the header is there, "on" always, "off" never.
+    INBOUND_REQUIRE_AUTH = os.environ.get("INBOUND_REQUIRE_AUTH", "auto").strip().lower()
+    # The MTA's authserv-id: only its own « Authentication-Results » are read (any other could
+    # have been written by the sender). Unset: every such header is read.
+    INBOUND_AUTHSERV_ID = (os.environ.get("INBOUND_AUTHSERV_ID") or "").strip().lower() or None
 
     # Comments posted within this many seconds of each other make one notification email.
     COMMENT_GROUPING_SECONDS = int(os.environ.get("COMMENT_GROUPING_SECONDS", "60"))

@@ -95,3 +95,69 @@ def test_twenty_thousand_recipients_are_read_at_bounded_cost(db, domain):
     # Our reply address comes first in « To: »: still found, still posted.
     assert stored.state == "posted", stored.reason
     assert len(db.session.scalar(select(InboundMessage.recipient)) or "") < 400
+
+
+# ---------------------------------------------------------------- finding 8: the sender's authentication
+
+
+def _with_results(raw: bytes, *results: str) -> bytes:
+    headers = "".join(f"Authentication-Results: {value}\r\n" for value in results)
+    return headers.encode() + raw
+
+
+def test_a_reply_the_mta_could_not_authenticate_is_held(db, domain):
+    match = make_need(1).matches[0]
+    expert_domain = match.expert.email.split("@")[1]
+    failed = _with_results(
+        _reply(match, message_id="<spoof@x>"),
+        f"mx.place.example; dkim=fail header.d={expert_domain}; spf=softfail smtp.mailfrom=pirate.example",
+    )
+    with transaction():
+        held = receive_email(failed)
+    assert held.state == "held"
+    assert held.reason.startswith("Authentification non vérifiée : ni DKIM ni SPF ne valident le domaine")
+    other_domain = _with_results(
+        _reply(match, message_id="<spoof2@x>"), "mx.place.example; dkim=pass header.d=pirate.example"
+    )
+    with transaction():
+        assert receive_email(other_domain).state == "held"
+
+
+def test_dkim_or_spf_for_the_experts_domain_lets_the_reply_in(db, domain):
+    match = make_need(1).matches[0]
+    expert_domain = match.expert.email.split("@")[1]
+    for n, result in enumerate(
+        (
+            f"mx.place.example; dkim=pass header.d={expert_domain} header.s=sel; spf=fail smtp.mailfrom=x",
+            f"mx.place.example; spf=pass smtp.mailfrom={match.expert.email}",
+            f"mx.place.example; dkim=pass header.d=mail.{expert_domain}",
+        )
+    ):
+        with transaction():
+            posted = receive_email(_with_results(_reply(match, message_id=f"<ok{n}@x>"), result))
+        assert posted.state == "posted", (result, posted.reason)
+
+
+def test_without_results_the_mode_decides(app, db, domain, monkeypatch):
+    match = make_need(1).matches[0]
+    with transaction():
+        assert receive_email(_reply(match, message_id="<auto@x>")).state == "posted"  # auto: nothing to check
+    monkeypatch.setitem(app.config, "INBOUND_REQUIRE_AUTH", "on")
+    with transaction():
+        held = receive_email(_reply(match, message_id="<on@x>"))
+    assert held.state == "held" and held.reason.startswith("Authentification absente")
+
+
+def test_only_the_mtas_own_results_count(app, db, domain, monkeypatch):
+    """A sender can write an « Authentication-Results » of its own: with the MTA's authserv-id
+    configured, only the MTA's header is read."""
+    monkeypatch.setitem(app.config, "INBOUND_AUTHSERV_ID", "mx.place.example")
+    match = make_need(1).matches[0]
+    expert_domain = match.expert.email.split("@")[1]
+    forged = _with_results(
+        _reply(match, message_id="<forged@x>"),
+        f"faux.example; dkim=pass header.d={expert_domain}",
+        "mx.place.example; dkim=fail header.d=pirate.example",
+    )
+    with transaction():
+        assert receive_email(forged).state == "held"

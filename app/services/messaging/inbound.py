@@ -114,6 +114,53 @@ def _match_for(claim: TokenClaim, sender: str | None) -> Match:
     return match
 
 
+# ---------------------------------------------------------------- the sender's authentication
+
+_RESULT = re.compile(r"\b(dkim|spf|dmarc)\s*=\s*(\w+)([^;]*)", re.IGNORECASE)
+_PROPERTY = re.compile(r"\b(header\.d|header\.i|header\.from|smtp\.mailfrom)\s*=\s*\"?([^\s;\"]+)", re.IGNORECASE)
+
+
+def _aligned(domain: str, sender_domain: str) -> bool:
+    """Relaxed alignment: the same domain, or one a subdomain of the other."""
+    domain = domain.lower().lstrip("@").split("@")[-1].rstrip(".")
+    return bool(domain) and (
+        domain == sender_domain or domain.endswith("." + sender_domain) or sender_domain.endswith("." + domain)
+    )
+
+
+def _authentication_refusal(message: EmailMessageBase, sender: str) -> str | None:
+    """Why a reply cannot be trusted on its ``From`` alone, or None.
+
+    The receiving MTA records what it checked in « Authentication-Results » (RFC 8601): a
+    reply passes when DKIM, SPF or DMARC passed for the expert's own domain. Without such a
+    header, ``INBOUND_REQUIRE_AUTH=auto`` trusts the token and the sender as before (an MTA
+    that does not check cannot say more); ``on`` holds the reply."""
+    config = current_app.config
+    mode = config.get("INBOUND_REQUIRE_AUTH", "auto")
+    if mode == "off":
+        return None
+    authserv = config.get("INBOUND_AUTHSERV_ID")
+    headers = _header(message, "Authentication-Results")
+    if authserv:
+        headers = [h for h in headers if h.split(";", 1)[0].strip().lower() == authserv]
+    if not headers:
+        if mode == "on":
+            return "Authentification absente : le serveur de réception n'a pas indiqué de résultat DKIM ou SPF."
+        return None
+    sender_domain = sender.rsplit("@", 1)[-1].strip().lower()
+    for header in headers:
+        for _method, result, properties in _RESULT.findall(header):
+            if result.lower() != "pass":
+                continue
+            for _name, value in _PROPERTY.findall(properties):
+                if _aligned(value, sender_domain):
+                    return None
+    return (
+        f"Authentification non vérifiée : ni DKIM ni SPF ne valident le domaine {sender_domain} "
+        "de l'expéditeur (message peut-être usurpé)."
+    )
+
+
 # ---------------------------------------------------------------- receiving
 
 
@@ -184,6 +231,10 @@ def receive_email(raw: bytes) -> InboundMessage:
         break
     if match is None:
         return _store(reason=str(first_refusal), text=text, **fields)
+
+    refusal = _authentication_refusal(message, sender)
+    if refusal is not None:
+        return _store(reason=refusal, text=text, **fields)
 
     body = clean_reply(text)
     if not body:
