@@ -152,11 +152,15 @@ class Config:
     # Accounts: invitation and reset links, lockout, sessions, breached passwords.
     INVITATION_MAX_AGE_HOURS = int(os.environ.get("INVITATION_MAX_AGE_HOURS", "72"))
     PASSWORD_RESET_MAX_AGE_MINUTES = int(os.environ.get("PASSWORD_RESET_MAX_AGE_MINUTES", "60"))
-    # Consecutive failed logins that lock an account, and for how long; the same count per
-    # address (known or not) trips the login page's rate limit, so a lock reveals nothing.
+    # Failed logins on an address from one origin (IP address) that lock that origin out of
+    # it, and for how long (an unknown address locks the same way: a lock reveals nothing);
+    # the owner elsewhere is not locked out, and is told by email.
     LOGIN_MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))
     LOGIN_LOCK_MINUTES = int(os.environ.get("LOGIN_LOCK_MINUTES", "15"))
-    # Login posts per client address (Flask-Limiter syntax), on top of the per-address count.
+    # Failures on an address from every origin slow its next attempts down, never lock it.
+    LOGIN_SLOWDOWN_SECONDS = float(os.environ.get("LOGIN_SLOWDOWN_SECONDS", "0.5"))
+    LOGIN_SLOWDOWN_MAX_SECONDS = float(os.environ.get("LOGIN_SLOWDOWN_MAX_SECONDS", "3"))
+    # Login posts per client address (Flask-Limiter syntax).
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
     # « Mot de passe oublié » posts per client address, and reset emails per address asked for.
     PASSWORD_RESET_RATE_LIMIT = os.environ.get("PASSWORD_RESET_RATE_LIMIT", "5 per minute; 20 per hour")
@@ -192,6 +196,7 @@ class DevelopmentConfig(Config):
 
 class TestingConfig(Config):
     ENV_NAME = "testing"
+    LOGIN_SLOWDOWN_SECONDS = 0.0
     TESTING = True
     SECRET_KEY = "test-only-not-secret"  # noqa: S105 - tests only
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "sqlite://")

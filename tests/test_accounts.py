@@ -23,7 +23,7 @@ from app.models import OutboundEmail, User
 from app.models.base import utcnow
 from app.services.transactions import transaction
 from tests.factories import AntenneFactory, InstitutionFactory
-from tests.helpers import body, csrf_token_from, login
+from tests.helpers import body, csrf_token_from, login, text
 
 PASSWORD = "motdepasse-tres-long"
 NEW_PASSWORD = "vélo-rouge-tulipe-7-orage"
@@ -407,12 +407,13 @@ def test_a_reset_lifts_a_lock(client, db, admin_user):
 
     for _ in range(5):
         login(client, admin_user.email, "pas-le-bon-mot-de-passe")
-    db.session.refresh(admin_user)
-    assert admin_user.locked_until is not None
+    assert login(client, admin_user.email).status_code == 429  # this origin is locked out
     request_password_reset(admin_user.email)
-    assert choose(client, path_in(outbox()[0], "mot-de-passe"), NEW_PASSWORD).status_code == 302
+    assert choose(client, path_in(outbox("password-reset")[0], "mot-de-passe"), NEW_PASSWORD).status_code == 302
     db.session.refresh(admin_user)
-    assert admin_user.locked_until is None
+    assert admin_user.failed_logins == 0
+    other = client.application.test_client()
+    assert login(other, admin_user.email, NEW_PASSWORD).status_code == 302
 
 
 def test_staff_send_a_reset_link_and_see_the_state(admin_client, db, cci):
@@ -443,28 +444,61 @@ def test_login_answers_the_same_for_unknown_addresses_wrong_passwords_and_locked
 
     for _ in range(4):
         login(client, admin_user.email, "pas-le-bon-mot-de-passe")
-    locked = login(client, admin_user.email, PASSWORD)  # the right password, on a locked account
-    assert locked.status_code == 422
-    assert without_tokens(body(locked)) == without_tokens(body(wrong))
+        login(client, "personne@place.example", "pas-le-bon-mot-de-passe")
+    locked = login(client, admin_user.email, PASSWORD)  # the right password, from a locked origin
+    unknown_locked = login(client, "personne@place.example", PASSWORD)
+    assert locked.status_code == unknown_locked.status_code == 429
+    assert without_tokens(body(locked), admin_user.email) == without_tokens(
+        body(unknown_locked), "personne@place.example"
+    )
 
 
-def test_an_account_locks_after_five_failures_and_unlocks_after_the_delay(client, db, admin_user):
+def test_failures_lock_their_origin_only_and_unlock_after_the_delay(client, db, admin_user):
+    """Finding 6 of the security review: anyone could lock any account. Five failures now lock
+    the address for the origin they came from: the owner elsewhere still logs in, and is told."""
     from app.services.accounts.users import authenticate
 
-    for _ in range(4):
-        assert login(client, admin_user.email, "pas-le-bon-mot-de-passe").status_code == 422
-    db.session.refresh(admin_user)
-    assert (admin_user.failed_logins, admin_user.locked_until) == (4, None)
-    login(client, admin_user.email, "pas-le-bon-mot-de-passe")
-    db.session.refresh(admin_user)
-    assert admin_user.locked_until is not None
-    assert login(client, admin_user.email, PASSWORD).status_code == 422
+    attacker = "203.0.113.66"
+    for _ in range(5):
+        assert authenticate(admin_user.email, "pas-le-bon-mot-de-passe", origin=attacker) is None
+    assert authenticate(admin_user.email, PASSWORD, origin=attacker) is None  # locked there
+    assert authenticate(admin_user.email, PASSWORD, origin="198.51.100.7") == admin_user  # not elsewhere
 
+    for _ in range(5):
+        authenticate(admin_user.email, "pas-le-bon-mot-de-passe", origin=attacker)
     locked_at = utcnow()
-    assert authenticate(admin_user.email, PASSWORD, now=locked_at + timedelta(minutes=14)) is None
-    assert authenticate(admin_user.email, PASSWORD, now=locked_at + timedelta(minutes=16)) == admin_user
+    assert authenticate(admin_user.email, PASSWORD, origin=attacker, now=locked_at + timedelta(minutes=14)) is None
+    assert (
+        authenticate(admin_user.email, PASSWORD, origin=attacker, now=locked_at + timedelta(minutes=16)) == admin_user
+    )
     db.session.refresh(admin_user)
-    assert (admin_user.failed_logins, admin_user.locked_until) == (0, None)
+    assert admin_user.failed_logins == 0
+
+
+def test_the_owner_is_told_by_email_once_an_hour(client, db, admin_user):
+    from app.services.accounts.users import authenticate
+
+    for n in range(10):
+        authenticate(admin_user.email, "pas-le-bon-mot-de-passe", origin=f"203.0.113.{n}")
+    (warning,) = outbox("tentatives")
+    assert warning.recipient == admin_user.email
+    assert warning.subject == "Tentatives de connexion sur votre compte Place des Entreprises"
+    assert "5 tentatives de connexion à votre compte Place des Entreprises ont échoué d'affilée" in warning.body_text
+
+
+def test_failures_from_everywhere_slow_the_address_down(app, db, admin_user, monkeypatch):
+    from app.services.accounts.users import authenticate, login_delay
+
+    monkeypatch.setitem(app.config, "LOGIN_SLOWDOWN_SECONDS", 0.5)
+    for n in range(5):
+        authenticate(admin_user.email, "pas-le-bon-mot-de-passe", origin=f"203.0.113.{n}")
+    assert login_delay(admin_user.email) == 0.0
+    for n in range(3):
+        authenticate(admin_user.email, "pas-le-bon-mot-de-passe", origin=f"198.51.100.{n}")
+    assert login_delay(admin_user.email) == 1.5
+    for n in range(20):
+        authenticate(admin_user.email, "pas-le-bon-mot-de-passe", origin=f"192.0.2.{n}")
+    assert login_delay(admin_user.email) == app.config["LOGIN_SLOWDOWN_MAX_SECONDS"]
 
 
 def test_a_success_resets_the_count(client, db, admin_user):
@@ -482,10 +516,11 @@ def test_staff_see_and_lift_a_lock(admin_client, app, db, cci):
     user = create_user("bloque@cci.example", role="referent", password=PASSWORD, institution_slug="cci-rhone")
     for _ in range(5):
         login(app.test_client(), user.email, "pas-le-bon-mot-de-passe")
-    assert "Verrouillé jusqu&#39;au" in body(admin_client.get("/admin/user/"))
+    assert "5 échecs de connexion consécutifs" in text(admin_client.get("/admin/user/"))
+    assert login(app.test_client(), user.email).status_code == 429
     post_action(admin_client, "user", "deverrouiller", [user.id])
     db.session.refresh(user)
-    assert user.locked_until is None
+    assert user.failed_logins == 0
     assert login(app.test_client(), user.email).status_code == 302
 
 
@@ -516,7 +551,7 @@ def test_too_many_attempts_on_any_address_get_the_same_429(limited, admin_user):
             answers[address] = (statuses, without_tokens(body(login(client, address, PASSWORD)), address))
     assert answers[admin_user.email] == answers["personne@place.example"]
     statuses, page = answers[admin_user.email]
-    assert statuses == [422] * 5 + [429]
+    assert statuses == [422] * 4 + [429, 429]
     assert "Trop de tentatives : réessayez dans quelques minutes." in page
 
 

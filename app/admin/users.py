@@ -25,13 +25,19 @@ from wtforms.validators import Optional
 from app.admin.base import ReadOnlyModelView, SecureModelView
 from app.admin.fields import antenne_lookup
 from app.admin.filters import DeletedFilter, LazyOptions
-from app.auth import forget_login_failures
 from app.extensions import db
 from app.models import ROLE_LABELS, Antenne, AuditEvent, Institution, User
 from app.models.base import utcnow
 from app.services.accounts.accounts import account_state, invite_user, resend_invitation, send_password_reset, unlock
 from app.services.accounts.passwords import check_password
-from app.services.accounts.users import check_scope, create_user, delete_user, hash_password, normalize_email
+from app.services.accounts.users import (
+    check_scope,
+    create_user,
+    delete_user,
+    forget_failures,
+    hash_password,
+    normalize_email,
+)
 from app.services.audit import tracked_models
 from app.services.errors import ServiceError
 from app.services.transactions import transaction
@@ -177,7 +183,7 @@ class UserView(SecureModelView):
             check_password(new_password.data, model)
             model.password_hash = hash_password(new_password.data)
             model.password_changed_at = utcnow()
-            model.failed_logins, model.locked_until = 0, None
+            forget_failures(model)
 
     @action(
         "renvoyer_invitation",
@@ -198,11 +204,7 @@ class UserView(SecureModelView):
 
     @action("deverrouiller", "Déverrouiller", "Déverrouiller les comptes sélectionnés ?")
     def action_unlock(self, ids: list[str]) -> None:
-        def unlock_everywhere(user: User) -> None:
-            unlock(user)
-            forget_login_failures(user.email)
-
-        self.run_action(ids, unlock_everywhere, "{count} compte(s) déverrouillé(s).")
+        self.run_action(ids, unlock, "{count} compte(s) déverrouillé(s).")
 
     @action(
         "supprimer", "Supprimer", "Supprimer les comptes sélectionnés ? Leurs données personnelles seront effacées."

@@ -41,7 +41,7 @@ from app.extensions import db, limiter
 from app.models import User
 from app.services import audit
 from app.services.accounts import accounts, passwords, sessions
-from app.services.accounts.users import authenticate
+from app.services.accounts.users import authenticate, login_delay, origin_locked
 from app.services.errors import ServiceError
 from app.services.transactions import transaction
 
@@ -52,7 +52,6 @@ WRONG_CREDENTIALS = "Adresse email ou mot de passe incorrect."
 RESET_REQUESTED = "Si un compte existe pour cette adresse, un email vient de lui être envoyé."
 # Session keys (Flask-Login's own start with an underscore too).
 FINGERPRINT, LOGIN_AT, SEEN_AT, SERVER_SESSION = "_pde_fp", "_pde_login_at", "_pde_seen", "_pde_sid"
-LOGIN_ADDRESS_SCOPE = "login-address"
 RESET_ADDRESS_SCOPE = "reset-address"
 
 
@@ -114,23 +113,6 @@ class ChangePasswordForm(FlaskForm):
 def _submitted_address(prefix: str) -> str:
     address = (request.form.get("email") or "").strip().lower()[:254]
     return f"{prefix}:{address}" if address else f"{prefix}-ip:{get_remote_address()}"
-
-
-def _login_failures_limit() -> str:
-    config = current_app.config
-    return f"{config['LOGIN_MAX_FAILURES']} per {config['LOGIN_LOCK_MINUTES']} minutes"
-
-
-def forget_login_failures(email: str | None) -> None:
-    """Staff's « Déverrouiller » also clears the login page's count for the address, or the
-    person would still read « Trop de tentatives » until the window ends."""
-    from limits import parse
-
-    if not email or not limiter.enabled or not limiter.initialized:
-        return
-    identifiers = [f"login:{email.strip().lower()}", LOGIN_ADDRESS_SCOPE]
-    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX") or ""
-    limiter.limiter.clear(parse(_login_failures_limit()), *([prefix] if prefix else []), *identifiers)
 
 
 def _too_many_login_attempts(_limit):
@@ -229,26 +211,23 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/connexion", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"], on_breach=_too_many_login_attempts)
-@limiter.shared_limit(
-    _login_failures_limit,
-    scope=LOGIN_ADDRESS_SCOPE,
-    key_func=lambda: _submitted_address("login"),
-    methods=["POST"],
-    deduct_when=lambda response: response.status_code != 302,
-    on_breach=_too_many_login_attempts,
-)
 def login():
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
-        # Committed whatever the answer: a failed attempt counts towards the lock.
+        origin = get_remote_address() or "inconnue"
+        # Committed whatever the answer: a failed attempt counts towards this origin's lock.
         with transaction():
-            user = authenticate(form.email.data, form.password.data)
+            user = authenticate(form.email.data, form.password.data, origin=origin)
         if user is not None:
             _start_session(user)
             return redirect(_safe_next(request.args.get("next")))
+        # Failures from every origin slow the address down; they lock only the origin they came from.
+        time.sleep(login_delay(form.email.data))
+        if origin_locked(form.email.data, origin):
+            return _too_many_login_attempts(None)
         form.password.errors.append(WRONG_CREDENTIALS)
         status = 422
     elif request.method == "POST":

@@ -44,7 +44,7 @@ from app.models.requests import (
     Need,
     Solicitation,
 )
-from app.models.users import ROLE_LABELS, ROLES, User, UserSession
+from app.models.users import ROLE_LABELS, ROLES, LoginFailure, User, UserSession
 
 __all__ = [
     "COMMENT_SOURCES",
@@ -84,6 +84,7 @@ __all__ = [
     "InboundMessage",
     "Institution",
     "InstitutionSubject",
+    "LoginFailure",
     "Match",
     "Need",
     "NeedStar",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -87,3 +87,19 @@ class UserSession(db.Model):
             name="end_reason",
         ),
     )
+
+
+class LoginFailure(db.Model):
+    """One failed login, for an address (an account or not) from one origin (IP address).
+
+    Failures lock an address for the origin they come from only: an attacker's attempts do not
+    lock the owner out from elsewhere. Kept for the lock's window, then deleted."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(254))
+    origin: Mapped[str] = mapped_column(String(45))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_login_failures_address_created_at", "address", "created_at"),)

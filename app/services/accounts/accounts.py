@@ -25,7 +25,7 @@ from app.extensions import db
 from app.models import ROLES, Antenne, Institution, OutboundEmail, User
 from app.models.base import utcnow
 from app.services.accounts.passwords import PasswordRejected, WrongCurrentPassword
-from app.services.accounts.users import check_scope, normalize_email, set_password, verify_password
+from app.services.accounts.users import check_scope, forget_failures, normalize_email, set_password, verify_password
 from app.services.errors import ServiceError
 from app.services.messaging.outbox import queue_email, render_email
 
@@ -68,8 +68,9 @@ def role_and_scope(user: User) -> str:
     return "Référent sans rattachement"
 
 
-def is_locked(user: User, now: datetime | None = None) -> bool:
-    return user.locked_until is not None and as_utc(user.locked_until) > (now or utcnow())
+def recent_failures(user: User) -> int:
+    """Failed logins in a row on the account (from any origin): what staff see."""
+    return user.failed_logins or 0
 
 
 def account_state(user: User, now: datetime | None = None) -> str:
@@ -77,8 +78,8 @@ def account_state(user: User, now: datetime | None = None) -> str:
     now = now or utcnow()
     if user.deleted_at is not None:
         return "Supprimé"
-    if is_locked(user, now):
-        return f"Verrouillé jusqu'au {moment_text(user.locked_until)}"
+    if recent_failures(user) >= int(current_app.config.get("LOGIN_MAX_FAILURES", 5)):
+        return f"{recent_failures(user)} échecs de connexion consécutifs (origines bloquées {current_app.config.get('LOGIN_LOCK_MINUTES', 15)} min)"
     if not user.password_hash:
         if user.invited_at is None:
             return "Sans mot de passe (à inviter)"
@@ -360,10 +361,8 @@ def change_password(user: User, current: str, new: str, *, now: datetime | None 
 
 
 def unlock(user: User) -> User:
-    """Staff's « Déverrouiller »."""
-    user.locked_until = None
-    user.failed_logins = 0
-    db.session.flush()
+    """Staff's « Déverrouiller »: every origin the failures locked may try again."""
+    forget_failures(user)
     return user
 
 

@@ -11,15 +11,15 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
-from app.dates import as_utc
 from app.extensions import db
-from app.models import ROLES, Antenne, Institution, User
+from app.models import ROLES, Antenne, Institution, LoginFailure, User
 from app.models.base import utcnow
 from app.services.accounts import sessions
 from app.services.accounts.passwords import check_password
 from app.services.errors import ServiceError
+from app.services.messaging.outbox import queue_email
 
 _hasher = PasswordHasher()
 # Verified against when the address is unknown, so a wrong email costs as long as a wrong password.
@@ -117,9 +117,7 @@ def set_password(user: User, password: str, *, now: datetime | None = None) -> N
     check_password(password, user)
     user.password_hash = hash_password(password)
     user.password_changed_at = now or utcnow()
-    user.failed_logins = 0
-    user.locked_until = None
-    db.session.flush()
+    forget_failures(user)
 
 
 def _verify(stored: str, password: str) -> bool:
@@ -133,38 +131,103 @@ def verify_password(user: User, password: str) -> bool:
     return bool(user.password_hash) and _verify(user.password_hash, password)
 
 
-def authenticate(email: str, password: str, *, now: datetime | None = None) -> User | None:
+def _window(now: datetime) -> datetime:
+    return now - timedelta(minutes=int(current_app.config.get("LOGIN_LOCK_MINUTES", 15)))
+
+
+def _max_failures() -> int:
+    return int(current_app.config.get("LOGIN_MAX_FAILURES", 5))
+
+
+def _failures(address: str, now: datetime, origin: str | None = None) -> int:
+    query = select(func.count(LoginFailure.id)).where(
+        LoginFailure.address == address, LoginFailure.created_at > _window(now)
+    )
+    if origin is not None:
+        query = query.where(LoginFailure.origin == origin)
+    return db.session.scalar(query) or 0
+
+
+def origin_locked(email: str, origin: str, *, now: datetime | None = None) -> bool:
+    """Whether ``origin`` failed ``LOGIN_MAX_FAILURES`` times on this address within the lock's
+    window: that origin, and that origin only, is refused for the address meanwhile (an
+    unknown address locks the same way, so a lock tells nothing about accounts)."""
+    address = (email or "").strip().lower()[:254]
+    return _failures(address, now or utcnow(), origin[:45]) >= _max_failures()
+
+
+def login_delay(email: str, *, now: datetime | None = None) -> float:
+    """Seconds to wait before answering a failed login on this address: failures from every
+    origin slow the next attempts down (``LOGIN_SLOWDOWN_SECONDS`` each beyond the allowed
+    count, up to ``LOGIN_SLOWDOWN_MAX_SECONDS``), which no attacker can turn into a lock."""
+    address = (email or "").strip().lower()[:254]
+    extra = _failures(address, now or utcnow()) - _max_failures()
+    config = current_app.config
+    step, cap = float(config.get("LOGIN_SLOWDOWN_SECONDS", 0.5)), float(config.get("LOGIN_SLOWDOWN_MAX_SECONDS", 3))
+    return min(cap, step * extra) if extra > 0 else 0.0
+
+
+def authenticate(email: str, password: str, *, origin: str = "inconnue", now: datetime | None = None) -> User | None:
     """The active user with this email and password, or None, at the same cost either way.
 
-    ``LOGIN_MAX_FAILURES`` consecutive failures lock the account for ``LOGIN_LOCK_MINUTES``;
-    while locked even the right password gets None, like a wrong one, so a lock reveals
-    neither the password nor the account (the login page's per-address rate limit, which
-    counts unknown addresses the same way, says « Trop de tentatives »). A success resets the
-    count.
+    Each failure is recorded for the address and the ``origin`` (the client's IP address):
+    ``LOGIN_MAX_FAILURES`` of them within ``LOGIN_LOCK_MINUTES`` lock the address *for that
+    origin*, right password included, and the owner elsewhere is not locked out. The owner
+    is told by email when their account fails that many times in a row (``failed_logins``),
+    once an hour at most. A success clears the origin's failures and the count.
     """
     now = now or utcnow()
-    address = (email or "").strip().lower()
+    address = (email or "").strip().lower()[:254]
+    origin = (origin or "inconnue")[:45]
     user = db.session.scalar(select(User).where(func.lower(User.email) == address, User.deleted_at.is_(None)))
     stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
     correct = _verify(stored, password)
-    if user is None or not user.password_hash:
+    locked = _failures(address, now, origin) >= _max_failures()
+    if locked:
         return None
-    if user.locked_until is not None and as_utc(user.locked_until) > now:
-        return None
-    if not correct:
-        user.failed_logins = (user.failed_logins or 0) + 1
-        if user.failed_logins >= int(current_app.config.get("LOGIN_MAX_FAILURES", 5)):
-            user.locked_until = now + timedelta(minutes=int(current_app.config.get("LOGIN_LOCK_MINUTES", 15)))
-            user.failed_logins = 0
+    if user is None or not user.password_hash or not correct:
+        db.session.execute(
+            delete(LoginFailure).where(LoginFailure.address == address, LoginFailure.created_at <= _window(now))
+        )
+        db.session.add(LoginFailure(address=address, origin=origin, created_at=now))
+        if user is not None and user.password_hash:
+            user.failed_logins = (user.failed_logins or 0) + 1
+            if user.failed_logins % _max_failures() == 0:
+                _warn_owner(user, now)
         db.session.flush()
         return None
     if _hasher.check_needs_rehash(stored):
         user.password_hash = _hasher.hash(password)
+    db.session.execute(delete(LoginFailure).where(LoginFailure.address == address, LoginFailure.origin == origin))
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
     db.session.flush()
     return user
+
+
+def forget_failures(user: User) -> None:
+    """Staff's « Déverrouiller », and a new password: every origin may try again."""
+    if user.email:
+        db.session.execute(delete(LoginFailure).where(LoginFailure.address == user.email.strip().lower()))
+    user.failed_logins = 0
+    user.locked_until = None
+    db.session.flush()
+
+
+def _warn_owner(user: User, now: datetime) -> None:
+    """« Tentatives de connexion sur votre compte », once an hour at most."""
+    queue_email(
+        f"user:{user.id}:tentatives:{now:%Y-%m-%dT%H}",
+        to=user.email,
+        template="account_attacked",
+        context={
+            "full_name": user.full_name or user.email,
+            "failures": user.failed_logins,
+            "lock_minutes": int(current_app.config.get("LOGIN_LOCK_MINUTES", 15)),
+            "contact_email": current_app.config["CONTACT_EMAIL"],
+        },
+    )
 
 
 def delete_user(user: User) -> None:
