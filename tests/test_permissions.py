@@ -448,6 +448,48 @@ def test_every_endpoint_answers_each_role_as_the_table_says(app, db, scope_world
     assert not failures, "\n".join(failures)
 
 
+def _filter_options(app, user, view, flt) -> set[str]:
+    """The values ``flt`` offers ``user`` (read in a request of theirs, as the list page does)."""
+    from flask_login import login_user
+
+    with app.test_request_context():
+        login_user(user)
+        return {str(key) for key, _label in flt.get_options(view)}
+
+
+@pytest.mark.parametrize("role", REFERENTS)
+def test_every_filter_refuses_a_value_outside_the_referents_scope(app, db, scope_world, logged_in, role):
+    """Finding 3 of the security review, over every list: for each filter with options, a value
+    staff are offered but the referent is not (another institution, a sibling antenne) is
+    refused with Flask-Admin's message and the list stays the referent's own, in the list and
+    in its immediate export."""
+    referent_user = scope_world.institution_referent if role == "institution" else scope_world.antenne_referent
+    referent = logged_in(referent_user)
+    probed, problems = 0, []
+    for view in _views(app).values():
+        if getattr(view, "model", None) is None or not (view._filter_args or {}):
+            continue
+        if referent.get(f"{view.url}/").status_code != 200:
+            continue  # a list the referent cannot open at all
+        for arg, (_index, flt) in view._filter_args.items():
+            if flt.options is None:
+                continue
+            outside = _filter_options(app, scope_world.staff, view, flt) - _filter_options(
+                app, referent_user, view, flt
+            )
+            for value in sorted(outside)[:3]:
+                probed += 1
+                page = referent.get(f"{view.url}/?flt0_{arg}={value}")
+                if "Valeur de filtre non valide" not in page.get_data(as_text=True):
+                    problems.append(f"{view.endpoint} « {flt.name} » = {value}: accepted")
+                exported = referent.get(f"{view.url}/export/csv/?flt0_{arg}={value}").get_data(as_text=True)
+                for token in FORBIDDEN[role]:
+                    if token in exported.lower():
+                        problems.append(f"{view.endpoint} « {flt.name} » = {value}: export shows {token}")
+    assert probed >= 4, probed
+    assert problems == []
+
+
 def test_staff_see_every_institution_so_the_leak_checks_can_fail(scope_world, logged_in):
     """The referents' checks look for « zorglub » and « quetzal »: staff must meet both."""
     client = logged_in(scope_world.staff)
