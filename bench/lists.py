@@ -169,8 +169,23 @@ def drop_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
 
 
+def _schema_digest() -> str:
+    """A digest of the models' tables, columns and indexes: a database kept with ``--keep`` is
+    rebuilt once the schema changed (a migration added a column), instead of failing on it."""
+    import hashlib
+
+    from app import models  # noqa: F401 - every table registered
+    from app.extensions import db
+
+    parts = []
+    for table in sorted(db.metadata.tables.values(), key=lambda t: t.name):
+        parts.append(table.name + ":" + ",".join(sorted(c.name for c in table.columns)))
+        parts.append(",".join(sorted(i.name or "" for i in table.indexes)))
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:10]
+
+
 def data_shape(scale: float, book: float) -> str:
-    return f"bench.lists shape={DATA_SHAPE} seed={SEED} scale={scale} addressbook={book}"
+    return f"bench.lists shape={DATA_SHAPE} schema={_schema_digest()} seed={SEED} scale={scale} addressbook={book}"
 
 
 # ---------------------------------------------------------------- generation
