@@ -83,7 +83,8 @@ def secure_headers(response: Response) -> Response:
     headers["Permissions-Policy"] = PERMISSIONS_POLICY
     if current_app.config.get("ENV_NAME") == "production":
         headers["Strict-Transport-Security"] = HSTS
-    if request.path.startswith(PRIVATE_PREFIXES):
+    is_asset = (request.endpoint or "").endswith("static")
+    if request.path.startswith(PRIVATE_PREFIXES) and not is_asset:
         headers["Cache-Control"] = "no-store"
     return response
 

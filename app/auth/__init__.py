@@ -175,8 +175,8 @@ def _expire_sessions() -> None:
     # context kept across requests (tests, scripts) must not hand it to the next one.
     g.pop("_login_user", None)
     g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
-    if "_user_id" not in session or request.endpoint == "static":
-        return
+    if "_user_id" not in session or (request.endpoint or "").endswith("static"):
+        return  # assets (ours and Flask-Admin's) need no session check
     now = time.time()
     token = session.get(SERVER_SESSION)
     if _session_expired(now):
