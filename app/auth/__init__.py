@@ -8,9 +8,10 @@ session is also a row on the server (``services/accounts/sessions.py``): the coo
 token, and a request is logged in only while the row is open, so logging out, closing a session
 from « Mon compte » or staff deactivating the account ends it even for a copied cookie.
 
-The pages never say whether an address has an account: a wrong password, an unknown address
-and a locked account get the same answer, and the per-address limit that says « Trop de
-tentatives » counts unknown addresses like known ones.
+The pages never say whether an address has an account: a wrong password and an unknown address
+get the same answer, and an origin that failed too often on an address reads « Trop de
+tentatives » whether the address has an account or not (``users.authenticate``: the lock is per
+address *and* origin, so nobody can lock the owner out from elsewhere).
 """
 
 from __future__ import annotations
