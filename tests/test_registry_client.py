@@ -49,6 +49,10 @@ def test_a_matching_establishment_is_read_with_its_company():
         commune_code="69382",
         postal_code="69002",
         active=True,
+        # The établissement gives none of these: the company's (head office's) facts.
+        headcount_code="11",
+        created_on="2012-03-01",
+        activity_nature=None,  # the API says nothing: unknown, not guessed
     )
     assert len(seen) == 1
     assert seen[0].method == "GET"
@@ -68,6 +72,35 @@ def test_the_head_office_is_found_in_siege_and_a_closed_one_is_inactive():
     assert info.postal_code == "01400"
     assert info.legal_form == "5710"
     assert info.active is False
+
+
+def test_the_establishments_own_facts_come_first_and_a_craft_code_makes_an_artisan():
+    # The recorded answer above, with the fields the API gives an établissement registered
+    # with the chambre de métiers (its trade's code), its own headcount and creation date.
+    client, _ = client_answering(serving("search_12345678200028_artisan.json"))
+
+    info = client.lookup("12345678200028")
+
+    assert (info.headcount_code, info.created_on, info.activity_nature) == ("02", "2015-06-15", "artisanale")
+
+
+def test_an_unknown_headcount_is_nn():
+    client, _ = client_answering(serving("search_35600000049837_la_poste.json"))
+
+    info = client.lookup("35600000049837")
+
+    assert (info.headcount_code, info.created_on, info.legal_form) == ("NN", None, "5510")
+
+
+def test_the_fake_registry_gives_the_same_facts_for_the_same_siret():
+    from app.services.reference.registry import FakeRegistry
+
+    first, again = FakeRegistry().lookup("12345678200028"), FakeRegistry().lookup("12345678200028")
+    assert first == again
+    assert (first.naf_code, first.activity_nature) == ("43.21A", "artisanale")  # an electrician
+    assert first.headcount_code in ("NN", "00", "01", "02", "03", "11", "12", "21", "22", "31")
+    assert first.created_on == "2008-05-01"
+    assert FakeRegistry().lookup("12345678300028").activity_nature is None  # software: unknown nature
 
 
 def test_a_la_poste_establishment():

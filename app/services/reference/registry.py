@@ -15,9 +15,19 @@ from typing import Any, Protocol
 import httpx
 from flask import current_app
 
+# INSEE's « tranche d'effectif salarié » code when the registry gives none.
+UNKNOWN_HEADCOUNT = "NN"
+
 
 @dataclass(frozen=True)
 class CompanyInfo:
+    """What routing and people need to know of a company, as the registry gives it.
+
+    ``headcount_code`` is INSEE's bracket code (``UNKNOWN_HEADCOUNT`` when not given),
+    ``created_on`` an ISO date, ``legal_form`` the 4-digit « catégorie juridique »,
+    ``activity_nature`` « artisanale », « commerciale », « libérale »… or None when the
+    registry does not say (routing then says « non évalué » rather than guess)."""
+
     siret: str
     siren: str
     name: str
@@ -26,6 +36,9 @@ class CompanyInfo:
     commune_code: str | None = None
     postal_code: str | None = None
     active: bool = True
+    headcount_code: str = UNKNOWN_HEADCOUNT
+    created_on: str | None = None
+    activity_nature: str | None = None
 
 
 class Registry(Protocol):
@@ -33,13 +46,45 @@ class Registry(Protocol):
         """The établissement of ``siret``; None when unknown or when the registry fails."""
 
 
+# The fake's companies: (NAF code, nature of activity) chosen by the SIREN's last digit, so the
+# demo and the tests can show routing filters on real-looking facts (a bakery and an
+# electrician are artisans, a grocery and a restaurant traders, an accountant a liberal
+# profession; software and industry carry no nature, as the registry often does not say).
+_FAKE_ACTIVITIES = (
+    ("10.71C", "artisanale"),
+    ("47.11Z", "commerciale"),
+    ("43.21A", "artisanale"),
+    ("62.01Z", None),
+    ("25.62B", None),
+    ("56.10A", "commerciale"),
+    ("69.20Z", "libérale"),
+    ("96.02A", "artisanale"),
+    ("47.24Z", "commerciale"),
+    ("33.12Z", None),
+)
+_FAKE_HEADCOUNTS = ("NN", "00", "01", "02", "03", "11", "12", "21", "22", "31")
+_FAKE_LEGAL_FORMS = ("5499", "5710", "1000", "5720", "5498")
+
+
 class FakeRegistry:
-    """A deterministic stand-in: every well-formed SIRET is a company named after it."""
+    """A deterministic stand-in: every well-formed SIRET is a company named after it, with
+    facts drawn from its digits (the same SIRET always gives the same company)."""
 
     def lookup(self, siret: str) -> CompanyInfo | None:
         if not (siret.isdigit() and len(siret) == 14):
             return None
-        return CompanyInfo(siret=siret, siren=siret[:9], name=f"Entreprise {siret[:9]}")
+        siren = siret[:9]
+        naf_code, nature = _FAKE_ACTIVITIES[int(siren[8])]
+        return CompanyInfo(
+            siret=siret,
+            siren=siren,
+            name=f"Entreprise {siren}",
+            naf_code=naf_code,
+            legal_form=_FAKE_LEGAL_FORMS[int(siren[7]) % len(_FAKE_LEGAL_FORMS)],
+            headcount_code=_FAKE_HEADCOUNTS[int(siren[6])],
+            created_on=f"{1990 + int(siren[:3]) % 35}-{1 + int(siren[3]) % 12:02d}-01",
+            activity_nature=nature,
+        )
 
 
 def lookup_company(siret: str) -> CompanyInfo | None:
@@ -146,6 +191,16 @@ def _company_info(payload: Any, siret: str) -> CompanyInfo | None:
         if etablissement is None:
             continue
         name = _text(company.get("nom_complet")) or _text(company.get("nom_raison_sociale")) or f"SIREN {siren}"
+        # The établissement's own facts first, the company's otherwise.
+        headcount = _text(etablissement.get("tranche_effectif_salarie")) or _text(
+            company.get("tranche_effectif_salarie")
+        )
+        created = _text(etablissement.get("date_creation")) or _text(company.get("date_creation"))
+        # An établissement registered with the chambre de métiers carries its trade's code:
+        # an artisan. The API says nothing of the other natures, which stay unknown.
+        craft = _text(etablissement.get("activite_principale_registre_metier")) or _text(
+            company.get("activite_principale_registre_metier")
+        )
         return CompanyInfo(
             siret=siret,
             siren=siren,
@@ -155,5 +210,8 @@ def _company_info(payload: Any, siret: str) -> CompanyInfo | None:
             commune_code=_text(etablissement.get("commune")),
             postal_code=_text(etablissement.get("code_postal")),
             active=etablissement.get("etat_administratif", "A") == "A",
+            headcount_code=headcount or UNKNOWN_HEADCOUNT,
+            created_on=created,
+            activity_nature="artisanale" if craft else None,
         )
     return None
