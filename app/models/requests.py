@@ -7,11 +7,11 @@ its matches changes (``NEED_STATUS_ORDER`` there).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -160,6 +160,12 @@ class Facility(TimestampMixin, db.Model):
     siret: Mapped[str] = mapped_column(String(14), unique=True)
     commune_code: Mapped[str] = mapped_column(ForeignKey("communes.code"))
     naf_code: Mapped[str | None] = mapped_column(String(10))
+    # What the registry said of the établissement (its company's when it said nothing of it):
+    # INSEE's headcount bracket code (« NN »: unknown), creation date, nature of activity.
+    # None when the registry was not asked or did not answer.
+    headcount_code: Mapped[str | None] = mapped_column(String(2))
+    created_on: Mapped[date | None] = mapped_column(Date)
+    activity_nature: Mapped[str | None] = mapped_column(String(30))
 
     company: Mapped[Company] = relationship(back_populates="facilities")
     commune: Mapped[Commune] = relationship()

@@ -33,6 +33,7 @@ from app.services.addressbook.absences import absence_text
 from app.services.addressbook.expert_lookup import parse_id, resolve_expert, search_experts
 from app.services.errors import ServiceError
 from app.services.messaging.discussion import post_comment, thread
+from app.services.reference.registry import company_facts, headcount_text
 from app.services.requests.followup import announce_failure
 from app.services.requests.needs import (
     REASSIGNABLE_STATUSES,
@@ -96,6 +97,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "subject",
         "company",
         "siret",
+        "company_facts",
         "commune",
         "contact",
         "contact_email",
@@ -115,6 +117,12 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "solicitation",
         "abandoned_at",
         "satisfaction",
+        # The registry's facts, after the columns partners' spreadsheets already read by position.
+        "headcount",
+        "created_on",
+        "naf_code",
+        "legal_form",
+        "activity_nature",
     ]
     column_labels = {
         "starred": "Suivi",
@@ -123,6 +131,12 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "subject.label": "Sujet",
         "company": "Entreprise",
         "siret": "SIRET",
+        "company_facts": "Registre des entreprises",
+        "headcount": "Effectif",
+        "created_on": "Création",
+        "naf_code": "Activité principale (NAF)",
+        "legal_form": "Forme juridique",
+        "activity_nature": "Nature d'activité",
         "commune": "Commune",
         "status": "Statut",
         "abandoned_at": "Échec annoncé le",
@@ -153,6 +167,14 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "subject": lambda v, c, m, n: m.subject.label,
         "company": lambda v, c, m, n: m.facility.company.name,
         "siret": lambda v, c, m, n: m.facility.siret,
+        "company_facts": lambda v, c, m, n: " · ".join(
+            f"{label} : {text}" for label, text in company_facts(m.facility)
+        ),
+        "headcount": lambda v, c, m, n: headcount_text(m.facility.headcount_code),
+        "created_on": lambda v, c, m, n: m.facility.created_on.isoformat() if m.facility.created_on else "",
+        "naf_code": lambda v, c, m, n: m.facility.naf_code or "",
+        "legal_form": lambda v, c, m, n: m.facility.company.legal_form or "",
+        "activity_nature": lambda v, c, m, n: m.facility.activity_nature or "",
         "commune": lambda v, c, m, n: str(m.facility.commune),
         "match_count": lambda v, c, m, n: m.match_count if hasattr(m, "match_count") else len(m.matches),
         "positive_count": lambda v, c, m, n: (

@@ -215,3 +215,46 @@ def _company_info(payload: Any, siret: str) -> CompanyInfo | None:
             activity_nature="artisanale" if craft else None,
         )
     return None
+
+
+# ---------------------------------------------------------------- the facts, as people read them
+
+# INSEE's « tranche d'effectif salarié » codes: the words, and the bounds routing compares.
+HEADCOUNT_BRACKETS: dict[str, tuple[str, int | None, int | None]] = {
+    "NN": ("effectif inconnu", None, None),
+    "00": ("0 salarié", 0, 0),
+    "01": ("1 ou 2 salariés", 1, 2),
+    "02": ("3 à 5 salariés", 3, 5),
+    "03": ("6 à 9 salariés", 6, 9),
+    "11": ("10 à 19 salariés", 10, 19),
+    "12": ("20 à 49 salariés", 20, 49),
+    "21": ("50 à 99 salariés", 50, 99),
+    "22": ("100 à 199 salariés", 100, 199),
+    "31": ("200 à 249 salariés", 200, 249),
+    "32": ("250 à 499 salariés", 250, 499),
+    "41": ("500 à 999 salariés", 500, 999),
+    "42": ("1 000 à 1 999 salariés", 1000, 1999),
+    "51": ("2 000 à 4 999 salariés", 2000, 4999),
+    "52": ("5 000 à 9 999 salariés", 5000, 9999),
+    "53": ("10 000 salariés et plus", 10000, None),
+}
+
+
+def headcount_text(code: str | None) -> str:
+    if code is None:
+        return "non renseigné"
+    return HEADCOUNT_BRACKETS.get(code, (f"code {code}", None, None))[0]
+
+
+def company_facts(facility: Any) -> list[tuple[str, str]]:
+    """The registry's facts of an établissement, as staff, experts and exports show them (in
+    this order); a fact the registry did not give says so rather than disappearing."""
+    unknown = "non renseignée"
+    created = facility.created_on.strftime("%d/%m/%Y") if facility.created_on else unknown
+    return [
+        ("Effectif", headcount_text(facility.headcount_code)),
+        ("Création", created),
+        ("Activité principale (NAF)", facility.naf_code or unknown),
+        ("Forme juridique", facility.company.legal_form or unknown),
+        ("Nature d'activité", facility.activity_nature or unknown),
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import date
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,7 +26,7 @@ from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
 from app.services.messaging.expert_emails import queue_new_match_email
 from app.services.messaging.outbox import queue_email
-from app.services.reference.registry import CompanyInfo, lookup_company
+from app.services.reference.registry import UNKNOWN_HEADCOUNT, CompanyInfo, lookup_company
 
 # What the business is promised in its confirmation.
 CALLBACK_PROMISE = "sous 5 jours ouvrés"
@@ -178,8 +179,26 @@ def _company(solicitation: Solicitation, info: CompanyInfo | None) -> Company:
     return company
 
 
+def _facts(info: CompanyInfo | None) -> dict:
+    """The registry's facts a facility keeps (routing filters and people read them)."""
+    if info is None:
+        return {}
+    created = None
+    if info.created_on:
+        try:
+            created = date.fromisoformat(info.created_on[:10])
+        except ValueError:
+            created = None
+    return {
+        "naf_code": info.naf_code,
+        "headcount_code": (info.headcount_code or UNKNOWN_HEADCOUNT)[:2],
+        "created_on": created,
+        "activity_nature": (info.activity_nature or None) and info.activity_nature[:30],
+    }
+
+
 def _facility(company: Company, solicitation: Solicitation, info: CompanyInfo | None) -> Facility:
-    naf = info.naf_code if info else None
+    facts = _facts(info)
     facility = db.session.scalar(select(Facility).where(Facility.siret == solicitation.siret))
     if facility is None:
         _insert_ignoring_conflict(
@@ -189,14 +208,18 @@ def _facility(company: Company, solicitation: Solicitation, info: CompanyInfo | 
                 "siret": solicitation.siret,
                 "company_id": company.id,
                 "commune_code": solicitation.insee_code,
-                "naf_code": naf,
+                "naf_code": None,
+                **facts,
             },
         )
         facility = db.session.scalar(select(Facility).where(Facility.siret == solicitation.siret))
     else:
         # The business just told us where it is: that is the commune experts are chosen for.
         facility.commune_code = solicitation.insee_code
-        facility.naf_code = naf or facility.naf_code
+        # The registry's latest word on what it is (a fact it no longer gives is kept).
+        for name, value in facts.items():
+            if value is not None:
+                setattr(facility, name, value)
     return facility
 
 
