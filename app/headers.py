@@ -25,7 +25,7 @@ import secrets
 
 from flask import Flask, Response, current_app, has_request_context, request
 
-PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
 HSTS = "max-age=63072000; includeSubDomains"
 # Paths whose pages or files hold personal data for logged-in people.
 PRIVATE_PREFIXES = ("/admin", "/mon-compte", "/connexion", "/deconnexion")
