@@ -192,15 +192,20 @@ def _last_chance_key(match_id: int) -> str:
     return f"match:{match_id}:{LAST_CHANCE}"
 
 
+def still_waiting(now: datetime, delays: Delays, *, since: timedelta | None = None) -> list:
+    """The one definition of a match still waiting for its expert's answer (over ``Match``
+    joined to ``Need``): not answered, its need not given up, sent within the failure delay,
+    and at least ``since`` ago. The recap, the last chance, the referents' list, the relances
+    desk and « Relancer » all read it."""
+    conditions = [Match.status == MatchStatus.QUO, Need.abandoned_at.is_(None), Match.created_at > now - delays.failure]
+    if since is not None:
+        conditions.append(Match.created_at <= now - since)
+    return conditions
+
+
 def _waiting_match(now: datetime, delays: Delays) -> list:
     """A match still waiting on a need nobody took, sent between the last-chance and the failure days."""
-    return [
-        Match.status == MatchStatus.QUO,
-        Need.status == NeedStatus.QUO,
-        Need.abandoned_at.is_(None),
-        Match.created_at <= now - delays.last_chance,
-        Match.created_at > now - delays.failure,
-    ]
+    return [*still_waiting(now, delays, since=delays.last_chance), Need.status == NeedStatus.QUO]
 
 
 def _last_chances(now: datetime, delays: Delays) -> Iterator[Planned]:
@@ -382,15 +387,6 @@ def _recap_key(expert_id: int, now: datetime) -> str:
     return f"expert:{expert_id}:{RECAP}:{year}-W{week:02d}"
 
 
-def _recap_window(now: datetime, delays: Delays) -> list:
-    return [
-        Match.status == MatchStatus.QUO,
-        Need.abandoned_at.is_(None),
-        Match.created_at <= now - timedelta(days=RECAP_MIN_DAYS),
-        Match.created_at > now - delays.failure,
-    ]
-
-
 def _weekly_recaps(now: datetime, delays: Delays) -> Iterator[Planned]:
     """One email per expert with waiting matches: the oldest few listed, the rest counted.
 
@@ -407,7 +403,11 @@ def _weekly_recaps(now: datetime, delays: Delays) -> Iterator[Planned]:
         )
         .join(Need, Match.need_id == Need.id)
         .join(Expert, Match.expert_id == Expert.id)
-        .where(*_recap_window(now, delays), Expert.deleted_at.is_(None), Expert.email.is_not(None))
+        .where(
+            *still_waiting(now, delays, since=timedelta(days=RECAP_MIN_DAYS)),
+            Expert.deleted_at.is_(None),
+            Expert.email.is_not(None),
+        )
         .subquery()
     )
     rows = db.session.execute(
@@ -598,10 +598,7 @@ def _late_experts(now: datetime, delays: Delays) -> list[_Late]:
         .join(Need, Match.need_id == Need.id)
         .join(Antenne, Expert.antenne_id == Antenne.id)
         .where(
-            Match.status == MatchStatus.QUO,
-            Need.abandoned_at.is_(None),
-            Match.created_at <= now - delays.reminder,
-            Match.created_at > now - delays.failure,
+            *still_waiting(now, delays, since=delays.reminder),
             Expert.deleted_at.is_(None),
             Antenne.deleted_at.is_(None),
         )

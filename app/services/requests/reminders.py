@@ -39,7 +39,7 @@ from app.models import (
     User,
 )
 from app.models.base import days_before, utcnow
-from app.models.requests import MatchStatus, NeedStatus
+from app.models.requests import NeedStatus
 from app.services.addressbook.absences import absence_text, is_absent
 from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
@@ -51,6 +51,7 @@ from app.services.requests.followup import (
     REMINDER,
     Delays,
     listed_match_options,
+    still_waiting,
     waiting_list_context,
 )
 from app.services.requests.satisfaction import closed_with_help_by
@@ -305,7 +306,7 @@ def _waiting_stats(now: datetime, delays: Delays):
             func.min(Match.created_at).label("oldest"),
         )
         .join(Need, Match.need_id == Need.id)
-        .where(Match.status == MatchStatus.QUO, Need.abandoned_at.is_(None), Match.created_at > now - delays.failure)
+        .where(*still_waiting(now, delays))
         .group_by(Match.expert_id)
         .subquery()
     )
@@ -491,12 +492,7 @@ def remind_expert(user: User, expert: Expert, *, now: datetime | None = None) ->
     if already is not None:
         raise ServiceError(f"Cet expert a déjà été relancé cette semaine, le {in_paris(already):%d/%m/%Y}.")
     delays = Delays.from_config()
-    waiting_condition = and_(
-        Match.expert_id == expert.id,
-        Match.status == MatchStatus.QUO,
-        Need.abandoned_at.is_(None),
-        Match.created_at > now - delays.failure,
-    )
+    waiting_condition = and_(Match.expert_id == expert.id, *still_waiting(now, delays))
     waiting = db.session.scalar(
         select(func.count()).select_from(Match).join(Need, Match.need_id == Need.id).where(waiting_condition)
     )
