@@ -16,14 +16,20 @@ from app.services.errors import ServiceError
 MAX_NOTE_LENGTH = 5_000
 
 
-def add_note(target: Solicitation | Need, *, user: User, body: str) -> StaffNote:
-    """Write a note by a staff member on a request or a need."""
-    require_staff(user, "écrire une note interne")
+def clean_note(body: str | None, max_length: int = MAX_NOTE_LENGTH) -> str:
+    """A note's text as stored, or a French refusal: the internal notes' and the relances desk's rule."""
     text = (body or "").replace("\r\n", "\n").strip()
     if not text:
         raise ServiceError("La note est vide.")
-    if len(text) > MAX_NOTE_LENGTH:
-        raise ServiceError(f"La note dépasse {MAX_NOTE_LENGTH} caractères.")
+    if len(text) > max_length:
+        raise ServiceError(f"La note dépasse {max_length} caractères.")
+    return text
+
+
+def add_note(target: Solicitation | Need, *, user: User, body: str) -> StaffNote:
+    """Write a note by a staff member on a request or a need."""
+    require_staff(user, "écrire une note interne")
+    text = clean_note(body)
     note = StaffNote(user_id=user.id, body=text)
     if isinstance(target, Solicitation):
         note.solicitation_id = target.id

@@ -54,6 +54,7 @@ from app.services.requests.followup import (
     still_waiting,
     waiting_list_context,
 )
+from app.services.requests.notes import clean_note
 from app.services.requests.satisfaction import closed_with_help_by
 
 NEED_BASKETS = {
@@ -453,11 +454,7 @@ def add_note(user: User, *, body: str, need: Need | None = None, expert: Expert 
         raise ServiceError("Rien à annoter.")
     desk = desk_of(user)
     _check_scope(user, target)
-    text = (body or "").replace("\r\n", "\n").strip()
-    if not text:
-        raise ServiceError("La note est vide.")
-    if len(text) > MAX_NOTE_LENGTH:
-        raise ServiceError(f"La note dépasse {MAX_NOTE_LENGTH} caractères.")
+    text = clean_note(body, MAX_NOTE_LENGTH)
     note = ReminderNote(desk=desk, user_id=user.id, body=text)
     if need is not None:
         note.need_id = need.id
