@@ -37,6 +37,7 @@ from app.services.errors import ServiceError
 from app.services.messaging.links import expert_url, inbox_url
 from app.services.messaging.outbox import queue_email
 from app.services.messaging.reply_addresses import reply_address
+from app.services.messaging.reply_parsing import without_controls
 from app.services.transactions import after_commit, transaction
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,6 @@ _ALLOWED_CONTROLS = {"\n", "\t"}
 
 
 # ---------------------------------------------------------------- posting
-
-
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def clean_body(body: str | None) -> str:
@@ -116,7 +114,7 @@ def post_comment(
         source=source,
         # Names come from email headers: without control characters (a NUL cannot be stored,
         # nor sent on in the notification, which would then fail at every run).
-        attachments=[_CONTROL_CHARACTERS.sub("", str(name))[:200] for name in attachments],
+        attachments=[without_controls(str(name))[:200] for name in attachments],
     )
     db.session.add(comment)
     db.session.flush()

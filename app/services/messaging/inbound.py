@@ -32,7 +32,7 @@ from app.models.discussion import InboundState
 from app.services.errors import ServiceError
 from app.services.messaging.discussion import post_comment
 from app.services.messaging.reply_addresses import ADDRESS_RE, ReplyRefused, TokenClaim, verify_token
-from app.services.messaging.reply_parsing import clean_reply, extract_body
+from app.services.messaging.reply_parsing import clean_reply, extract_body, without_controls
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "To", "Cc")
 MAX_HEADER_VALUES = 10
 MAX_HEADER_LENGTH = 4_000
 MAX_ADDRESSES = 50
-_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def _header(message: EmailMessageBase, name: str) -> list[str]:
@@ -64,7 +63,7 @@ def _header(message: EmailMessageBase, name: str) -> list[str]:
             text = str(value)
         except Exception:  # noqa: BLE001, S112 - one unreadable value, the others are kept
             continue
-        cleaned.append(_HEADER_CONTROL.sub("", text[:MAX_HEADER_LENGTH]))
+        cleaned.append(without_controls(text[:MAX_HEADER_LENGTH]))
     return cleaned
 
 

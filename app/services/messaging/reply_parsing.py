@@ -102,6 +102,14 @@ _OUTLOOK_FROM = re.compile(r"^\s*\*?(de|from)\s*\*?\s*:\s*\S", re.IGNORECASE)
 _OUTLOOK_NEXT = re.compile(r"^\s*\*?(envoyé|sent|date|à|to|objet|subject)\s*\*?\s*:", re.IGNORECASE)
 _UNDERSCORES = re.compile(r"^\s*_{10,}\s*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\ufeff]")
+
+
+def without_controls(text: str) -> str:
+    """``text`` without control and invisible characters (tab and newline kept): what an email
+    brings (headers, attachment names, text) is stored and sent on this way — a NUL cannot be."""
+    return _CONTROL.sub("", text)
+
+
 _SIGNATURE = re.compile(r"^--\s*$")
 _MOBILE_SIGNATURE = re.compile(
     r"^\s*(envoyé (de|depuis|à partir de) (mon|ma|mon appareil|l'application)\b|sent from my\b|sent from\s+\S+\s+for\b"
@@ -171,7 +179,7 @@ def _attachment_name(part: EmailMessageBase) -> str | None:
         filename = part.get_filename()
     except Exception:  # noqa: BLE001
         return None
-    name = _CONTROL.sub("", str(filename or "")).strip()[:200]
+    name = without_controls(str(filename or "")).strip()[:200]
     if disposition == "attachment":
         return name or "pièce jointe sans nom"
     if name and disposition != "inline":
