@@ -31,7 +31,6 @@ class User(UserMixin, TimestampMixin, SoftDeleteMixin, db.Model):
     # Account security: consecutive failed logins, the lock they cause, and the
     # moment the password last changed (invitation and reset links die with it).
     failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     invited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

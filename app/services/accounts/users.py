@@ -200,7 +200,6 @@ def authenticate(email: str, password: str, *, origin: str = "inconnue", now: da
         user.password_hash = _hasher.hash(password)
     db.session.execute(delete(LoginFailure).where(LoginFailure.address == address, LoginFailure.origin == origin))
     user.failed_logins = 0
-    user.locked_until = None
     user.last_login_at = now
     db.session.flush()
     return user
@@ -211,7 +210,6 @@ def forget_failures(user: User) -> None:
     if user.email:
         db.session.execute(delete(LoginFailure).where(LoginFailure.address == user.email.strip().lower()))
     user.failed_logins = 0
-    user.locked_until = None
     db.session.flush()
 
 
