@@ -28,6 +28,12 @@ from app.models.desk import (
     StaffNote,
 )
 from app.models.discussion import COMMENT_SOURCES, INBOUND_STATES, Comment, InboundMessage
+from app.models.filters import (
+    OfferExpectation,
+    RoutingFilter,
+    RoutingFilterSubject,
+    SubjectQuestion,
+)
 from app.models.geo import Commune, CommunePostalCode, Departement, Epci, Region
 from app.models.outbox import EMAIL_STATE_LABELS, EMAIL_STATES, OutboundEmail
 from app.models.requests import (
@@ -88,14 +94,18 @@ __all__ = [
     "Match",
     "Need",
     "NeedStar",
+    "OfferExpectation",
     "OutboundEmail",
     "Region",
     "ReminderMark",
     "ReminderNote",
+    "RoutingFilter",
+    "RoutingFilterSubject",
     "SatisfactionAnswer",
     "Solicitation",
     "StaffNote",
     "Subject",
+    "SubjectQuestion",
     "Theme",
     "User",
     "UserSession",

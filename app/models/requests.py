@@ -92,6 +92,8 @@ class Solicitation(TimestampMixin, db.Model):
     # What the company registry said of the SIRET, when it answered (name, NAF, legal form…).
     company_name: Mapped[str | None] = mapped_column(String(300))
     registry_data: Mapped[dict | None] = mapped_column(JSON)
+    # The answers to the subject's questions (``SubjectQuestion.key`` → the answer chosen).
+    subject_answers: Mapped[dict | None] = mapped_column(JSON)
     # Why it was not routed automatically: ["duplicate", "no_expert", …] (services.solicitations).
     qualification_notes: Mapped[list] = mapped_column(JSON, default=list)
     mtm_campaign: Mapped[str | None] = mapped_column(String(200))
@@ -207,6 +209,10 @@ class Need(TimestampMixin, db.Model):
     # When the business was told its need had failed (nobody took it): the need is given up,
     # its status stays what its matches say.
     abandoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What routing's filters and expected answers decided when it was sent, for each expert
+    # they concerned (kept or excluded): ``[{"expert", "antenne", "institution", "decision",
+    # "checks": [French lines]}]``; staff read why a partner did or did not receive it.
+    routing_checks: Mapped[list | None] = mapped_column(JSON)
     # Lower-cased, accent-free company name, SIRET, contact, email and description
     # (services.search keeps it current); PostgreSQL searches it through a GIN index.
     search_document: Mapped[str] = mapped_column(Text, default="", server_default="")

@@ -10,13 +10,16 @@ so staff see *why* each expert receives the need.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Integer, String, and_, bindparam, case, exists, literal_column, null, select, union_all
+from sqlalchemy import Integer, String, and_, bindparam, case, exists, literal_column, null, or_, select, union_all
 from sqlalchemy.orm import contains_eager
 
+from app.dates import in_paris, utcnow
 from app.extensions import db
 from app.models import (
     Antenne,
@@ -27,13 +30,18 @@ from app.models import (
     ExpertSubject,
     Institution,
     InstitutionSubject,
+    OfferExpectation,
     Region,
+    RoutingFilter,
     Subject,
     Theme,
     Zone,
 )
+from app.services.addressbook.company_filters import CompanyFacts, Verdict
+from app.services.addressbook.routing_filters import Check, checks_for, overall
 from app.services.errors import ServiceError
 from app.services.reference import geo
+from app.services.reference.registry import headcount_text
 
 NATIONAL = "national"
 # Lower is more specific: the entry shown to staff is the narrowest that matched.
@@ -63,6 +71,17 @@ class RoutedExpert:
     zone_code: str | None
     zone_owner: str  # "expert" (its own zone) or "antenne"
     zone_label: str | None = None
+    # The filters and expected answers evaluated for this expert (none: nothing narrows it).
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def verdict(self) -> Verdict:
+        return overall(self.checks)
+
+    @property
+    def unevaluated(self) -> bool:
+        """Kept because a filter could not be evaluated: staff should look (issue 14)."""
+        return self.verdict == Verdict.UNKNOWN
 
     @property
     def zone(self) -> str:
@@ -91,6 +110,8 @@ class RoutedExpert:
             "zone": self.zone,
             "zone_label": self.zone_label,
             "zone_owner": self.zone_owner,
+            "decision": str(self.verdict),
+            "filters": [check.as_dict() for check in self.checks],
         }
 
 
@@ -123,21 +144,68 @@ class RoutingExplanation:
     subject: Subject
     place: Place
     matches: list[RoutedExpert] = field(default_factory=list)
+    # Found by subject × territory but refused by a filter or an institution's expected answers.
+    excluded: list[RoutedExpert] = field(default_factory=list)
+    company: CompanyFacts | None = None
 
-    def lines(self) -> list[str]:
+    @property
+    def unevaluated(self) -> list[RoutedExpert]:
+        return [m for m in self.matches if m.unevaluated]
+
+    def lines(self, *, show_excluded: bool = False) -> list[str]:
         header = f"Sujet « {self.subject.label} » ({self.subject.slug}) — commune : {self.place.describe()}"
+        lines = [header]
+        if self.company is not None:
+            lines.append(f"Entreprise : {describe_company(self.company)}")
         if not self.matches:
-            return [header, "Aucun expert ne recevrait cette demande."]
-        count = len(self.matches)
-        lines = [
-            header,
-            f"{count} expert{'s' if count > 1 else ''} recevrai{'en' if count > 1 else ''}t cette demande :",
-        ]
-        lines += [
-            f"- {m.expert} <{m.email}> — antenne {m.antenne} — {m.institution} — zone : {m.zone_text}"
-            for m in self.matches
-        ]
+            lines.append("Aucun expert ne recevrait cette demande.")
+        else:
+            count = len(self.matches)
+            lines.append(
+                f"{count} expert{'s' if count > 1 else ''} recevrai{'en' if count > 1 else ''}t cette demande :"
+            )
+            for m in self.matches:
+                lines.append(f"- {m.expert} <{m.email}> — antenne {m.antenne} — {m.institution} — zone : {m.zone_text}")
+                lines += [f"    {check.text}" for check in m.checks]
+        if self.unevaluated:
+            lines.append(
+                "Attention : un filtre n'a pas pu être évalué ; en mode automatique la demande attendrait l'équipe."
+            )
+        if show_excluded:
+            if not self.excluded:
+                lines.append("Aucun expert exclu par un filtre.")
+            else:
+                lines.append(f"Exclus par un filtre ({len(self.excluded)}) :")
+                for m in self.excluded:
+                    lines.append(f"- {m.expert} <{m.email}> — antenne {m.antenne} — {m.institution}")
+                    lines += [f"    {check.text}" for check in m.checks if check.verdict == Verdict.REFUSED]
+        elif self.excluded:
+            lines.append(f"{len(self.excluded)} expert(s) exclu(s) par un filtre (--show-excluded pour le détail).")
         return lines
+
+
+def describe_company(company: CompanyFacts) -> str:
+    """The facts a filter reads, as one line (« non renseigné » where the registry said nothing)."""
+    unknown = "non renseigné"
+    parts = [
+        f"NAF {company.naf_code or unknown}",
+        f"effectif {headcount_text(company.headcount_code) if company.headcount_code else unknown}",
+        f"création {company.created_on.strftime('%d/%m/%Y') if company.created_on else unknown}",
+        f"forme juridique {company.legal_form or unknown}",
+        f"nature {company.activity_nature or unknown}",
+    ]
+    return ", ".join(parts)
+
+
+def unevaluated_reasons(experts: list[RoutedExpert]) -> list[str]:
+    """Why a request must wait for staff because of filters: one French line per filter that
+    could not be evaluated (an institution's filter is named once, not once per expert)."""
+    seen: dict[str, str] = {}
+    for found in experts:
+        for check in found.checks:
+            if check.verdict == Verdict.UNKNOWN and check.source not in seen:
+                seen[check.source] = f"Filtre non évalué : {check.source} ({' ; '.join(check.reasons)})."
+    return list(seen.values())
 
 
 # ---------------------------------------------------------------- the query
@@ -245,6 +313,14 @@ def routing_query():
         else_=literal_column(str(len(SPECIFICITY))),
     )
     subject_routable = exists().where(Subject.id == subject_id, Subject.is_offered)
+    # Whether anything narrows the candidate beyond the zone rule (issue 14): then, and only
+    # then, routing reads the filters and expected answers — without any, it stays two queries.
+    has_filter = or_(
+        exists().where(RoutingFilter.institution_id == c.institution_id),
+        exists().where(RoutingFilter.antenne_id == c.antenne_id),
+        exists().where(RoutingFilter.expert_id == c.expert_id),
+    )
+    has_expectation = exists().where(OfferExpectation.institution_subject_id == c.offer_id)
     return (
         select(
             c.expert_id,
@@ -257,6 +333,8 @@ def routing_query():
             c.kind,
             c.code,
             c.owner,
+            has_filter.label("has_filter"),
+            has_expectation.label("has_expectation"),
         )
         .select_from(candidates)
         .join(
@@ -268,8 +346,17 @@ def routing_query():
     )
 
 
-def _route(subject_id: int, codes: geo.TerritoryCodes) -> list[RoutedExpert]:
-    routed: list[RoutedExpert] = []
+@dataclass
+class Candidates:
+    """The zone rule's experts, and whether any of them has filters or expected answers to read."""
+
+    experts: list[RoutedExpert] = field(default_factory=list)
+    filtered: set[int] = field(default_factory=set)  # experts with a filter (own, antenne's, institution's)
+    expecting: set[int] = field(default_factory=set)  # experts whose institution expects answers
+
+
+def _route(subject_id: int, codes: geo.TerritoryCodes) -> Candidates:
+    found = Candidates()
     seen: set[int] = set()
     # Rows come sorted by expert then specificity: the first row of an expert is its narrowest entry.
     params = {"subject_id": subject_id, "commune": codes.commune, "epci": codes.epci}
@@ -278,8 +365,12 @@ def _route(subject_id: int, codes: geo.TerritoryCodes) -> list[RoutedExpert]:
         if row[0] in seen:
             continue
         seen.add(row[0])
-        routed.append(RoutedExpert(*row))
-    return routed
+        found.experts.append(RoutedExpert(*row[:10]))
+        if row.has_filter:
+            found.filtered.add(row[0])
+        if row.has_expectation:
+            found.expecting.add(row[0])
+    return found
 
 
 # ---------------------------------------------------------------- verbs
@@ -299,16 +390,77 @@ def unroutable_reason(subject: Subject | None) -> str | None:
     return None
 
 
-def find_experts(subject_id: int, insee_code: str) -> list[RoutedExpert]:
-    """The experts who receive a need on ``subject_id`` at commune ``insee_code``, in two queries.
+def _decide(
+    subject_id: int,
+    codes: geo.TerritoryCodes,
+    company: CompanyFacts | None,
+    answers: Mapping[str, str] | None,
+) -> tuple[list[RoutedExpert], list[RoutedExpert]]:
+    """The zone rule's candidates split into those kept (accepted, or kept unevaluated) and
+    those a filter or their institution's expected answers refused, each with its checks."""
+    candidates = _route(subject_id, codes)
+    company = company or CompanyFacts(commune_code=codes.commune)
+    checks = checks_for(
+        subject_id,
+        [c for c in candidates.experts if c.expert_id in candidates.filtered],
+        [c for c in candidates.experts if c.expert_id in candidates.expecting],
+        company,
+        answers,
+        today=in_paris(utcnow()).date(),
+    )
+    kept: list[RoutedExpert] = []
+    excluded: list[RoutedExpert] = []
+    for found in candidates.experts:
+        if found.expert_id in checks:
+            found = dataclasses.replace(found, checks=checks[found.expert_id])
+        (excluded if found.verdict == Verdict.REFUSED else kept).append(found)
+    return kept, excluded
 
-    An archived or unknown subject routes to nobody; an unknown commune is an error, since a
-    need's commune was validated when it was submitted.
-    """
+
+def route_company(
+    subject_id: int,
+    insee_code: str,
+    company: CompanyFacts | None = None,
+    answers: Mapping[str, str] | None = None,
+) -> tuple[list[RoutedExpert], list[RoutedExpert]]:
+    """:func:`find_experts` with those a filter excluded: ``(kept, excluded)``."""
     codes = geo.commune_codes(insee_code)
     if codes is None:
         raise ServiceError(f"Commune inconnue : code INSEE « {insee_code} ».")
-    return _route(subject_id, codes)
+    return _decide(subject_id, codes, company, answers)
+
+
+def checks_record(kept: list[RoutedExpert], excluded: list[RoutedExpert]) -> list[dict[str, object]]:
+    """What a need keeps of routing's filters (``Need.routing_checks``): each expert they
+    concerned, kept or excluded, with the checks in French."""
+    return [
+        {
+            "expert_id": found.expert_id,
+            "expert": found.expert,
+            "antenne": found.antenne,
+            "institution": found.institution,
+            "decision": str(found.verdict),
+            "checks": [check.text for check in found.checks],
+        }
+        for found in [*kept, *excluded]
+        if found.checks
+    ]
+
+
+def find_experts(
+    subject_id: int,
+    insee_code: str,
+    company: CompanyFacts | None = None,
+    answers: Mapping[str, str] | None = None,
+) -> list[RoutedExpert]:
+    """The experts who receive a need on ``subject_id`` at commune ``insee_code`` for this
+    company (its registry facts and its answers to the subject's questions), in a few queries.
+
+    An archived or unknown subject routes to nobody; an unknown commune is an error, since a
+    need's commune was validated when it was submitted. Without ``company`` only the commune
+    is known: a filter on another fact keeps its experts « non évalué ».
+    """
+    return route_company(subject_id, insee_code, company, answers)[0]
 
 
 def _place(insee_code: str) -> Place | None:
@@ -404,8 +556,14 @@ def routable_subjects() -> list[tuple[Theme, list[Subject]]]:
     return list(grouped.values())
 
 
-def explain(subject_slug: str, insee_code: str) -> RoutingExplanation:
-    """Who would receive a need on this subject at this commune, and through which zone entry."""
+def explain(
+    subject_slug: str,
+    insee_code: str,
+    company: CompanyFacts | None = None,
+    answers: Mapping[str, str] | None = None,
+) -> RoutingExplanation:
+    """Who would receive a need on this subject at this commune for this company, through
+    which zone entry and which filters — and who a filter excluded."""
     subject = db.session.scalar(select(Subject).where(Subject.slug == (subject_slug or "").strip()))
     if subject is None:
         raise ServiceError(f"Sujet inconnu : « {subject_slug} » n'est pas dans le catalogue.")
@@ -414,7 +572,15 @@ def explain(subject_slug: str, insee_code: str) -> RoutingExplanation:
     place = _place(insee_code)
     if place is None:
         raise ServiceError(f"Commune inconnue : code INSEE « {insee_code} ».")
-    matches = [
-        RoutedExpert(**{**m.__dict__, "zone_label": place.label(m.zone_kind)}) for m in _route(subject.id, place.codes)
-    ]
-    return RoutingExplanation(subject=subject, place=place, matches=matches)
+    kept, excluded = _decide(subject.id, place.codes, company, answers)
+
+    def labelled(found: RoutedExpert) -> RoutedExpert:
+        return dataclasses.replace(found, zone_label=place.label(found.zone_kind))
+
+    return RoutingExplanation(
+        subject=subject,
+        place=place,
+        matches=[labelled(m) for m in kept],
+        excluded=[labelled(m) for m in excluded],
+        company=company,
+    )

@@ -21,7 +21,8 @@ from app.extensions import db
 from app.models import Company, Contact, Facility, Match, Need, Solicitation, Subject, User
 from app.models.base import utcnow
 from app.models.requests import MatchStatus, SolicitationStatus
-from app.services.addressbook.routing import RoutedExpert, find_experts
+from app.services.addressbook.routing import RoutedExpert, checks_record, route_company
+from app.services.addressbook.routing_filters import facts_of_request
 from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
 from app.services.messaging.expert_emails import queue_new_match_email
@@ -77,9 +78,14 @@ def lock_for_sending(solicitation: Solicitation) -> None:
         raise ServiceError(f"La demande #{solicitation.id} a été abandonnée : elle ne peut plus être transmise.")
 
 
-def route(solicitation: Solicitation, experts: list[RoutedExpert] | None = None) -> Need:
+def route(
+    solicitation: Solicitation,
+    experts: list[RoutedExpert] | None = None,
+    excluded: list[RoutedExpert] | None = None,
+) -> Need:
     """Send the request to the experts of the rule, without committing, so
-    ``submit_solicitation`` routes within its own transaction."""
+    ``submit_solicitation`` routes within its own transaction (with the experts it found, and
+    those a filter excluded, which the need records)."""
     lock_for_sending(solicitation)
     subject = solicitation.subject
     if subject is None or not subject.is_offered:
@@ -87,23 +93,31 @@ def route(solicitation: Solicitation, experts: list[RoutedExpert] | None = None)
             f"Le sujet « {subject.label if subject else '?'} » est archivé : la demande ne peut être transmise."
         )
     if experts is None:
-        experts = find_experts(subject.id, solicitation.insee_code)
+        experts, excluded = route_company(
+            subject.id, solicitation.insee_code, facts_of_request(solicitation), solicitation.subject_answers
+        )
     if not experts:
         raise ServiceError(
             f"Aucun expert ne couvre le sujet « {subject.label} » sur la commune {solicitation.insee_code} : "
             "complétez l'annuaire ou abandonnez la demande."
         )
-    return dispatch(solicitation, [(subject, [Assignment.routed(found) for found in experts])])[0]
+    plan = [(subject, [Assignment.routed(found) for found in experts])]
+    return dispatch(solicitation, plan, {subject.id: checks_record(experts, excluded or [])})[0]
 
 
-def dispatch(solicitation: Solicitation, plan: list[tuple[Subject, list[Assignment]]]) -> list[Need]:
+def dispatch(
+    solicitation: Solicitation,
+    plan: list[tuple[Subject, list[Assignment]]],
+    routing_checks: dict[int, list[dict]] | None = None,
+) -> list[Need]:
     """Turn a request into its needs and matches and queue their emails, without committing.
 
     The one path of every sending — automatic routing and staff sending (``services.qualification``)
     alike: the company, facility and contact, one need per subject, one match per expert, one
     email per match, the business's confirmation (already queued at submission; its key keeps it
     single), and the request marked sent. The caller has checked the plan and locked the row
-    (``lock_for_sending``).
+    (``lock_for_sending``). ``routing_checks`` are, by subject, what filters decided
+    (``routing.checks_record``), kept on each need.
     """
     info = _registry_info(solicitation)
     company = _company(solicitation, info)
@@ -118,6 +132,7 @@ def dispatch(solicitation: Solicitation, plan: list[tuple[Subject, list[Assignme
             contact=contact,
             description=solicitation.description,
             status=MatchStatus.QUO,
+            routing_checks=(routing_checks or {}).get(subject.id) or None,
         )
         db.session.add(need)
         matches = [

@@ -30,6 +30,7 @@ from app.services.accounts.users import require_staff
 from app.services.addressbook import routing
 from app.services.addressbook.absences import absence_text
 from app.services.addressbook.expert_lookup import Scope, parse_id, search_experts
+from app.services.addressbook.routing_filters import facts_of_request
 from app.services.audit import acting_as, actor_label
 from app.services.errors import ServiceError
 from app.services.requests.dispatch import Assignment, dispatch, lock_for_sending
@@ -104,9 +105,18 @@ class Suggestion:
     """One subject under consideration and the experts the rule would choose for it."""
 
     subject: Subject
-    experts: list[routing.RoutedExpert] = field(default_factory=list)
+    explanation: routing.RoutingExplanation | None = None
     # « Absent jusqu'au … » by expert id, for those with a current or coming absence.
     absences: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def experts(self) -> list[routing.RoutedExpert]:
+        return self.explanation.matches if self.explanation else []
+
+    @property
+    def excluded(self) -> list[routing.RoutedExpert]:
+        """Found by the zone rule, refused by a filter: staff see who and why."""
+        return self.explanation.excluded if self.explanation else []
 
     @property
     def expert_ids(self) -> list[int]:
@@ -124,10 +134,7 @@ def suggestions(solicitation: Solicitation, subject_ids: Iterable[int | str | Su
             raise ServiceError(f"Le sujet « {found.label} » est archivé : aucune demande ne lui est aiguillée.")
         if found not in chosen:
             chosen.append(found)
-    result = [
-        Suggestion(subject=found, experts=routing.explain(found.slug, solicitation.insee_code).matches)
-        for found in chosen
-    ]
+    result = [Suggestion(subject=found, explanation=_explain(found, solicitation)) for found in chosen]
     ids = {expert_id for suggestion in result for expert_id in suggestion.expert_ids}
     if ids:
         absent = {
@@ -142,6 +149,18 @@ def suggestions(solicitation: Solicitation, subject_ids: Iterable[int | str | Su
         for suggestion in result:
             suggestion.absences = {i: absent[i] for i in suggestion.expert_ids if i in absent}
     return result
+
+
+def _answers(solicitation: Solicitation, subject: Subject) -> dict | None:
+    """The request's answers count for the subject it was asked on; another subject staff
+    chose has not asked them (its institutions' expectations are then « non évaluées »)."""
+    return solicitation.subject_answers if subject.id == solicitation.subject_id else None
+
+
+def _explain(subject: Subject, solicitation: Solicitation) -> routing.RoutingExplanation:
+    return routing.explain(
+        subject.slug, solicitation.insee_code, facts_of_request(solicitation), _answers(solicitation, subject)
+    )
 
 
 # ---------------------------------------------------------------- experts staff add by hand
@@ -179,16 +198,21 @@ def send_solicitation(
     _require_staff(user)
     with acting_as(actor_label(user), user.id):
         lock_for_sending(solicitation)
-        checked = _checked_plan(solicitation, plan)
-        needs = dispatch(solicitation, checked)
+        records: dict[int, list[dict]] = {}
+        checked = _checked_plan(solicitation, plan, records)
+        needs = dispatch(solicitation, checked, records)
         db.session.flush()  # the request's new status is recorded under the staff member too
     db.session.flush()
     return needs
 
 
 def _checked_plan(
-    solicitation: Solicitation, plan: Sequence[tuple[Subject | int | str, Iterable[int | str]]]
+    solicitation: Solicitation,
+    plan: Sequence[tuple[Subject | int | str, Iterable[int | str]]],
+    records: dict[int, list[dict]],
 ) -> list[tuple[Subject, list[Assignment]]]:
+    """The plan checked, its experts labelled with the zone entry that chose them; ``records``
+    receives, by subject, what the filters decided (kept on each need)."""
     if not plan:
         raise ServiceError("Choisissez au moins un sujet avant d'envoyer la demande.")
     subjects: list[Subject] = []
@@ -232,7 +256,11 @@ def _checked_plan(
 
     checked: list[tuple[Subject, list[Assignment]]] = []
     for subject, ids in zip(subjects, wanted, strict=True):
-        routed = {found.expert_id: found for found in routing.find_experts(subject.id, solicitation.insee_code)}
+        kept, excluded = routing.route_company(
+            subject.id, solicitation.insee_code, facts_of_request(solicitation), _answers(solicitation, subject)
+        )
+        routed = {found.expert_id: found for found in kept}
+        records[subject.id] = routing.checks_record(kept, excluded)
         checked.append(
             (subject, [Assignment.routed(routed[i]) if i in routed else Assignment(expert_id=i) for i in ids])
         )

@@ -19,7 +19,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Solicitation, Subject
 from app.models.requests import SolicitationStatus
-from app.services.addressbook.routing import RoutedExpert, find_experts, unroutable_reason
+from app.services.addressbook.routing import RoutedExpert, route_company, unevaluated_reasons, unroutable_reason
+from app.services.addressbook.routing_filters import facts_of_request
 from app.services.errors import ServiceError
 from app.services.reference.registry import lookup_company
 from app.services.requests.cancellation import address_canceled_as_spam
@@ -98,14 +99,14 @@ def submit_solicitation(data: SolicitationInput) -> Solicitation:
     # A second post of the same form (a double click, two tabs) stops here: the key is unique,
     # and a concurrent one waits for the first transaction, then fails, before any routing.
     db.session.flush()
-    issues, experts = _qualify(solicitation)
+    issues, experts, excluded = _qualify(solicitation)
     queue_confirmation(solicitation, institution_names(experts))
     if current_app.config.get("ROUTING_MODE", "auto") != "auto":
         solicitation.qualification_notes = [REVIEW_MODE_NOTE, *issues]
     elif issues:
         solicitation.qualification_notes = issues
     else:
-        route(solicitation, experts)
+        route(solicitation, experts, excluded)
     db.session.flush()
     return solicitation
 
@@ -127,8 +128,8 @@ def qualification_issues(solicitation: Solicitation) -> list[str]:
     return _qualify(solicitation)[0]
 
 
-def _qualify(solicitation: Solicitation) -> tuple[list[str], list[RoutedExpert]]:
-    """The reasons, and the experts found (routing reuses them instead of asking twice)."""
+def _qualify(solicitation: Solicitation) -> tuple[list[str], list[RoutedExpert], list[RoutedExpert]]:
+    """The reasons, and the experts found and excluded (routing reuses them instead of asking twice)."""
     issues: list[str] = []
     blocked = _blocked_reason(solicitation.email)
     if blocked:
@@ -141,14 +142,22 @@ def _qualify(solicitation: Solicitation) -> tuple[list[str], list[RoutedExpert]]
             f"(déposée le {duplicate.created_at:%d/%m/%Y})."
         )
     experts: list[RoutedExpert] = []
+    excluded: list[RoutedExpert] = []
     unroutable = unroutable_reason(solicitation.subject)
     if unroutable:
         issues.append(unroutable)
     else:
-        experts = find_experts(solicitation.subject.id, solicitation.insee_code)
+        experts, excluded = route_company(
+            solicitation.subject.id,
+            solicitation.insee_code,
+            facts_of_request(solicitation),
+            solicitation.subject_answers,
+        )
         if not experts:
             issues.append("Aucun expert trouvé pour ce sujet sur cette commune.")
-    return issues, experts
+        # A filter that could not be evaluated keeps its experts, and a person decides (issue 14).
+        issues += unevaluated_reasons(experts)
+    return issues, experts, excluded
 
 
 def _blocked_reason(email: str) -> str | None:

@@ -1,0 +1,243 @@
+"""Filters and expected answers applied to the experts the zone rule found (issue 14).
+
+Routing first finds the candidates by subject × territory (``routing``); this module then
+reads, in one query each, the filters of their institutions, antennes and themselves that
+apply to the subject, and their institutions' expected answers, and evaluates them with the
+one rule of ``company_filters``. Every evaluation is kept as a :class:`Check`, so the simulator,
+``flask routing explain``, the desk and the need page say *why* an expert was kept, excluded,
+or kept unevaluated — none of it is silent.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import exists, or_, select
+
+from app.extensions import db
+from app.models import InstitutionSubject, OfferExpectation, RoutingFilter, RoutingFilterSubject, SubjectQuestion
+from app.models.filters import CODE_LIST_COLUMNS, NUMBER_COLUMNS
+from app.services.addressbook.company_filters import CompanyFacts, Decision, FilterCriteria, Verdict, evaluate
+
+VERDICT_WORDS = {Verdict.ACCEPTED: "accepté", Verdict.REFUSED: "refusé", Verdict.UNKNOWN: "non évalué"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One filter, or one institution's expected answers, evaluated for one expert."""
+
+    source: str  # « filtre #3 de l'institution CMA Auvergne-Rhône-Alpes »
+    verdict: Verdict
+    reasons: tuple[str, ...] = ()
+    filter_id: int | None = None
+
+    @property
+    def text(self) -> str:
+        words = f"{self.source} : {VERDICT_WORDS[self.verdict]}"
+        return f"{words} ({' ; '.join(self.reasons)})" if self.reasons else words
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "filter_id": self.filter_id,
+            "source": self.source,
+            "verdict": str(self.verdict),
+            "reasons": list(self.reasons),
+        }
+
+
+def overall(checks: Iterable[Check]) -> Verdict:
+    """A refusal wins; then an unevaluated check; an expert without checks is accepted."""
+    verdicts = {check.verdict for check in checks}
+    if Verdict.REFUSED in verdicts:
+        return Verdict.REFUSED
+    if Verdict.UNKNOWN in verdicts:
+        return Verdict.UNKNOWN
+    return Verdict.ACCEPTED
+
+
+# ---------------------------------------------------------------- company facts
+
+
+def _date(value: Any) -> date | None:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def facts_from_registry(insee_code: str, registry: Mapping[str, Any] | None) -> CompanyFacts:
+    """A request's company as filters read it: its commune, and what the registry said at
+    submission (``Solicitation.registry_data``); nothing known when the registry did not answer."""
+    registry = registry or {}
+    headcount = registry.get("headcount_code") or None
+    return CompanyFacts(
+        commune_code=insee_code,
+        naf_code=registry.get("naf_code") or None,
+        headcount_code=headcount if headcount != "NN" else None,
+        created_on=_date(registry.get("created_on")),
+        legal_form=registry.get("legal_form") or None,
+        activity_nature=registry.get("activity_nature") or None,
+    )
+
+
+def facts_of_request(solicitation: Any) -> CompanyFacts:
+    """The company of a request (``Solicitation``), as routing's filters read it."""
+    return facts_from_registry(solicitation.insee_code, solicitation.registry_data)
+
+
+# ---------------------------------------------------------------- filters
+
+
+def codes(text: str | None) -> tuple[str, ...]:
+    """``"47 56.10A"`` → ``("47", "56.10A")``: a code list as stored and typed."""
+    return tuple(dict.fromkeys((text or "").split()))
+
+
+def criteria_of(row: Any) -> FilterCriteria:
+    """A stored filter (a model or a row with its columns) as the rule reads it."""
+    values: dict[str, Any] = {name: getattr(row, name) for name in NUMBER_COLUMNS}
+    values |= {name: codes(getattr(row, name)) for name in CODE_LIST_COLUMNS}
+    values["activities_accepted"] = tuple(code.lower() for code in values["activities_accepted"])
+    return FilterCriteria(**values)
+
+
+def _applies_to(subject_id: int):
+    """A filter applies to the subject when it names it or names no subject at all."""
+    link = RoutingFilterSubject
+    return or_(
+        ~exists().where(link.routing_filter_id == RoutingFilter.id),
+        exists().where(link.routing_filter_id == RoutingFilter.id, link.subject_id == subject_id),
+    )
+
+
+_FILTER_COLUMNS = [getattr(RoutingFilter, name) for name in ("id", "institution_id", "antenne_id", "expert_id")]
+_FILTER_COLUMNS += [getattr(RoutingFilter, name) for name in (*NUMBER_COLUMNS, *CODE_LIST_COLUMNS)]
+
+
+def _filters(subject_id: int, candidates: list[Any]) -> list[Any]:
+    institutions = {c.institution_id for c in candidates}
+    antennes = {c.antenne_id for c in candidates}
+    experts = {c.expert_id for c in candidates}
+    stmt = (
+        select(*_FILTER_COLUMNS)
+        .where(
+            or_(
+                RoutingFilter.institution_id.in_(institutions),
+                RoutingFilter.antenne_id.in_(antennes),
+                RoutingFilter.expert_id.in_(experts),
+            ),
+            _applies_to(subject_id),
+        )
+        .order_by(RoutingFilter.id)
+    )
+    return list(db.session.execute(stmt))
+
+
+# ---------------------------------------------------------------- expected answers
+
+
+def answers_decision(expectations: list[Mapping[str, str]], answers: Mapping[str, str] | None) -> Decision:
+    """Whether the answers match one of an institution's combinations (none declared: all taken).
+
+    A combination names the answers it needs; a question it does not name takes any answer. A
+    combination needing an answer the request does not carry (asked before the question
+    existed, or filed without it) can neither take nor refuse: « non évalué »."""
+    if not expectations:
+        return Decision(Verdict.ACCEPTED)
+    answers = answers or {}
+    missing: set[str] = set()
+    for combination in expectations:
+        unanswered = [key for key in combination if key not in answers]
+        if any(answers[key] != value for key, value in combination.items() if key in answers):
+            continue
+        if not unanswered:
+            return Decision(Verdict.ACCEPTED)
+        missing.update(unanswered)
+    if missing:
+        return Decision(Verdict.UNKNOWN, tuple(f"réponse inconnue à la question « {key} »" for key in sorted(missing)))
+    given = ", ".join(f"{key} = {value}" for key, value in sorted(answers.items())) or "aucune réponse"
+    return Decision(Verdict.REFUSED, (f"réponses ({given}) hors des combinaisons prises",))
+
+
+def _expectations(subject_id: int, institution_ids: set[int]) -> dict[int, list[dict]]:
+    stmt = (
+        select(InstitutionSubject.institution_id, OfferExpectation.answers)
+        .join(OfferExpectation, OfferExpectation.institution_subject_id == InstitutionSubject.id)
+        .where(InstitutionSubject.subject_id == subject_id, InstitutionSubject.institution_id.in_(institution_ids))
+        .order_by(OfferExpectation.id)
+    )
+    found: dict[int, list[dict]] = defaultdict(list)
+    for institution_id, answers in db.session.execute(stmt):
+        found[institution_id].append(dict(answers or {}))
+    return found
+
+
+def subject_questions(subject_id: int) -> list[SubjectQuestion]:
+    return list(
+        db.session.scalars(
+            select(SubjectQuestion)
+            .where(SubjectQuestion.subject_id == subject_id)
+            .order_by(SubjectQuestion.position, SubjectQuestion.id)
+        )
+    )
+
+
+# ---------------------------------------------------------------- everything for the candidates
+
+
+def checks_for(
+    subject_id: int,
+    filtered: list[Any],
+    expecting: list[Any],
+    company: CompanyFacts,
+    answers: Mapping[str, str] | None,
+    *,
+    today: date,
+) -> dict[int, tuple[Check, ...]]:
+    """The checks of each candidate expert (by id): its institution's, its antenne's and its
+    own filters that apply to the subject, then its institution's expected answers.
+
+    ``filtered`` are the candidates with some filter, ``expecting`` those whose institution
+    expects answers on the subject (the routing query says which): each list, when not empty,
+    costs one query."""
+    candidates = {c.expert_id: c for c in [*filtered, *expecting]}.values()
+    by_institution: dict[int, list[Check]] = defaultdict(list)
+    by_antenne: dict[int, list[Check]] = defaultdict(list)
+    by_expert: dict[int, list[Check]] = defaultdict(list)
+    names = {c.institution_id: c.institution for c in candidates}
+    antenne_names = {c.antenne_id: c.antenne for c in candidates}
+    expert_names = {c.expert_id: c.expert for c in candidates}
+    for row in _filters(subject_id, filtered) if filtered else ():
+        decision = evaluate(criteria_of(row), company, today=today)
+        if row.institution_id is not None:
+            source, bucket = f"filtre #{row.id} de l'institution {names[row.institution_id]}", by_institution
+            key = row.institution_id
+        elif row.antenne_id is not None:
+            source, bucket, key = (
+                f"filtre #{row.id} de l'antenne {antenne_names[row.antenne_id]}",
+                by_antenne,
+                row.antenne_id,
+            )
+        else:
+            source, bucket, key = (
+                f"filtre #{row.id} de l'expert {expert_names[row.expert_id]}",
+                by_expert,
+                row.expert_id,
+            )
+        bucket[key].append(Check(source, decision.verdict, decision.reasons, row.id))
+    expected = _expectations(subject_id, {c.institution_id for c in expecting}) if expecting else {}
+    for institution_id, expectations in expected.items():
+        decision = answers_decision(expectations, answers)
+        source = f"réponses attendues par {names[institution_id]}"
+        by_institution[institution_id].append(Check(source, decision.verdict, decision.reasons))
+    return {
+        c.expert_id: (*by_institution[c.institution_id], *by_antenne[c.antenne_id], *by_expert[c.expert_id])
+        for c in candidates
+        if by_institution.get(c.institution_id) or by_antenne.get(c.antenne_id) or by_expert.get(c.expert_id)
+    }
