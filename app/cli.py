@@ -15,8 +15,10 @@ from flask.cli import AppGroup
 from app.dates import PARIS
 from app.models.outbox import FailureCause
 from app.services.accounts.users import create_user
+from app.services.addressbook.filters import import_filters
 from app.services.addressbook.importer import import_addressbook
 from app.services.addressbook.routing import explain
+from app.services.addressbook.routing_filters import company_for_explain
 from app.services.audit import acting_as
 from app.services.errors import ServiceError
 from app.services.messaging.inbound import MAX_MESSAGE_BYTES, outcome_text, receive_email
@@ -95,6 +97,31 @@ def addressbook_import(path: str, dry_run: bool) -> None:
         click.echo("Simulation (--dry-run) : rien n'a été enregistré.")
 
 
+@addressbook_cli.command("filters")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Vérifie et résume sans rien enregistrer.")
+def addressbook_filters(path: str, dry_run: bool) -> None:
+    """Importe les filtres de mise en relation (CSV) : tout ou rien, erreurs par ligne.
+
+    Le fichier est l'ensemble des filtres de chaque institution, antenne ou expert qu'il nomme :
+    leurs filtres absents du fichier sont supprimés, les autres ne sont pas touchées."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        _fail(f"Impossible de lire {path} : {error.strerror}.")
+    with acting_as(f"import {Path(path).name}"), transaction():
+        report = import_filters(raw, dry_run=dry_run)
+    for line in report.lines():
+        click.echo(line)
+    if report.errors:
+        click.echo(f"{len(report.errors)} erreur(s) : rien n'a été importé.", err=True)
+        for error in report.errors:
+            click.echo(error, err=True)
+        sys.exit(1)
+    if dry_run:
+        click.echo("Simulation (--dry-run) : rien n'a été enregistré.")
+
+
 @users_cli.command("create")
 @click.argument("email")
 @click.option("--role", type=click.Choice(["admin", "referent"]), required=True)
@@ -125,18 +152,52 @@ def users_create(email, role, institution_slug, antenne_id, password, full_name)
 @routing_cli.command("explain")
 @click.argument("subject_slug")
 @click.argument("insee_code")
+@click.option("--siret", help="SIRET : les faits que le registre donne de l'entreprise.")
+@click.option("--naf", help="Code NAF/APE (47.11Z) ; remplace celui du registre.")
+@click.option("--headcount-code", help="Tranche d'effectif INSEE (00, 01, 02, 03, 11, 12…, NN inconnue).")
+@click.option("--created", help="Date de création AAAA-MM-JJ.")
+@click.option("--legal-form", help="Catégorie juridique (4 chiffres, 5499).")
+@click.option("--activity", help="Nature d'activité (artisanale, commerciale, libérale…).")
+@click.option("--answer", "answers", multiple=True, help="Réponse à une question du sujet : CLE=Réponse (répétable).")
+@click.option("--show-excluded", is_flag=True, help="Montre aussi les experts exclus, et par quel filtre.")
 @click.option("--json", "as_json", is_flag=True, help="Sortie JSON.")
-def routing_explain(subject_slug: str, insee_code: str, as_json: bool) -> None:
+def routing_explain(
+    subject_slug, insee_code, siret, naf, headcount_code, created, legal_form, activity, answers, show_excluded, as_json
+) -> None:
     """Les experts qui recevraient un besoin sur ce sujet dans cette commune, et pourquoi."""
     try:
-        result = explain(subject_slug, insee_code)
+        company = company_for_explain(
+            insee_code,
+            siret=siret,
+            naf=naf,
+            headcount_code=headcount_code,
+            created=created,
+            legal_form=legal_form,
+            activity=activity,
+        )
+        result = explain(subject_slug, insee_code, company, _answers(answers))
     except ServiceError as error:
         _fail(str(error))
     if as_json:
-        click.echo(json.dumps([m.as_dict() for m in result.matches], ensure_ascii=False, indent=2))
+        listed = [m.as_dict() for m in result.matches]
+        if show_excluded:
+            listed += [{**m.as_dict(), "excluded": True} for m in result.excluded]
+        click.echo(json.dumps(listed, ensure_ascii=False, indent=2))
         return
-    for line in result.lines():
+    for line in result.lines(show_excluded=show_excluded):
         click.echo(line)
+
+
+def _answers(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    answers: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ServiceError(f"Réponse illisible : « {pair} » (attendu : CLE=Réponse).")
+        answers[key.strip()] = value.strip()
+    return answers
 
 
 @seed_cli.command("demo")

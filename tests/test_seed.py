@@ -54,7 +54,7 @@ def test_seed_demo_submits_requests_through_the_real_flow(app, db):
 
     assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
     solicitations = db.session.scalars(select(Solicitation).order_by(Solicitation.id)).all()
-    assert len(solicitations) == 4
+    assert len(solicitations) == 7
     by_subject = {s.subject.slug: s for s in solicitations}
     assert by_subject["recrutement"].status == "processed"
     assert by_subject["recrutement"].need.status == "done"
@@ -66,7 +66,30 @@ def test_seed_demo_submits_requests_through_the_real_flow(app, db):
     # the demo answers (services.matches).
     assert emails == len(solicitations) + _count(db, Match) + 1
     assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
-    assert _count(db, Solicitation) == 4 and _count(db, OutboundEmail) == emails
+    assert _count(db, Solicitation) == 7 and _count(db, OutboundEmail) == emails
+
+
+def test_the_demo_filters_send_an_artisan_to_the_cma_and_a_trader_to_the_cci(app, db):
+    """Issue 14, as a new user tries it: the same subject at Lyon reaches the CMA for an artisan
+    and the CCI for a trader; a company whose nature is unknown waits for staff, with the reason;
+    and each need records who was excluded and why."""
+    from app.models import Solicitation
+
+    assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
+    ceding = db.session.scalars(
+        select(Solicitation).join(Solicitation.subject).where(Solicitation.subject.has(slug="ceder-entreprise"))
+    ).all()
+    by_siret = {s.siret[:9]: s for s in ceding}
+    artisan, trader, unknown = by_siret["512345612"], by_siret["612345611"], by_siret["712345693"]
+    assert {m.expert.antenne.institution.name for m in artisan.need.matches} == {"CMA France"}
+    assert {m.expert.antenne.institution.name for m in trader.need.matches} == {"CCI France"}
+    excluded = [entry for entry in artisan.need.routing_checks if entry["decision"] == "refuse"]
+    assert [entry["institution"] for entry in excluded] == ["CCI France"]
+    assert "activité artisanale, non acceptée" in excluded[0]["checks"][0]
+    assert unknown.status == "in_progress" and unknown.need is None
+    assert any(
+        "Filtre non évalué" in note and "nature d'activité inconnue" in note for note in unknown.qualification_notes
+    )
 
 
 def test_the_demo_gives_the_follow_up_and_the_relances_desk_something_to_show(app, db):

@@ -30,8 +30,12 @@ from app.models import (
     InstitutionSubject,
     Match,
     Need,
+    OfferExpectation,
+    RoutingFilter,
+    RoutingFilterSubject,
     Solicitation,
     Subject,
+    SubjectQuestion,
     Theme,
     User,
     Zone,
@@ -60,6 +64,10 @@ def tracked_models() -> tuple[type, ...]:
         Need,
         Match,
         Comment,
+        RoutingFilter,
+        RoutingFilterSubject,
+        SubjectQuestion,
+        OfferExpectation,
     )
 
 

@@ -19,6 +19,7 @@ from app.models import Institution, Solicitation, User
 from app.models.base import utcnow
 from app.models.requests import MatchStatus
 from app.services.accounts.users import create_user
+from app.services.addressbook.filters import import_filters
 from app.services.addressbook.importer import import_addressbook
 from app.services.errors import ServiceError
 from app.services.requests.matches import change_match_status
@@ -51,7 +52,7 @@ DEMO_REQUESTS = [
         "Loïc Le Floch",
         "loic.lefloch@menuiserie-demo.example",
         "02 99 45 67 89",
-        "42134567900011",
+        "42134561200012",
         "35000",
         "35238",
         "Menuiserie de 12 salariés : deux gros clients paient avec trois mois de retard et nous avons des "
@@ -63,7 +64,7 @@ DEMO_REQUESTS = [
         "Sofia Haddad",
         "sofia.haddad@cosmetiques-demo.example",
         "01 42 00 11 22",
-        "30234567300016",
+        "30234568100019",
         "75011",
         "75056",
         "Fabricant de cosmétiques naturels (8 personnes), nous voulons vendre au Canada et en Belgique. "
@@ -80,6 +81,45 @@ DEMO_REQUESTS = [
         "29019",
         "Garage automobile, nous avons subi un rançongiciel le mois dernier. Nous voudrions sécuriser nos "
         "postes et notre logiciel de facturation, avec un accompagnement si possible financé.",
+        None,
+    ),
+    # The same subject at the same commune from an artisan, a trader and a company whose nature
+    # the registry does not give: the demo filters (data/demo_filters.csv) send the first to the
+    # CMA only, the second to the CCI only, and hold the third for staff (« non évalué »).
+    (
+        "ceder-entreprise",
+        "Bernard Rousseau",
+        "bernard.rousseau@electricite-demo.example",
+        "04 72 10 20 30",
+        "51234561200018",
+        "69003",
+        "69123",
+        "Artisan électricien depuis 30 ans, je souhaite céder mon entreprise (4 salariés) d'ici deux ans. "
+        "Par où commencer pour l'évaluer et trouver un repreneur ?",
+        None,
+    ),
+    (
+        "ceder-entreprise",
+        "Nadia Benali",
+        "nadia.benali@epicerie-demo.example",
+        "04 72 40 50 60",
+        "61234561100018",
+        "69007",
+        "69123",
+        "Je tiens une épicerie fine depuis 15 ans et je pars à la retraite : je cherche un repreneur pour "
+        "le fonds de commerce et un accompagnement pour la transmission.",
+        None,
+    ),
+    (
+        "ceder-entreprise",
+        "Julien Mercier",
+        "julien.mercier@logiciel-demo.example",
+        "04 72 70 80 90",
+        "71234569300014",
+        "69002",
+        "69123",
+        "Éditeur de logiciels (9 personnes), nous envisageons de céder la société à un groupe : quelles "
+        "étapes, et quels accompagnements existent ?",
         None,
     ),
 ]
@@ -103,6 +143,10 @@ def demo_addressbook_path() -> Path:
     return Path(current_app.root_path).parent / "data" / "demo_addressbook.csv"
 
 
+def demo_filters_path() -> Path:
+    return Path(current_app.root_path).parent / "data" / "demo_filters.csv"
+
+
 def seed_demo() -> SeedReport:
     """Import the demo address book and make sure the demo staff and referent accounts exist."""
     if current_app.config.get("ENV_NAME") == "production":
@@ -113,6 +157,11 @@ def seed_demo() -> SeedReport:
         raise ServiceError("Annuaire de démonstration invalide :\n" + "\n".join(str(e) for e in imported.errors))
     report.lines_.append("Annuaire de démonstration :")
     report.lines_.extend(f"  {line}" for line in imported.lines())
+    filters = import_filters(demo_filters_path().read_bytes())
+    if filters.errors:
+        raise ServiceError("Filtres de démonstration invalides :\n" + "\n".join(filters.errors))
+    report.lines_.append("Filtres de mise en relation de démonstration :")
+    report.lines_.extend(f"  {line}" for line in filters.lines())
     report.lines_.extend(_seed_requests())
     if not db.session.scalar(select(func.count()).select_from(User).where(User.email == DEMO_STAFF_EMAIL)):
         create_user(DEMO_STAFF_EMAIL, role="admin", password=DEMO_STAFF_PASSWORD, full_name="Équipe support (démo)")
@@ -169,6 +218,8 @@ def _seed_requests() -> list[str]:
         if subject in DEMO_AGES and need is not None:
             _age(solicitation, DEMO_AGES[subject])
         routed = f"transmise à {len(need.matches)} expert(s)" if need is not None else "à qualifier"
+        if need is None and solicitation.qualification_notes:
+            routed += f" ({solicitation.qualification_notes[0]})"
         lines.append(f"Demande de démonstration « {subject} » ({insee}) : {routed}")
     return lines
 

@@ -41,6 +41,10 @@ NAF_SECTIONS: dict[str, range] = {
 }
 
 
+# The natures of activity a filter may accept (the registry's words, lower case).
+ACTIVITY_NATURES = ("artisanale", "commerciale", "libérale", "agricole", "industrielle", "civile")
+
+
 class Verdict(StrEnum):
     ACCEPTED = "accepte"
     REFUSED = "refuse"

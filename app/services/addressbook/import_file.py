@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -118,7 +120,7 @@ class Row:
     expert_zone: geo.ZoneSpec | None
 
 
-def decode(raw: bytes | str, report: ImportReport) -> str | None:
+def decode(raw: bytes | str, report: Any) -> str | None:
     if isinstance(raw, str):
         text = raw.removeprefix("\ufeff")
     else:
@@ -141,8 +143,11 @@ def decode(raw: bytes | str, report: ImportReport) -> str | None:
     return text
 
 
-def read_records(text: str, report: ImportReport) -> tuple[list[str], list[tuple[int, list[str]]]] | None:
-    """The header and the non-blank records with their starting file line."""
+def read_records(
+    text: str, report: Any, *, columns: Sequence[str] = COLUMNS, what: str = "d'expert"
+) -> tuple[list[str], list[tuple[int, list[str]]]] | None:
+    """The header and the non-blank records with their starting file line (``columns``: the
+    header the file must carry; ``report``: anything with ``error(line, message)``)."""
     reader = csv.reader(io.StringIO(text, newline=""))
     records: list[tuple[int, list[str]]] = []
     header: list[str] | None = None
@@ -162,11 +167,11 @@ def read_records(text: str, report: ImportReport) -> tuple[list[str], list[tuple
         report.error(previous_end + 1, f"ligne CSV illisible ({error})")
         return None
     if header is None:
-        report.error(None, "Le fichier est vide : il doit commencer par la ligne d'en-tête " + ",".join(COLUMNS))
+        report.error(None, "Le fichier est vide : il doit commencer par la ligne d'en-tête " + ",".join(columns))
         return None
-    missing = [c for c in COLUMNS if c not in header]
-    extra = [c for c in header if c not in COLUMNS]
-    duplicated = sorted({c for c in header if c in COLUMNS and header.count(c) > 1})
+    missing = [c for c in columns if c not in header]
+    extra = [c for c in header if c not in columns]
+    duplicated = sorted({c for c in header if c in columns and header.count(c) > 1})
     if missing:
         report.error(header_line, f"colonne(s) manquante(s) dans l'en-tête : {', '.join(missing)}")
     if extra:
@@ -176,7 +181,7 @@ def read_records(text: str, report: ImportReport) -> tuple[list[str], list[tuple
     if missing or extra or duplicated:
         return None
     if not records:
-        report.error(None, "Le fichier ne contient aucune ligne d'expert après l'en-tête")
+        report.error(None, f"Le fichier ne contient aucune ligne {what} après l'en-tête")
         return None
     return header, records
 

@@ -10,6 +10,8 @@ or kept unevaluated — none of it is silent.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from app.extensions import db
 from app.models import InstitutionSubject, OfferExpectation, RoutingFilter, RoutingFilterSubject, SubjectQuestion
 from app.models.filters import CODE_LIST_COLUMNS, NUMBER_COLUMNS
 from app.services.addressbook.company_filters import CompanyFacts, Decision, FilterCriteria, Verdict, evaluate
+from app.services.errors import ServiceError
+from app.services.reference.registry import HEADCOUNT_BRACKETS, lookup_company
 
 VERDICT_WORDS = {Verdict.ACCEPTED: "accepté", Verdict.REFUSED: "refusé", Verdict.UNKNOWN: "non évalué"}
 
@@ -84,6 +88,54 @@ def facts_from_registry(insee_code: str, registry: Mapping[str, Any] | None) -> 
         legal_form=registry.get("legal_form") or None,
         activity_nature=registry.get("activity_nature") or None,
     )
+
+
+def company_for_explain(
+    insee_code: str,
+    *,
+    siret: str | None = None,
+    naf: str | None = None,
+    headcount_code: str | None = None,
+    created: str | None = None,
+    legal_form: str | None = None,
+    activity: str | None = None,
+) -> CompanyFacts | None:
+    """A company as the simulator and ``flask routing explain`` describe it: the registry's facts
+    of ``siret`` (when given), each replaced by the value typed. None when nothing was given
+    (then only the commune is known). ServiceError (French) for a value that cannot be one."""
+    registry: dict[str, Any] = {}
+    siret = (siret or "").replace(" ", "")
+    if siret:
+        if not (siret.isdigit() and len(siret) == 14):
+            raise ServiceError(f"SIRET illisible : « {siret} » (14 chiffres attendus).")
+        info = lookup_company(siret)
+        if info is None:
+            raise ServiceError(f"Le registre ne connaît pas le SIRET {siret}.")
+        registry = dataclasses.asdict(info)
+    if naf:
+        naf = naf.strip().upper()
+        if not re.fullmatch(r"\d{2}\.?\d{2}[A-Z]", naf):
+            raise ServiceError(f"Code NAF illisible : « {naf} » (par exemple 47.11Z).")
+        registry["naf_code"] = naf if "." in naf else f"{naf[:2]}.{naf[2:]}"
+    if headcount_code:
+        if headcount_code.strip().upper() not in HEADCOUNT_BRACKETS:
+            raise ServiceError(
+                f"Tranche d'effectif inconnue : « {headcount_code} » (codes INSEE : {', '.join(HEADCOUNT_BRACKETS)})."
+            )
+        registry["headcount_code"] = headcount_code.strip().upper()
+    if created:
+        if _date(created.strip()) is None or len(created.strip()) != 10:
+            raise ServiceError(f"Date de création illisible : « {created} » (AAAA-MM-JJ attendu).")
+        registry["created_on"] = created.strip()
+    if legal_form:
+        if not re.fullmatch(r"\d{4}", legal_form.strip()):
+            raise ServiceError(f"Catégorie juridique illisible : « {legal_form} » (4 chiffres, par exemple 5499).")
+        registry["legal_form"] = legal_form.strip()
+    if activity:
+        registry["activity_nature"] = activity.strip().lower()
+    if not registry:
+        return None
+    return facts_from_registry(insee_code, registry)
 
 
 def facts_of_request(solicitation: Any) -> CompanyFacts:
