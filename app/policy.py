@@ -73,6 +73,9 @@ from app.models import (
     InstitutionSubject,
     Match,
     Need,
+    OfferExpectation,
+    RoutingFilter,
+    RoutingFilterSubject,
     Subject,
     Theme,
     Zone,
@@ -94,10 +97,25 @@ REFERENT_RIGHTS: dict[type, dict[str, frozenset[str]]] = {
     # Written through the expert and antenne forms (subjects, zones), never from a view of their own.
     ExpertSubject: {"institution": _ALL, "antenne": _ALL},
     Zone: {"institution": _ALL, "antenne": _ALL},
+    # Routing filters (issue 14): an antenne referent writes its antenne's and its experts'.
+    RoutingFilter: {"institution": _ALL, "antenne": _ALL},
+    RoutingFilterSubject: {"institution": _ALL, "antenne": _ALL},
+    # The answers an institution takes on a subject belong to its offer.
+    OfferExpectation: {"institution": _ALL, "antenne": frozenset()},
 }
 
 # The models whose rows carry a scope: every one a referent's request writes is checked.
-SCOPED_MODELS = (Institution, Antenne, Expert, InstitutionSubject, ExpertSubject, Zone)
+SCOPED_MODELS = (
+    Institution,
+    Antenne,
+    Expert,
+    InstitutionSubject,
+    ExpertSubject,
+    Zone,
+    RoutingFilter,
+    RoutingFilterSubject,
+    OfferExpectation,
+)
 
 # Reference data every referent reads whole: they pick subjects for their experts.
 _SHARED_READ_ONLY = (Theme, Subject)
@@ -270,6 +288,15 @@ def _expert_ids(user: Any):
     return select(Expert.id).where(_expert_condition(user))
 
 
+def _filter_condition(user: Any):
+    """The filters a referent holds: their antennes' and experts', and their institution's
+    for an institution referent (an antenne referent does not write the institution's rule)."""
+    held = [RoutingFilter.antenne_id.in_(_antenne_ids(user)), RoutingFilter.expert_id.in_(_expert_ids(user))]
+    if user.antenne_id is None:
+        held.append(RoutingFilter.institution_id == user.institution_id)
+    return or_(*held)
+
+
 def _referent_condition(user: Any, model: type):
     """The WHERE clause of the rows of ``model`` a referent sees, or ``None`` for all of them."""
     if model is Institution:
@@ -284,6 +311,14 @@ def _referent_condition(user: Any, model: type):
         return ExpertSubject.expert_id.in_(_expert_ids(user))
     if model is Zone:
         return or_(Zone.antenne_id.in_(_antenne_ids(user)), Zone.expert_id.in_(_expert_ids(user)))
+    if model is RoutingFilter:
+        return _filter_condition(user)
+    if model is RoutingFilterSubject:
+        return RoutingFilterSubject.routing_filter_id.in_(select(RoutingFilter.id).where(_filter_condition(user)))
+    if model is OfferExpectation:
+        return OfferExpectation.institution_subject_id.in_(
+            select(InstitutionSubject.id).where(InstitutionSubject.institution_id == user.institution_id)
+        )
     if model is Match:
         return Match.expert_id.in_(_expert_ids(user))
     if model is Need:
@@ -328,6 +363,7 @@ _RIGHT_WORDS = {CREATE: "créer", EDIT: "modifier", DELETE: "supprimer"}
 _MODEL_WORDS = {
     Institution: "des institutions",
     Antenne: "des antennes",
+    RoutingFilter: "des filtres de mise en relation",
     Expert: "des experts",
     InstitutionSubject: "l'offre de l'institution",
 }
@@ -403,8 +439,41 @@ def check_record(user: Any, record: Any, right: str = EDIT) -> None:
             if owner is None:
                 raise _refusal(right, model)
             check_record(user, owner, EDIT)
+        elif isinstance(record, RoutingFilter):
+            _check_filter_holder(user, record)
+        elif isinstance(record, RoutingFilterSubject):
+            held = record.routing_filter or db.session.get(RoutingFilter, record.routing_filter_id)
+            if held is None:
+                raise _refusal(right, model)
+            _check_filter_holder(user, held)
+        elif isinstance(record, OfferExpectation):
+            offer = record.offer or db.session.get(InstitutionSubject, record.institution_subject_id)
+            if offer is None:
+                raise _refusal(right, model)
+            _check_institution(user, offer)
         else:  # pragma: no cover - the rights table names every writable model
             raise _refusal(right, model)
+
+
+def _check_filter_holder(user: Any, record: Any) -> None:
+    """A referent's filter is held by their institution (an institution referent), one of their
+    antennes or one of their experts."""
+    expert_id, antenne_id = _related_id(record, "expert"), _related_id(record, "antenne")
+    if expert_id is not None:
+        expert = record.expert or db.session.get(Expert, expert_id)
+        if expert is None:
+            raise ServiceError("Choisissez un expert de votre périmètre.")
+        _check_antenne(user, expert)
+    elif antenne_id is not None:
+        antenne = record.antenne or db.session.get(Antenne, antenne_id)
+        if antenne is None or antenne.institution_id != user.institution_id:
+            raise ServiceError("Cette antenne ne fait pas partie de votre périmètre.")
+        if user.antenne_id is not None and antenne.id != user.antenne_id:
+            raise ServiceError("Vous ne pouvez filtrer que votre antenne et ses experts.")
+    else:
+        if user.antenne_id is not None:
+            raise ServiceError("Les filtres de l'institution sont tenus par ses référents d'institution.")
+        _check_institution(user, record)
 
 
 # ---------------------------------------------------------------- every row a write touches

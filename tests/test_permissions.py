@@ -83,6 +83,10 @@ EXPECTED: dict[str, Rule] = {
     "antenne": Rule("write", "edit", custom=_territories(True, True)),
     "expert": Rule("write", "write", custom=_territories(True, True)),
     "institution_subject": Rule("write", "read"),
+    # Issue 14: filters of one's scope; the answers an institution takes belong to its offer.
+    "routing_filter": Rule("write", "write"),
+    "offer_expectation": Rule("write", "read"),
+    "subject_question": Rule("none", "none"),
     "theme": Rule("read", "read"),
     "subject": Rule("read", "read"),
     # The request desk's own endpoints on a need are staff's: referents read needs and matches.

@@ -17,6 +17,7 @@ from flask_admin.actions import action
 from flask_admin.contrib.sqla.fields import QuerySelectMultipleField
 from flask_admin.contrib.sqla.filters import BooleanEqualFilter, IntEqualFilter
 from flask_login import current_user
+from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from wtforms import StringField
@@ -96,6 +97,33 @@ def zone_labels(owner: Antenne | Expert) -> str:
     return " ; ".join(labels.get(ref, f"{ref[0]}:{ref[1]}") for ref in references)
 
 
+def filters_markup(owner: Institution | Antenne | Expert) -> Markup:
+    """The routing filters an institution, antenne or expert holds, each linked, and a link to
+    add one with this holder prefilled (issue 14)."""
+    from app.models import RoutingFilter
+
+    kind = {Institution: "institution", Antenne: "antenne", Expert: "expert"}[type(owner)]
+    column = getattr(RoutingFilter, f"{kind}_id")
+    held = db.session.scalars(
+        policy.scope_query(current_user, RoutingFilter, select(RoutingFilter).where(column == owner.id))
+    ).all()
+    items = [
+        Markup('<li><a href="{}">{}</a></li>').format(
+            url_for("routing_filter.details_view", id=found.id), f"Filtre #{found.id}"
+        )
+        for found in held
+    ]
+    listing = (
+        Markup('<ul class="mb-1">{}</ul>').format(Markup("").join(items))
+        if items
+        else Markup('<p class="mb-1">Aucun filtre : seule la règle sujet × territoire s\'applique.</p>')
+    )
+    add = Markup('<a href="{}">Ajouter un filtre</a>').format(
+        url_for("routing_filter.create_view", **{f"{kind}_id": owner.id})
+    )
+    return listing + add
+
+
 class ZoneEditingMixin:
     """A zone editor field named ``zone`` saved through ``addressbook.set_zone``."""
 
@@ -146,8 +174,9 @@ class InstitutionView(SecureModelView):
     # Referents read their institution; its name and identifier are staff's to change.
     referent_access = "read"
     column_list = ["name", "slug", "antenne_count", "deleted_at"]
-    column_details_list = ["name", "slug", "antenne_count", "created_at", "deleted_at"]
+    column_details_list = ["name", "slug", "antenne_count", "routing_filters", "created_at", "deleted_at"]
     column_labels = {
+        "routing_filters": "Filtres de mise en relation",
         "name": "Nom",
         "slug": "Identifiant",
         "antenne_count": "Antennes",
@@ -158,9 +187,10 @@ class InstitutionView(SecureModelView):
     column_filters = [DeletedFilter(Institution.deleted_at, "Supprimée")]
     column_default_sort = "name"
     column_formatters = {
+        "routing_filters": lambda v, c, m, n: filters_markup(m),
         "antenne_count": lambda v, c, m, n: (
             m.antenne_count if hasattr(m, "antenne_count") else _antenne_counts([m.id]).get(m.id, 0)
-        )
+        ),
     }
     form_columns = ["name", "slug"]
     form_extra_fields = {
@@ -198,8 +228,18 @@ class AntenneView(ZoneEditingMixin, SecureModelView):
     # An institution referent creates and deletes its antennes; an antenne referent edits its own.
     referent_access = "write"
     column_list = ["name", "institution", "zone", "national", "expert_count", "deleted_at"]
-    column_details_list = ["name", "institution", "zone_labels", "national", "expert_count", "created_at", "deleted_at"]
+    column_details_list = [
+        "name",
+        "institution",
+        "zone_labels",
+        "national",
+        "expert_count",
+        "routing_filters",
+        "created_at",
+        "deleted_at",
+    ]
     column_labels = {
+        "routing_filters": "Filtres de mise en relation",
         "name": "Nom",
         "institution": "Institution",
         "institution.name": "Institution",
@@ -219,6 +259,7 @@ class AntenneView(ZoneEditingMixin, SecureModelView):
     ]
     column_default_sort = "name"
     column_formatters = {
+        "routing_filters": lambda v, c, m, n: filters_markup(m),
         "zone": lambda v, c, m, n: zone_summary(m),
         "zone_labels": lambda v, c, m, n: zone_labels(m),
         "expert_count": lambda v, c, m, n: (
@@ -316,10 +357,12 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
         "zone_labels",
         "absent_from",
         "absent_until",
+        "routing_filters",
         "created_at",
         "deleted_at",
     ]
     column_labels = {
+        "routing_filters": "Filtres de mise en relation",
         "full_name": "Nom",
         "email": "Email",
         "phone": "Téléphone",
@@ -359,6 +402,7 @@ class ExpertView(ZoneEditingMixin, SecureModelView):
     ]
     column_default_sort = "full_name"
     column_formatters = {
+        "routing_filters": lambda v, c, m, n: filters_markup(m),
         "institution": lambda v, c, m, n: m.antenne.institution.name,
         "subject_labels": lambda v, c, m, n: _subject_labels(m),
         "own_zone": lambda v, c, m, n: _own_zone(m),

@@ -25,7 +25,7 @@ from wtforms.widgets import TextInput
 
 from app import policy
 from app.extensions import db
-from app.models import Antenne
+from app.models import Antenne, Expert
 from app.models.base import parse_pk
 from app.services.errors import ServiceError
 from app.services.reference import geo
@@ -121,4 +121,19 @@ def antenne_lookup() -> QueryAjaxModelLoader:
         page_size=10,
         minimum_input_length=2,
         placeholder="Tapez le nom de l'antenne",
+    )
+
+
+def expert_lookup() -> QueryAjaxModelLoader:
+    """Pick an expert by typing their name or address (there are tens of thousands)."""
+    return ScopedQueryAjaxModelLoader(
+        "expert",
+        db,
+        Expert,
+        fields=["full_name", "email"],
+        filters=["deleted_at IS NULL"],
+        order_by=Expert.full_name,
+        page_size=10,
+        minimum_input_length=2,
+        placeholder="Tapez le nom ou l'adresse de l'expert",
     )

@@ -8,7 +8,12 @@ from flask_admin import Admin, expose
 
 from app.admin.base import SecureBaseView
 from app.services.addressbook import routing
+from app.services.addressbook.routing_filters import company_for_explain
 from app.services.errors import ServiceError
+from app.services.reference.registry import HEADCOUNT_BRACKETS
+
+# The company's facts the simulator takes (issue 14), as query parameters.
+COMPANY_FIELDS = ("siret", "naf", "headcount_code", "created", "legal_form", "activity")
 
 
 class RoutingView(SecureBaseView):
@@ -23,6 +28,9 @@ class RoutingView(SecureBaseView):
             "error": None,
             "choices": [],
             "result": None,
+            "company": {name: request.args.get(name, "").strip()[:40] for name in COMPANY_FIELDS},
+            "headcounts": HEADCOUNT_BRACKETS,
+            "describe_company": routing.describe_company,
         }
         if "subject" in request.args or "commune" in request.args:
             try:
@@ -30,7 +38,8 @@ class RoutingView(SecureBaseView):
                     raise ServiceError("Choisissez un sujet.")
                 lookup = routing.resolve_commune(commune_text)
                 if lookup.insee_code:
-                    context["result"] = routing.explain(subject_slug, lookup.insee_code)
+                    company = company_for_explain(lookup.insee_code, **context["company"])
+                    context["result"] = routing.explain(subject_slug, lookup.insee_code, company)
                 else:
                     context["choices"] = lookup.choices
             except ServiceError as error:

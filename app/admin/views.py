@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask_admin import Admin
 
-from app.admin import addressbook, catalog, users
+from app.admin import addressbook, catalog, routing_filters, users
 
 
 def register(admin: Admin) -> None:
     addressbook.register(admin)
     catalog.register(admin)
+    routing_filters.register(admin)
     users.register(admin)

@@ -34,6 +34,7 @@ from app.services.messaging.links import (
     link_origin,
     match_for_token,
 )
+from app.services.reference.questions import need_answers
 from app.services.reference.registry import company_facts
 from app.services.requests.matches import allowed_transitions, change_match_status
 from app.services.transactions import transaction
@@ -128,6 +129,7 @@ def _render(
         company=need.facility.company,
         facility=need.facility,
         facts=company_facts(need.facility),
+        answers=need_answers(need),
         commune=need.facility.commune,
         postal_code=_postal_code(match),
         contact=need.contact,

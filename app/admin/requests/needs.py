@@ -33,6 +33,7 @@ from app.services.addressbook.absences import absence_text
 from app.services.addressbook.expert_lookup import parse_id, resolve_expert, search_experts
 from app.services.errors import ServiceError
 from app.services.messaging.discussion import post_comment, thread
+from app.services.reference.questions import need_answers
 from app.services.reference.registry import company_facts, headcount_text
 from app.services.requests.followup import announce_failure
 from app.services.requests.needs import (
@@ -84,6 +85,29 @@ def _status_text(need: Need) -> str:
     return label
 
 
+def need_answers_text(need: Need) -> str:
+    """« Question : réponse · … » of the request the need came from (its own subject's questions)."""
+    return " · ".join(f"{question} : {answer}" for question, answer in need_answers(need))
+
+
+def routing_checks_markup(need: Need) -> Markup | str:
+    """What the filters decided when the need was sent: who was excluded, who kept, and why."""
+    entries = need.routing_checks or []
+    if not entries:
+        return "Aucun filtre ne concernait ces experts."
+    words = {"accepte": "reçu", "refuse": "exclu", "non-evalue": "reçu, filtre non évalué"}
+    items = [
+        Markup("<li><strong>{}</strong> — {} ({}) : {}</li>").format(
+            words.get(entry.get("decision"), entry.get("decision")),
+            entry.get("expert"),
+            entry.get("institution"),
+            " ; ".join(entry.get("checks") or []),
+        )
+        for entry in entries
+    ]
+    return Markup('<ul class="mb-0">{}</ul>').format(Markup("").join(items))
+
+
 class NeedView(FullTextSearchMixin, ReadOnlyModelView):
     """One subject for one establishment, and how its experts answered."""
 
@@ -103,6 +127,8 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "contact_email",
         "contact_phone",
         "description",
+        "subject_answers",
+        "routing_checks",
         "matches",
     ]
     column_export_list = [
@@ -123,6 +149,8 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "naf_code",
         "legal_form",
         "activity_nature",
+        # Issue 14: the answers to the subject's questions.
+        "subject_answers",
     ]
     column_labels = {
         "starred": "Suivi",
@@ -149,6 +177,8 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "contact_phone": "Téléphone du contact",
         "description": "Description",
         "matches": "Mises en relation",
+        "subject_answers": "Réponses aux questions",
+        "routing_checks": "Filtres de mise en relation",
         "facility.company.name": "Entreprise",
         "facility.siret": "SIRET",
         "contact.full_name": "Contact",
@@ -186,6 +216,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
         "contact": lambda v, c, m, n: m.contact.full_name,
         "contact_email": lambda v, c, m, n: m.contact.email,
         "contact_phone": lambda v, c, m, n: m.contact.phone,
+        "subject_answers": lambda v, c, m, n: need_answers_text(m),
     }
     column_formatters_detail = {
         **column_formatters,
@@ -195,6 +226,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
             else "Créé par l'équipe"
         ),
         "matches": macro("render_matches"),
+        "routing_checks": lambda v, c, m, n: routing_checks_markup(m) if policy.is_staff(current_user) else "—",
     }
 
     @action(

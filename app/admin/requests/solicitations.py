@@ -359,11 +359,13 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
                             "antenne": found_expert.antenne,
                             "institution": found_expert.institution,
                             "zone": found_expert.zone_text,
+                            "checks": found_expert.checks,
                             "absence": suggestion.absences.get(found_expert.expert_id),
                             "checked": found_expert.expert_id in ticked,
                         }
                         for found_expert in suggestion.experts
                     ],
+                    "excluded": suggestion.excluded,
                     "added": request.args.get(f"ajout-{sid}", "")[:MAX_CARRIED_TEXT] if carried else "",
                 }
             )
