@@ -18,6 +18,7 @@ from app.models import Subject, Theme
 from app.public import bp
 from app.public.forms import BOT_MESSAGE, SolicitationForm, sign_served_at, submission_key
 from app.services.errors import ServiceError
+from app.services.reference.questions import clean_answers, questions_of
 from app.services.requests.solicitations import SolicitationInput, already_submitted, submit_solicitation
 from app.services.requests.validation import clean_tracking
 from app.services.transactions import transaction
@@ -70,14 +71,26 @@ def _tracking() -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
-def _render_form(subject: Subject, form: SolicitationForm, *, status: int = 200, general_errors=()):
+def _posted_answers() -> dict[str, str]:
+    """The radios of the subject's questions, named ``q-<key>``."""
+    return {name[2:]: value for name, value in request.form.items() if name.startswith("q-")}
+
+
+def _render_form(subject: Subject, form: SolicitationForm, *, status: int = 200, general_errors=(), answer_errors=None):
     tracking = _tracking()
+    questions = questions_of(subject.id)
+    answer_errors = answer_errors or {}
     return render_template(
         "public/request_form.html",
         subject=subject,
         form=form,
         action=url_for("public.request_form", subject_slug=subject.slug, **tracking),
         general_errors=list(general_errors),
+        questions=questions,
+        posted_answers=_posted_answers(),
+        answer_errors=answer_errors,
+        # The summary links each unanswered question to its first radio button.
+        answer_error_items=[(f"q-{q.key}-0", answer_errors[q.key]) for q in questions if q.key in answer_errors],
     ), status
 
 
@@ -96,9 +109,11 @@ def request_form(subject_slug: str):
         form.served_at.data = sign_served_at(subject.slug)
         return _render_form(subject, form, status=422, general_errors=[BOT_MESSAGE])
 
-    if not form.validate():
+    # The subject's questions (issue 14): required radios, checked by the service's own rule.
+    _answers, answer_errors = clean_answers(questions_of(subject.id), _posted_answers())
+    if not form.validate() or answer_errors:
         form.telecopie.data = ""
-        return _render_form(subject, form, status=422)
+        return _render_form(subject, form, status=422, answer_errors=answer_errors)
 
     values = form.cleaned.values
     key = submission_key(form.served_at.data, subject.slug)
@@ -108,7 +123,9 @@ def request_form(subject_slug: str):
     try:
         with transaction():
             submit_solicitation(
-                SolicitationInput(subject_slug=subject.slug, **values, **_tracking(), submission_key=key)
+                SolicitationInput(
+                    subject_slug=subject.slug, **values, **_tracking(), submission_key=key, answers=_answers
+                )
             )
     except ServiceError as error:
         return _render_form(subject, form, status=422, general_errors=[str(error)])

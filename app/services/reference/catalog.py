@@ -11,11 +11,15 @@ from pathlib import Path
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Subject, Theme
+from app.models import Subject, SubjectQuestion, Theme
 from app.models.base import utcnow
 from app.services.errors import ServiceError
+from app.services.reference.questions import parse_questions_cell
 
 CATALOG_COLUMNS = ["theme_slug", "theme", "subject_slug", "subject"]
+# Optional: the subject's questions (issue 14), ``clé|Question|Réponse|Réponse`` separated by « ; »;
+# when the column is there, it is the whole set of the subject's questions.
+QUESTIONS_COLUMN = "questions"
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
@@ -25,13 +29,17 @@ class CatalogLoadReport:
     themes_updated: int = 0
     subjects_created: int = 0
     subjects_updated: int = 0
+    questions_written: int = 0
     errors: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        return [
+        lines = [
             f"thèmes : {self.themes_created} créé(s), {self.themes_updated} mis à jour",
             f"sujets : {self.subjects_created} créé(s), {self.subjects_updated} mis à jour",
         ]
+        if self.questions_written:
+            lines.append(f"questions : {self.questions_written} créée(s) ou mise(s) à jour")
+        return lines
 
 
 def _read_rows(text: str) -> list[dict[str, str]]:
@@ -51,6 +59,10 @@ def _read_rows(text: str) -> list[dict[str, str]]:
                 errors.append(
                     f"ligne {number} : « {value} » n'est pas un identifiant valide (minuscules, chiffres, tirets)."
                 )
+        try:
+            row["_questions"] = parse_questions_cell(row.get(QUESTIONS_COLUMN) or "")
+        except ServiceError as error:
+            errors.append(f"ligne {number} : {error}.")
     if errors:
         raise ServiceError("Catalogue invalide :\n" + "\n".join(errors))
     return rows
@@ -66,6 +78,7 @@ def load_catalog(path: str | Path) -> CatalogLoadReport:
     except FileNotFoundError:
         raise ServiceError(f"Fichier introuvable : {path}.") from None
     rows = _read_rows(text)
+    has_questions = bool(rows) and QUESTIONS_COLUMN in rows[0]
     report = CatalogLoadReport()
     themes = {t.slug: t for t in db.session.scalars(select(Theme))}
     subjects = {s.slug: s for s in db.session.scalars(select(Subject))}
@@ -96,8 +109,32 @@ def load_catalog(path: str | Path) -> CatalogLoadReport:
         elif (found.label, found.theme_id, found.position) != (subject_label, theme.id, position):
             found.label, found.theme, found.position = subject_label, theme, position
             report.subjects_updated += 1
+        if has_questions:
+            db.session.flush()
+            report.questions_written += _set_questions(subjects[subject_slug], row["_questions"])
     db.session.flush()
     return report
+
+
+def _set_questions(subject: Subject, wanted: list[tuple[str, str, list[str]]]) -> int:
+    """Make the subject's questions those of the file (by key); how many were written."""
+    existing = {
+        q.key: q for q in db.session.scalars(select(SubjectQuestion).where(SubjectQuestion.subject_id == subject.id))
+    }
+    written = 0
+    for position, (key, label, choices) in enumerate(wanted):
+        question = existing.pop(key, None)
+        if question is None:
+            db.session.add(
+                SubjectQuestion(subject_id=subject.id, key=key, label=label, choices=choices, position=position)
+            )
+            written += 1
+        elif (question.label, question.choices, question.position) != (label, choices, position):
+            question.label, question.choices, question.position = label, choices, position
+            written += 1
+    for question in existing.values():
+        db.session.delete(question)
+    return written
 
 
 def archive_subject(subject: Subject) -> None:

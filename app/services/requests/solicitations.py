@@ -22,6 +22,7 @@ from app.models.requests import SolicitationStatus
 from app.services.addressbook.routing import RoutedExpert, route_company, unevaluated_reasons, unroutable_reason
 from app.services.addressbook.routing_filters import facts_of_request
 from app.services.errors import ServiceError
+from app.services.reference.questions import clean_answers, questions_of
 from app.services.reference.registry import lookup_company
 from app.services.requests.cancellation import address_canceled_as_spam
 from app.services.requests.dispatch import institution_names, queue_confirmation, route
@@ -29,6 +30,8 @@ from app.services.requests.duplicates import DUPLICATE_LABEL, open_duplicate
 from app.services.requests.validation import FIELDS, clean_solicitation, clean_tracking
 
 REVIEW_MODE_NOTE = "Mode revue : toute demande attend l'équipe."
+# How an answer's error is named among the fields' errors (``question:<key>``).
+ANSWER_PREFIX = "question:"
 
 
 @dataclass
@@ -48,6 +51,8 @@ class SolicitationInput:
     mtm_source: str | None = None
     # The one-time key of the form's copy (``public.forms.submission_key``): stored once.
     submission_key: str | None = None
+    # Answers to the subject's questions (``SubjectQuestion.key`` → the answer), all required.
+    answers: dict[str, str] | None = None
 
 
 class InvalidSolicitation(ServiceError):
@@ -55,7 +60,8 @@ class InvalidSolicitation(ServiceError):
 
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
-        super().__init__(" ".join(errors[name] for name in FIELDS if name in errors))
+        ordered = [name for name in FIELDS if name in errors] + [name for name in errors if name not in FIELDS]
+        super().__init__(" ".join(errors[name] for name in ordered))
 
 
 # ---------------------------------------------------------------- submit
@@ -79,8 +85,9 @@ def submit_solicitation(data: SolicitationInput) -> Solicitation:
     """
     subject = _submitted_subject(data.subject_slug)
     cleaned = clean_solicitation({name: getattr(data, name) for name in FIELDS})
-    if not cleaned.is_valid:
-        raise InvalidSolicitation(cleaned.errors)
+    answers, answer_errors = clean_answers(questions_of(subject.id), data.answers or {})
+    if not cleaned.is_valid or answer_errors:
+        raise InvalidSolicitation({**cleaned.errors, **{ANSWER_PREFIX + k: v for k, v in answer_errors.items()}})
     values = cleaned.values
     info = lookup_company(values["siret"])
     solicitation = Solicitation(
@@ -94,6 +101,7 @@ def submit_solicitation(data: SolicitationInput) -> Solicitation:
         mtm_kwd=clean_tracking(data.mtm_kwd),
         mtm_source=clean_tracking(data.mtm_source),
         submission_key=data.submission_key,
+        subject_answers=answers or None,
     )
     db.session.add(solicitation)
     # A second post of the same form (a double click, two tabs) stops here: the key is unique,
