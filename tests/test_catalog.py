@@ -82,3 +82,30 @@ def test_catalog_cli(app):
     failed = app.test_cli_runner().invoke(args=["catalog", "load", "/nonexistent.csv"])
     assert failed.exit_code == 1
     assert "Fichier introuvable" in failed.output
+
+
+def test_the_catalog_file_may_carry_the_subjects_questions(app, db, tmp_path):
+    """Issue 14: a ``questions`` column, ``clé|Question|Réponse|Réponse`` separated by « ; »; the
+    column is the whole set of each subject's questions; an unreadable question is refused."""
+    from app.models import SubjectQuestion
+
+    path = tmp_path / "catalog.csv"
+    header = "theme_slug,theme,subject_slug,subject,questions\n"
+    path.write_text(
+        header
+        + "ressources-humaines,Ressources humaines,recrutement,Recruter,"
+        + "apprentis|Recrutez-vous des apprentis ?;taille|Combien de postes ?|1|2 à 5|Plus de 5\n",
+        encoding="utf-8",
+    )
+    report = load_catalog(path)
+    assert report.questions_written == 2
+    stored = {q.key: q for q in db.session.scalars(select(SubjectQuestion))}
+    assert stored["apprentis"].choices == ["Oui", "Non"]
+    assert stored["taille"].choices == ["1", "2 à 5", "Plus de 5"] and stored["taille"].position == 1
+    assert load_catalog(path).questions_written == 0
+    path.write_text(header + "ressources-humaines,Ressources humaines,recrutement,Recruter,taille|Combien ?|1|2\n")
+    load_catalog(path)
+    assert [q.key for q in db.session.scalars(select(SubjectQuestion))] == ["taille"]
+    path.write_text(header + "ressources-humaines,Ressources humaines,recrutement,Recruter,Clé invalide|Question\n")
+    with pytest.raises(ServiceError, match="clé de question illisible"):
+        load_catalog(path)

@@ -510,3 +510,28 @@ def test_an_invited_referent_sets_a_password_imports_their_experts_and_fixes_a_g
     page = text(client.get("/admin/couverture/?sujet=tresorerie"))
     assert re.search(r'<tr data-departement="29" data-state="covered">', page)
     assert 'data-code="29" data-state="covered"' in page
+
+
+def test_coverage_says_when_filters_narrow_a_subject(db):
+    """Issue 14: the communes stay counted, and the subject says which filters narrow them."""
+    from app.models import RoutingFilter, RoutingFilterSubject
+
+    cma = InstitutionFactory(name="CMA Rhône")
+    antenne = AntenneFactory(institution=cma)
+    zone(antenne, "departement:69")
+    expert = taking(antenne, "tresorerie")
+    taking(antenne, "recrutement")
+    _db.session.add(RoutingFilter(institution=cma, activities_accepted="artisanale"))
+    limited = RoutingFilter(expert=expert, min_headcount=10)
+    limited.subject_links = [RoutingFilterSubject(subject=subject("tresorerie"))]
+    _db.session.add(limited)
+    other = InstitutionFactory(name="Ailleurs")
+    _db.session.add(RoutingFilter(institution=other, min_years=2))
+    _db.session.commit()
+
+    report = coverage_report(cma)
+    tresorerie, recrutement = report.subject("tresorerie"), report.subject("recrutement")
+    assert len(tresorerie.narrowed_by) == 2 and len(recrutement.narrowed_by) == 1
+    assert "natures d'activité acceptées artisanale" in recrutement.narrowed_by[0]
+    assert any("effectif minimum 10" in text for text in tresorerie.narrowed_by)
+    assert figures(report, "tresorerie")["69"][0] == "covered"

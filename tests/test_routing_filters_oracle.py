@@ -41,7 +41,7 @@ criteria = st.fixed_dictionaries(
         "min_years": st.sampled_from([None, None, 5]),
         "max_years": st.sampled_from([None, None, 10]),
         "min_headcount": st.sampled_from([None, None, 10, 50]),
-        "max_headcount": st.sampled_from([None, None, 19]),
+        "max_headcount": st.sampled_from([None, None, 19, 49]),
         "naf_accepted": st.sampled_from(["", "", "47", "C", "43.21A"]),
         "naf_excluded": st.sampled_from(["", "", "56"]),
         "legal_forms_accepted": st.sampled_from(["", "", "57"]),
@@ -102,6 +102,8 @@ def _build(db, data):
     for _f in range(data.draw(st.integers(0, 4))):
         holder = data.draw(st.sampled_from(holders))
         values = data.draw(criteria)
+        if values["min_headcount"] is not None and values["max_headcount"] is not None:
+            values["max_headcount"] = max(values["max_headcount"], values["min_headcount"])
         limited = data.draw(st.sets(st.sampled_from(SUBJECTS)))
         kind = {Institution: "institution", Antenne: "antenne", Expert: "expert"}[type(holder)]
         found = RoutingFilter(**{kind: holder}, **values)

@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Institution, Solicitation, User
+from app.models import Institution, InstitutionSubject, OfferExpectation, Solicitation, Subject, SubjectQuestion, User
 from app.models.base import utcnow
 from app.models.requests import MatchStatus
 from app.services.accounts.users import create_user
@@ -162,6 +162,7 @@ def seed_demo() -> SeedReport:
         raise ServiceError("Filtres de démonstration invalides :\n" + "\n".join(filters.errors))
     report.lines_.append("Filtres de mise en relation de démonstration :")
     report.lines_.extend(f"  {line}" for line in filters.lines())
+    report.lines_.extend(_seed_questions())
     report.lines_.extend(_seed_requests())
     if not db.session.scalar(select(func.count()).select_from(User).where(User.email == DEMO_STAFF_EMAIL)):
         create_user(DEMO_STAFF_EMAIL, role="admin", password=DEMO_STAFF_PASSWORD, full_name="Équipe support (démo)")
@@ -186,6 +187,45 @@ def _seed_referent() -> str:
         institution_slug=institution.slug,
     )
     return f"Compte référent de démonstration créé : {DEMO_REFERENT_EMAIL} ({DEMO_REFERENT_INSTITUTION})"
+
+
+# A question on the financing subject, and the answer Bpifrance takes (issue 14).
+DEMO_QUESTION = (
+    "financer-investissement",
+    "montant",
+    "Quel est le montant de votre projet ?",
+    ["Moins de 50 000 €", "50 000 € ou plus"],
+)
+DEMO_EXPECTATION = ("Bpifrance", {"montant": "50 000 € ou plus"})
+
+
+def _seed_questions() -> list[str]:
+    slug, key, label, choices = DEMO_QUESTION
+    found = db.session.scalar(select(Subject).where(Subject.slug == slug))
+    if found is None:
+        return []
+    lines = []
+    if (
+        db.session.scalar(
+            select(SubjectQuestion).where(SubjectQuestion.subject_id == found.id, SubjectQuestion.key == key)
+        )
+        is None
+    ):
+        db.session.add(SubjectQuestion(subject=found, key=key, label=label, choices=choices))
+        lines.append(f"Question de démonstration sur « {found.label} » : {label}")
+    name, answers = DEMO_EXPECTATION
+    offer = db.session.scalar(
+        select(InstitutionSubject)
+        .join(Institution)
+        .where(Institution.name == name, InstitutionSubject.subject_id == found.id)
+    )
+    if offer is not None and not db.session.scalar(
+        select(OfferExpectation.id).where(OfferExpectation.institution_subject_id == offer.id)
+    ):
+        db.session.add(OfferExpectation(offer=offer, answers=answers))
+        lines.append(f"Réponse attendue de démonstration : {name} prend « {answers['montant']} »")
+    db.session.flush()
+    return lines
 
 
 def _seed_requests() -> list[str]:

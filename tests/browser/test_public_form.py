@@ -144,3 +144,49 @@ def test_pages_are_accessible_and_fit_a_phone(browser, live_server):
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
     finally:
         context.close()
+
+
+def test_a_subject_question_is_required_announced_and_answered_with_the_keyboard(offline_page, live_server, app):
+    """Issue 14: the subject's question is a group of radio buttons; unanswered, the summary names
+    it and leads to it; answered with the keyboard, the answer is stored with the request."""
+    from app.models import SubjectQuestion
+    from tests.factories import subject
+
+    with app.app_context():
+        _db.session.add(
+            SubjectQuestion(
+                subject=subject("recrutement"),
+                key="apprentis",
+                label="Recrutez-vous des apprentis ?",
+                choices=["Oui", "Non"],
+            )
+        )
+        _db.session.commit()
+    page = offline_page
+    page.goto(live_server + FORM)
+    for field, value in [
+        ("full_name", "Marie Dupont"),
+        ("email", "marie.dupont@entreprise.fr"),
+        ("phone", "06 12 34 56 78"),
+        ("siret", "123 456 782 00028"),
+        ("postal_code", "69002"),
+        ("description", "Nous cherchons à recruter deux boulangers en CDI avant l'été."),
+    ]:
+        page.fill(f"#{field}", value)
+    with page.expect_navigation():
+        page.evaluate("document.querySelector('form[method=post]').submit()")
+    summary = page.locator("#erreurs")
+    assert "Répondez à la question « Recrutez-vous des apprentis ? »" in summary.inner_text()
+    assert axe_violations(page) == []
+    summary.get_by_role("link", name=re.compile("apprentis")).click()
+    assert focused_id(page) == "q-apprentis-0"
+    page.keyboard.press("ArrowRight")  # radio buttons of a group move with the arrows
+    assert focused_id(page) == "q-apprentis-1"
+    assert page.locator("#q-apprentis-1").is_checked()
+    page.keyboard.press("ArrowLeft")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Envoyer ma demande").click()
+    assert page.url.endswith("/merci")
+    with app.app_context():
+        stored = _db.session.scalars(select(Solicitation)).one()
+        assert stored.subject_answers == {"apprentis": "Oui"}

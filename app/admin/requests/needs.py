@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, jsonify, redirect, request, url_for
+from flask import abort, flash, g, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.model.template import macro
@@ -33,7 +33,7 @@ from app.services.addressbook.absences import absence_text
 from app.services.addressbook.expert_lookup import parse_id, resolve_expert, search_experts
 from app.services.errors import ServiceError
 from app.services.messaging.discussion import post_comment, thread
-from app.services.reference.questions import need_answers
+from app.services.reference.questions import need_answers, questions_of
 from app.services.reference.registry import company_facts, headcount_text
 from app.services.requests.followup import announce_failure
 from app.services.requests.needs import (
@@ -87,7 +87,15 @@ def _status_text(need: Need) -> str:
 
 def need_answers_text(need: Need) -> str:
     """« Question : réponse · … » of the request the need came from (its own subject's questions)."""
-    return " · ".join(f"{question} : {answer}" for question, answer in need_answers(need))
+    return " · ".join(f"{question} : {answer}" for question, answer in need_answers(need, _cached_questions))
+
+
+def _cached_questions(subject_id: int) -> list:
+    """One query per subject and request, however many needs a list or an export shows."""
+    cache = g.setdefault("subject_questions", {})
+    if subject_id not in cache:
+        cache[subject_id] = questions_of(subject_id)
+    return cache[subject_id]
 
 
 def routing_checks_markup(need: Need) -> Markup | str:
@@ -241,6 +249,7 @@ class NeedView(FullTextSearchMixin, ReadOnlyModelView):
 
     list_loader_options = (
         lambda: selectinload(Need.satisfaction),
+        lambda: selectinload(Need.solicitation),
         lambda: selectinload(Need.subject),
         lambda: selectinload(Need.facility).selectinload(Facility.company),
         lambda: selectinload(Need.facility).selectinload(Facility.commune),

@@ -79,6 +79,9 @@ class SubjectCoverage:
     experts: int  # the scope's experts taking the subject
     national_experts: int
     departements: list[DepartementCoverage] = field(default_factory=list)
+    # The routing filters and expected answers of the scope that apply to the subject (issue 14):
+    # a commune counted as covered is covered only for the companies they accept.
+    narrowed_by: list[str] = field(default_factory=list)
 
     def count(self, state: str) -> int:
         return sum(1 for d in self.departements if d.state == state)
@@ -379,6 +382,7 @@ def coverage_report(institution: Institution, antenne: Antenne | None = None) ->
         ).all()
     )
 
+    narrowing = _narrowing(scope, institution.id)
     report = CoverageReport(
         institution=institution,
         antenne=antenne,
@@ -390,6 +394,7 @@ def coverage_report(institution: Institution, antenne: Antenne | None = None) ->
     for subject_id, slug, label in _offered_subjects(institution.id):
         count, national_count = takers.get(subject_id, (0, 0))
         subject = SubjectCoverage(subject_id, slug, label, experts=count, national_experts=national_count)
+        subject.narrowed_by = [text for applies, text in narrowing if applies is None or subject_id in applies]
         for code in order:
             communes = per_departement[code]
             one, two = figures.get((subject_id, code), (0, 0))
@@ -402,6 +407,51 @@ def coverage_report(institution: Institution, antenne: Antenne | None = None) ->
             subject.departements.append(DepartementCoverage(code, names.get(code, code), communes, one, two))
         report.subjects.append(subject)
     return report
+
+
+def _narrowing(scope: _Scope, institution_id: int) -> list[tuple[set[int] | None, str]]:
+    """The scope's filters (its institution's, its antennes', its experts') and its offers'
+    expected answers, each with the subjects it applies to (None: all), in words."""
+    from app.models import OfferExpectation, RoutingFilter
+    from app.models.filters import CODE_LIST_COLUMNS, NUMBER_COLUMNS
+    from app.services.addressbook.filters import FIELD_LABELS
+
+    experts = select(Expert.id).where(Expert.antenne_id.in_(scope.antennes), Expert.deleted_at.is_(None))
+    held = db.session.scalars(
+        select(RoutingFilter)
+        .where(
+            or_(
+                RoutingFilter.institution_id == institution_id,
+                RoutingFilter.antenne_id.in_(scope.antennes),
+                RoutingFilter.expert_id.in_(experts),
+            )
+        )
+        .options(
+            selectinload(RoutingFilter.subject_links),
+            selectinload(RoutingFilter.antenne),
+            selectinload(RoutingFilter.expert),
+            selectinload(RoutingFilter.institution),
+        )
+        .order_by(RoutingFilter.id)
+    )
+    found: list[tuple[set[int] | None, str]] = []
+    for routing_filter in held:
+        criteria = " ; ".join(
+            f"{FIELD_LABELS[name].lower()} {getattr(routing_filter, name)}"
+            for name in (*NUMBER_COLUMNS, *CODE_LIST_COLUMNS)
+            if getattr(routing_filter, name) not in (None, "")
+        )
+        subjects = {link.subject_id for link in routing_filter.subject_links} or None
+        found.append((subjects, f"filtre #{routing_filter.id} ({routing_filter.holder_text}) : {criteria}"))
+    expectations = db.session.execute(
+        select(InstitutionSubject.subject_id, OfferExpectation.answers)
+        .join(OfferExpectation, OfferExpectation.institution_subject_id == InstitutionSubject.id)
+        .where(InstitutionSubject.institution_id == institution_id)
+    )
+    for subject_id, answers in expectations:
+        words = ", ".join(f"{key} = {value}" for key, value in sorted((answers or {}).items()))
+        found.append(({subject_id}, f"réponses attendues : {words}"))
+    return found
 
 
 def departement_detail(

@@ -8,7 +8,7 @@ is refused in the others with the same French words.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -136,10 +136,11 @@ def parse_questions_cell(text: str) -> list[tuple[str, str, list[str]]]:
     return found
 
 
-def need_answers(need: Any) -> list[tuple[str, str]]:
+def need_answers(need: Any, questions: Callable[[int], list[SubjectQuestion]] | None = None) -> list[tuple[str, str]]:
     """The answers a need's request gave to its subject's questions, as people read them
-    (none when staff moved the need to another subject, whose questions were not asked)."""
+    (none when staff moved the need to another subject, whose questions were not asked);
+    ``questions`` reads a subject's questions (a list or an export passes a cached reader)."""
     solicitation = need.solicitation
     if solicitation is None or not solicitation.subject_answers or solicitation.subject_id != need.subject_id:
         return []
-    return answers_text(questions_of(need.subject_id), solicitation.subject_answers)
+    return answers_text((questions or questions_of)(need.subject_id), solicitation.subject_answers)
