@@ -241,6 +241,17 @@ def test_answers_are_required_stored_and_matched_with_expectations(db):
     assert {m.expert_id for m in yes.need.matches} == {takes_all.id, takes_apprentices.id}
 
 
+def test_experts_read_the_answers_on_the_need_page(client, db):
+    from app.services.messaging.links import expert_token
+
+    _question()
+    covering_expert("departement:69")
+    with transaction():
+        sent = submit_solicitation(solicitation_input(answers={"apprentis": "Oui"}))
+    html = client.get(f"/expert/{expert_token(sent.need.matches[0])}").get_data(as_text=True)
+    assert "Recrutez-vous des apprentis ? : <strong>Oui</strong>" in html
+
+
 def test_the_public_form_asks_the_questions(client, db):
     _question()
     covering_expert("departement:69")
@@ -298,3 +309,29 @@ def test_the_simulator_and_the_filter_form(admin_client, db):
     assert db.session.scalar(
         select(func.count()).select_from(AuditEvent).where(AuditEvent.object_type == "RoutingFilter")
     )
+
+
+def test_a_referent_saves_a_filter_for_their_expert_and_not_for_another_institution(referent_client, db):
+    from app.models import Institution
+
+    bpi = db.session.scalar(select(Institution).where(Institution.slug == "bpi"))
+    mine = covering_expert("departement:69", institution=bpi)
+    theirs = covering_expert("departement:69")
+    new = f"/admin/routing_filter/new/?expert_id={mine.id}"
+    saved = post_form(
+        referent_client, "/admin/routing_filter/new/", {"expert": str(mine.id), "min_years": "2"}, token_from=new
+    )
+    assert saved.status_code == 302
+    refused = post_form(
+        referent_client,
+        "/admin/routing_filter/new/",
+        {"institution": str(theirs.antenne.institution_id), "min_years": "2"},
+        token_from=new,
+    )
+    assert refused.status_code == 200
+    held = db.session.scalars(select(RoutingFilter)).all()
+    assert [(f.expert_id, f.institution_id) for f in held] == [(mine.id, None)]
+    listing = referent_client.get("/admin/routing_filter/").get_data(as_text=True)
+    assert f"expert {mine.full_name}" in listing
+    other = _filter(db, theirs, min_years=1)
+    assert referent_client.get(f"/admin/routing_filter/details/?id={other.id}").status_code in (302, 404)
