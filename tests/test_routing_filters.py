@@ -250,6 +250,11 @@ def test_experts_read_the_answers_on_the_need_page(client, db):
         sent = submit_solicitation(solicitation_input(answers={"apprentis": "Oui"}))
     html = client.get(f"/expert/{expert_token(sent.need.matches[0])}").get_data(as_text=True)
     assert "Recrutez-vous des apprentis ? : <strong>Oui</strong>" in html
+    from app.models import OutboundEmail
+
+    email = db.session.scalar(select(OutboundEmail).where(OutboundEmail.key == f"match:{sent.need.matches[0].id}:new"))
+    assert "Ses réponses :\n- Recrutez-vous des apprentis ? : Oui" in email.body_text
+    assert "<li>Recrutez-vous des apprentis ? : Oui</li>" in email.body_html
 
 
 def test_the_public_form_asks_the_questions(client, db):

@@ -16,6 +16,7 @@ from app.models.base import utcnow
 from app.services.messaging import links
 from app.services.messaging.outbox import queue_email
 from app.services.messaging.reply_addresses import reply_address
+from app.services.reference.questions import need_answers
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def need_context(match: Match) -> dict:
         "contact_email": need.contact.email,
         "contact_phone": need.contact.phone,
         "description": need.description,
+        # The answers to the subject's questions (issue 14): what its institution filtered on.
+        "answers": need_answers(need),
     }
 
 
