@@ -118,7 +118,7 @@ def generate_filters(conn: psycopg.Connection) -> int:
         {"activities_accepted": "artisanale"},
         {"activities_accepted": "commerciale industrielle"},
         {"min_headcount": 10},
-        {"naf_accepted": "C 43 47"},
+        {"naf_accepted": "25 43 47"},  # the floor reads prefixes, not section letters
         {"excluded_communes": "69123 75056"},
     ]
     count = 0

@@ -33,12 +33,13 @@ from app.models import (
     OfferExpectation,
     Region,
     RoutingFilter,
+    RoutingFilterSubject,
     Subject,
     Theme,
     Zone,
 )
 from app.services.addressbook.company_filters import CompanyFacts, Verdict
-from app.services.addressbook.routing_filters import Check, checks_for, overall
+from app.services.addressbook.routing_filters import FILTER_COLUMNS, Check, FilterRow, checks_for, overall
 from app.services.errors import ServiceError
 from app.services.reference import geo
 from app.services.reference.registry import headcount_text
@@ -313,14 +314,23 @@ def routing_query():
         else_=literal_column(str(len(SPECIFICITY))),
     )
     subject_routable = exists().where(Subject.id == subject_id, Subject.is_offered)
-    # Whether anything narrows the candidate beyond the zone rule (issue 14): then, and only
-    # then, routing reads the filters and expected answers — without any, it stays two queries.
-    has_filter = or_(
-        exists().where(RoutingFilter.institution_id == c.institution_id),
-        exists().where(RoutingFilter.antenne_id == c.antenne_id),
-        exists().where(RoutingFilter.expert_id == c.expert_id),
+    # What narrows the candidate beyond the zone rule (issue 14), in the same statement: the
+    # filters of its institution, antenne and itself that apply to the subject, one row each
+    # (none: NULLs), so that routing stays two queries with or without filters. The filters
+    # are few; PostgreSQL probes their three indexes per candidate row.
+    applies = or_(
+        ~exists().where(RoutingFilterSubject.routing_filter_id == RoutingFilter.id),
+        exists().where(
+            RoutingFilterSubject.routing_filter_id == RoutingFilter.id, RoutingFilterSubject.subject_id == subject_id
+        ),
     )
-    has_expectation = exists().where(OfferExpectation.institution_subject_id == c.offer_id)
+    holds = or_(
+        RoutingFilter.institution_id == c.institution_id,
+        RoutingFilter.antenne_id == c.antenne_id,
+        RoutingFilter.expert_id == c.expert_id,
+    )
+    # Expected answers are rarer still: a flag, read by a query of their own when set.
+    has_expectation = c.offer_id.in_(select(OfferExpectation.institution_subject_id))
     return (
         select(
             c.expert_id,
@@ -333,25 +343,26 @@ def routing_query():
             c.kind,
             c.code,
             c.owner,
-            has_filter.label("has_filter"),
             has_expectation.label("has_expectation"),
+            *[column.label(f"filter_{column.key}") for column in FILTER_COLUMNS],
         )
         .select_from(candidates)
         .join(
             ExpertSubject,
             and_(ExpertSubject.expert_id == c.expert_id, ExpertSubject.institution_subject_id == c.offer_id),
         )
+        .outerjoin(RoutingFilter, and_(holds, applies))
         .where(subject_routable)
-        .order_by(c.institution, c.antenne, c.expert, c.expert_id, specificity)
+        .order_by(c.institution, c.antenne, c.expert, c.expert_id, specificity, RoutingFilter.id)
     )
 
 
 @dataclass
 class Candidates:
-    """The zone rule's experts, and whether any of them has filters or expected answers to read."""
+    """The zone rule's experts, the filters that apply to each, and who expects answers."""
 
     experts: list[RoutedExpert] = field(default_factory=list)
-    filtered: set[int] = field(default_factory=set)  # experts with a filter (own, antenne's, institution's)
+    filters: dict[int, dict[int, FilterRow]] = field(default_factory=dict)  # expert id → filter id → filter
     expecting: set[int] = field(default_factory=set)  # experts whose institution expects answers
 
 
@@ -362,14 +373,15 @@ def _route(subject_id: int, codes: geo.TerritoryCodes) -> Candidates:
     params = {"subject_id": subject_id, "commune": codes.commune, "epci": codes.epci}
     params |= {"departement": codes.departement, "region": codes.region}
     for row in db.session.execute(routing_query(), params):
-        if row[0] in seen:
+        expert_id = row[0]
+        if row.filter_id is not None:
+            found.filters.setdefault(expert_id, {})[row.filter_id] = FilterRow(*row[11:])
+        if expert_id in seen:
             continue
-        seen.add(row[0])
+        seen.add(expert_id)
         found.experts.append(RoutedExpert(*row[:10]))
-        if row.has_filter:
-            found.filtered.add(row[0])
         if row.has_expectation:
-            found.expecting.add(row[0])
+            found.expecting.add(expert_id)
     return found
 
 
@@ -401,8 +413,9 @@ def _decide(
     candidates = _route(subject_id, codes)
     company = company or CompanyFacts(commune_code=codes.commune)
     checks = checks_for(
+        candidates.experts,
+        candidates.filters,
         subject_id,
-        [c for c in candidates.experts if c.expert_id in candidates.filtered],
         [c for c in candidates.experts if c.expert_id in candidates.expecting],
         company,
         answers,

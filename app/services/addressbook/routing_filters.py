@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import select
 
 from app.extensions import db
-from app.models import InstitutionSubject, OfferExpectation, RoutingFilter, RoutingFilterSubject, SubjectQuestion
+from app.models import InstitutionSubject, OfferExpectation, RoutingFilter, SubjectQuestion
 from app.models.filters import CODE_LIST_COLUMNS, NUMBER_COLUMNS
 from app.services.addressbook.company_filters import CompanyFacts, Decision, FilterCriteria, Verdict, evaluate
 from app.services.errors import ServiceError
@@ -159,36 +159,29 @@ def criteria_of(row: Any) -> FilterCriteria:
     return FilterCriteria(**values)
 
 
-def _applies_to(subject_id: int):
-    """A filter applies to the subject when it names it or names no subject at all."""
-    link = RoutingFilterSubject
-    return or_(
-        ~exists().where(link.routing_filter_id == RoutingFilter.id),
-        exists().where(link.routing_filter_id == RoutingFilter.id, link.subject_id == subject_id),
-    )
+# A filter's columns as routing reads them (the routing query carries them, one row per filter).
+FILTER_COLUMNS = [getattr(RoutingFilter, name) for name in ("id", "institution_id", "antenne_id", "expert_id")]
+FILTER_COLUMNS += [getattr(RoutingFilter, name) for name in (*NUMBER_COLUMNS, *CODE_LIST_COLUMNS)]
 
 
-_FILTER_COLUMNS = [getattr(RoutingFilter, name) for name in ("id", "institution_id", "antenne_id", "expert_id")]
-_FILTER_COLUMNS += [getattr(RoutingFilter, name) for name in (*NUMBER_COLUMNS, *CODE_LIST_COLUMNS)]
+@dataclass(frozen=True)
+class FilterRow:
+    """One stored filter as the routing query returns it (``FILTER_COLUMNS``, in order)."""
 
-
-def _filters(subject_id: int, candidates: list[Any]) -> list[Any]:
-    institutions = {c.institution_id for c in candidates}
-    antennes = {c.antenne_id for c in candidates}
-    experts = {c.expert_id for c in candidates}
-    stmt = (
-        select(*_FILTER_COLUMNS)
-        .where(
-            or_(
-                RoutingFilter.institution_id.in_(institutions),
-                RoutingFilter.antenne_id.in_(antennes),
-                RoutingFilter.expert_id.in_(experts),
-            ),
-            _applies_to(subject_id),
-        )
-        .order_by(RoutingFilter.id)
-    )
-    return list(db.session.execute(stmt))
+    id: int
+    institution_id: int | None
+    antenne_id: int | None
+    expert_id: int | None
+    min_years: int | None
+    max_years: int | None
+    min_headcount: int | None
+    max_headcount: int | None
+    naf_accepted: str
+    naf_excluded: str
+    legal_forms_accepted: str
+    legal_forms_excluded: str
+    activities_accepted: str
+    excluded_communes: str
 
 
 # ---------------------------------------------------------------- expected answers
@@ -244,8 +237,9 @@ def subject_questions(subject_id: int) -> list[SubjectQuestion]:
 
 
 def checks_for(
+    candidates: list[Any],
+    filters: Mapping[int, Mapping[int, FilterRow]],
     subject_id: int,
-    filtered: list[Any],
     expecting: list[Any],
     company: CompanyFacts,
     answers: Mapping[str, str] | None,
@@ -253,43 +247,44 @@ def checks_for(
     today: date,
 ) -> dict[int, tuple[Check, ...]]:
     """The checks of each candidate expert (by id): its institution's, its antenne's and its
-    own filters that apply to the subject, then its institution's expected answers.
-
-    ``filtered`` are the candidates with some filter, ``expecting`` those whose institution
-    expects answers on the subject (the routing query says which): each list, when not empty,
-    costs one query."""
-    candidates = {c.expert_id: c for c in [*filtered, *expecting]}.values()
+    own filters that apply to the subject (``filters``: by expert, as the routing query found
+    them), then its institution's expected answers (``expecting``: the candidates whose
+    institution declared some; one query when there are any)."""
+    institutions = {c.institution_id: c.institution for c in candidates}
+    antennes = {c.antenne_id: c.antenne for c in candidates}
+    experts = {c.expert_id: c.expert for c in candidates}
+    evaluated: dict[int, Check] = {}
     by_institution: dict[int, list[Check]] = defaultdict(list)
-    by_antenne: dict[int, list[Check]] = defaultdict(list)
-    by_expert: dict[int, list[Check]] = defaultdict(list)
-    names = {c.institution_id: c.institution for c in candidates}
-    antenne_names = {c.antenne_id: c.antenne for c in candidates}
-    expert_names = {c.expert_id: c.expert for c in candidates}
-    for row in _filters(subject_id, filtered) if filtered else ():
-        decision = evaluate(criteria_of(row), company, today=today)
-        if row.institution_id is not None:
-            source, bucket = f"filtre #{row.id} de l'institution {names[row.institution_id]}", by_institution
-            key = row.institution_id
-        elif row.antenne_id is not None:
-            source, bucket, key = (
-                f"filtre #{row.id} de l'antenne {antenne_names[row.antenne_id]}",
-                by_antenne,
-                row.antenne_id,
-            )
-        else:
-            source, bucket, key = (
-                f"filtre #{row.id} de l'expert {expert_names[row.expert_id]}",
-                by_expert,
-                row.expert_id,
-            )
-        bucket[key].append(Check(source, decision.verdict, decision.reasons, row.id))
+    own: dict[int, list[Check]] = defaultdict(list)
+    for expert_id, held in filters.items():
+        for row in held.values():
+            check = evaluated.get(row.id)
+            if check is None:
+                decision = evaluate(criteria_of(row), company, today=today)
+                if row.institution_id is not None:
+                    source = f"filtre #{row.id} de l'institution {institutions[row.institution_id]}"
+                elif row.antenne_id is not None:
+                    source = f"filtre #{row.id} de l'antenne {antennes[row.antenne_id]}"
+                else:
+                    source = f"filtre #{row.id} de l'expert {experts[row.expert_id]}"
+                check = evaluated[row.id] = Check(source, decision.verdict, decision.reasons, row.id)
+            own[expert_id].append(check)
+    # The institution's filters first, then the antenne's, then the expert's own.
+    rank = {
+        row.id: (0 if row.institution_id else 1 if row.antenne_id else 2)
+        for held in filters.values()
+        for row in held.values()
+    }
+    for checks in own.values():
+        checks.sort(key=lambda check: (rank[check.filter_id], check.filter_id))
     expected = _expectations(subject_id, {c.institution_id for c in expecting}) if expecting else {}
     for institution_id, expectations in expected.items():
         decision = answers_decision(expectations, answers)
-        source = f"réponses attendues par {names[institution_id]}"
+        source = f"réponses attendues par {institutions[institution_id]}"
         by_institution[institution_id].append(Check(source, decision.verdict, decision.reasons))
-    return {
-        c.expert_id: (*by_institution[c.institution_id], *by_antenne[c.antenne_id], *by_expert[c.expert_id])
-        for c in candidates
-        if by_institution.get(c.institution_id) or by_antenne.get(c.antenne_id) or by_expert.get(c.expert_id)
-    }
+    result: dict[int, tuple[Check, ...]] = {}
+    for c in candidates:
+        checks = (*own.get(c.expert_id, ()), *by_institution.get(c.institution_id, ()))
+        if checks:
+            result[c.expert_id] = checks
+    return result
