@@ -372,15 +372,16 @@ def _route(subject_id: int, codes: geo.TerritoryCodes) -> Candidates:
     # Rows come sorted by expert then specificity: the first row of an expert is its narrowest entry.
     params = {"subject_id": subject_id, "commune": codes.commune, "epci": codes.epci}
     params |= {"departement": codes.departement, "region": codes.region}
-    for row in db.session.execute(routing_query(), params):
+    # Columns by position: 0–9 the expert and its zone entry, 10 the expectation flag, 11– a filter.
+    for row in db.session.execute(routing_query(), params).tuples():
         expert_id = row[0]
-        if row.filter_id is not None:
-            found.filters.setdefault(expert_id, {})[row.filter_id] = FilterRow(*row[11:])
+        if row[11] is not None:
+            found.filters.setdefault(expert_id, {})[row[11]] = FilterRow(*row[11:])
         if expert_id in seen:
             continue
         seen.add(expert_id)
         found.experts.append(RoutedExpert(*row[:10]))
-        if row.has_expectation:
+        if row[10]:
             found.expecting.add(expert_id)
     return found
 

@@ -8,6 +8,7 @@ never expanded to communes.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 
 from app.extensions import db
 from app.models import ZONE_KIND_LABELS, ZONE_KINDS, Commune, CommunePostalCode, Departement, Epci, Region
@@ -122,12 +123,16 @@ def is_valid_reference(reference: str) -> bool:
 # ---------------------------------------------------------------- look-ups
 
 
+@functools.cache
+def _commune_codes_query():
+    """Built once: building the statement cost as much as running it on every routing."""
+    return select(Commune.code, Commune.epci_code, Commune.departement_code, Commune.region_code).where(
+        Commune.code == bindparam("code", type_=Commune.code.type)
+    )
+
+
 def commune_codes(insee_code: str) -> TerritoryCodes | None:
-    row = db.session.execute(
-        select(Commune.code, Commune.epci_code, Commune.departement_code, Commune.region_code).where(
-            Commune.code == (insee_code or "").strip().upper()
-        )
-    ).first()
+    row = db.session.execute(_commune_codes_query(), {"code": (insee_code or "").strip().upper()}).first()
     return TerritoryCodes(*row) if row else None
 
 
