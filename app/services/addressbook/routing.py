@@ -373,7 +373,9 @@ def _route(subject_id: int, codes: geo.TerritoryCodes) -> Candidates:
     params = {"subject_id": subject_id, "commune": codes.commune, "epci": codes.epci}
     params |= {"departement": codes.departement, "region": codes.region}
     # Columns by position: 0–9 the expert and its zone entry, 10 the expectation flag, 11– a filter.
-    for row in db.session.execute(routing_query(), params):
+    # Core execution on the session's connection (same transaction): the rows are plain
+    # columns, and the ORM's execution layer would add a quarter of a millisecond per call.
+    for row in db.session.connection().execute(routing_query(), params):
         expert_id = row[0]
         if row[11] is not None:
             found.filters.setdefault(expert_id, {})[row[11]] = FilterRow(*row[11:])

@@ -132,7 +132,9 @@ def _commune_codes_query():
 
 
 def commune_codes(insee_code: str) -> TerritoryCodes | None:
-    row = db.session.execute(_commune_codes_query(), {"code": (insee_code or "").strip().upper()}).first()
+    # Core execution on the session's connection: plain columns, no ORM layer per routing.
+    code = (insee_code or "").strip().upper()
+    row = db.session.connection().execute(_commune_codes_query(), {"code": code}).first()
     return TerritoryCodes(*row) if row else None
 
 
