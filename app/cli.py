@@ -75,17 +75,15 @@ def catalog_load(path: str | None) -> None:
         click.echo(line)
 
 
-@addressbook_cli.command("import")
-@click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--dry-run", is_flag=True, help="Vérifie et résume sans rien enregistrer.")
-def addressbook_import(path: str, dry_run: bool) -> None:
-    """Importe un annuaire CSV : tout ou rien, chaque erreur avec son numéro de ligne."""
+def _import_file(path: str, dry_run: bool, verb) -> None:
+    """Read ``path``, run the import ``verb`` in one transaction as « import <file> », print its
+    report; exit 1 listing every error (nothing written), say so on a dry run."""
     try:
         raw = Path(path).read_bytes()
     except OSError as error:
         _fail(f"Impossible de lire {path} : {error.strerror}.")
     with acting_as(f"import {Path(path).name}"), transaction():
-        report = import_addressbook(raw, dry_run=dry_run)
+        report = verb(raw, dry_run=dry_run)
     for line in report.lines():
         click.echo(line)
     if report.errors:
@@ -97,6 +95,14 @@ def addressbook_import(path: str, dry_run: bool) -> None:
         click.echo("Simulation (--dry-run) : rien n'a été enregistré.")
 
 
+@addressbook_cli.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Vérifie et résume sans rien enregistrer.")
+def addressbook_import(path: str, dry_run: bool) -> None:
+    """Importe un annuaire CSV : tout ou rien, chaque erreur avec son numéro de ligne."""
+    _import_file(path, dry_run, import_addressbook)
+
+
 @addressbook_cli.command("filters")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="Vérifie et résume sans rien enregistrer.")
@@ -104,22 +110,8 @@ def addressbook_filters(path: str, dry_run: bool) -> None:
     """Importe les filtres de mise en relation (CSV) : tout ou rien, erreurs par ligne.
 
     Le fichier est l'ensemble des filtres de chaque institution, antenne ou expert qu'il nomme :
-    leurs filtres absents du fichier sont supprimés, les autres ne sont pas touchées."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as error:
-        _fail(f"Impossible de lire {path} : {error.strerror}.")
-    with acting_as(f"import {Path(path).name}"), transaction():
-        report = import_filters(raw, dry_run=dry_run)
-    for line in report.lines():
-        click.echo(line)
-    if report.errors:
-        click.echo(f"{len(report.errors)} erreur(s) : rien n'a été importé.", err=True)
-        for error in report.errors:
-            click.echo(error, err=True)
-        sys.exit(1)
-    if dry_run:
-        click.echo("Simulation (--dry-run) : rien n'a été enregistré.")
+    leurs filtres absents du fichier sont supprimés, les autres ne sont pas touchés."""
+    _import_file(path, dry_run, import_filters)
 
 
 @users_cli.command("create")

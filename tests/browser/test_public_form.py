@@ -15,6 +15,15 @@ from tests.browser import axe_violations
 pytestmark = pytest.mark.browser
 
 FORM = "/demande/recrutement"
+# A complete, valid request as a business owner types it.
+FILLED = [
+    ("full_name", "Marie Dupont"),
+    ("email", "marie.dupont@entreprise.fr"),
+    ("phone", "06 12 34 56 78"),
+    ("siret", "123 456 782 00028"),
+    ("postal_code", "69002"),
+    ("description", "Nous cherchons à recruter deux boulangers en CDI avant l'été."),
+]
 
 
 @pytest.fixture
@@ -49,14 +58,7 @@ def test_a_request_sent_with_the_keyboard_alone(offline_page, live_server, app):
     page.keyboard.press("Enter")
     page.wait_for_url(live_server + FORM)
 
-    for field, text in [
-        ("full_name", "Marie Dupont"),
-        ("email", "marie.dupont@entreprise.fr"),
-        ("phone", "06 12 34 56 78"),
-        ("siret", "123 456 782 00028"),
-        ("postal_code", "69002"),
-        ("description", "Nous cherchons à recruter deux boulangers en CDI avant l'été."),
-    ]:
+    for field, text in FILLED:
         tab_to(page, field)
         page.keyboard.type(text)
     page.keyboard.press("Tab")
@@ -164,14 +166,7 @@ def test_a_subject_question_is_required_announced_and_answered_with_the_keyboard
         _db.session.commit()
     page = offline_page
     page.goto(live_server + FORM)
-    for field, value in [
-        ("full_name", "Marie Dupont"),
-        ("email", "marie.dupont@entreprise.fr"),
-        ("phone", "06 12 34 56 78"),
-        ("siret", "123 456 782 00028"),
-        ("postal_code", "69002"),
-        ("description", "Nous cherchons à recruter deux boulangers en CDI avant l'été."),
-    ]:
+    for field, value in FILLED:
         page.fill(f"#{field}", value)
     with page.expect_navigation():
         page.evaluate("document.querySelector('form[method=post]').submit()")
