@@ -432,7 +432,19 @@ def live_server(app):
 
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    def buffered(environ, start_response):
+        """Each response read whole and closed before it is written: a browser that leaves a
+        page while a static file is on its way would otherwise leave that file open, and the
+        warning would fail whichever test runs next."""
+        result = app(environ, start_response)
+        try:
+            return [b"".join(result)]
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    server = make_server("127.0.0.1", 0, buffered, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
