@@ -28,6 +28,7 @@ from app.services.reference.geo import load_territories
 from app.services.requests.followup import run_followup
 from app.services.requests.search import reindex_all
 from app.services.seed import seed_demo
+from app.services.statistics.aggregates import refresh as refresh_statistics
 from app.services.transactions import transaction
 
 
@@ -46,6 +47,7 @@ inbound_cli = AppGroup("inbound", help="Réponses des experts par courriel.")
 desk_cli = AppGroup("desk", help="Suivi des demandes (recherche, listes).")
 outbox_cli = AppGroup("outbox", help="Boîte d'envoi des courriels.")
 followup_cli = AppGroup("followup", help="Suivi des demandes : relances, échecs, satisfaction.")
+stats_cli = AppGroup("stats", help="Statistiques publiques (/stats).")
 
 
 @geo_cli.command("load")
@@ -270,6 +272,15 @@ def _moment(text: str | None) -> datetime | None:
     return moment.astimezone(UTC)
 
 
+@stats_cli.command("refresh")
+def stats_refresh() -> None:
+    """Recalcule les agrégats mensuels de /stats (comme le fait chaque nuit flask rq cron)."""
+    with acting_as("cli"), transaction():
+        report = refresh_statistics()
+    for line in report.lines():
+        click.echo(line)
+
+
 @followup_cli.command("run")
 @click.option("--now", "now_text", metavar="ISO-8601", help="Le moment à considérer (par défaut : maintenant).")
 @click.option("--dry-run", is_flag=True, help="Afficher ce qui serait envoyé, sans rien envoyer.")
@@ -295,6 +306,7 @@ def init_app(app: Flask) -> None:
         desk_cli,
         outbox_cli,
         followup_cli,
+        stats_cli,
     )
     for group in groups:
         app.cli.add_command(group)

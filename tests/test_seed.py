@@ -50,10 +50,12 @@ def test_routing_explain_on_demo_data(app, db):
 
 
 def test_seed_demo_submits_requests_through_the_real_flow(app, db):
-    from app.models import Match, OutboundEmail, Solicitation
+    from app.models import Match, Need, OutboundEmail, Solicitation
+    from app.services.seed import DEMO_HISTORY_DOMAIN
 
     assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
-    solicitations = db.session.scalars(select(Solicitation).order_by(Solicitation.id)).all()
+    current = ~Solicitation.email.like(f"%@{DEMO_HISTORY_DOMAIN}")
+    solicitations = db.session.scalars(select(Solicitation).where(current).order_by(Solicitation.id)).all()
     assert len(solicitations) == 7
     by_subject = {s.subject.slug: s for s in solicitations}
     assert by_subject["recrutement"].status == "processed"
@@ -61,12 +63,18 @@ def test_seed_demo_submits_requests_through_the_real_flow(app, db):
     # Nobody offers cybersecurity in Finistère in the demo book: it waits for the support team.
     assert by_subject["cybersecurite"].status == "in_progress"
     assert by_subject["cybersecurite"].qualification_notes
-    emails = _count(db, OutboundEmail)
     # A confirmation per request, one email per expert, and the « Prise en charge » of the need
     # the demo answers (services.matches).
-    assert emails == len(solicitations) + _count(db, Match) + 1
+    ids = [s.id for s in solicitations]
+    matches = db.session.scalars(
+        select(Match).join(Match.need).where(Match.need.has(Need.solicitation_id.in_(ids)))
+    ).all()
+    keys = set(db.session.scalars(select(OutboundEmail.key)))
+    assert {f"solicitation:{i}:confirmation" for i in ids} <= keys
+    assert {f"match:{m.id}:new" for m in matches} <= keys
+    total, emails = _count(db, Solicitation), _count(db, OutboundEmail)
     assert app.test_cli_runner().invoke(args=["seed", "demo"]).exit_code == 0
-    assert _count(db, Solicitation) == 7 and _count(db, OutboundEmail) == emails
+    assert _count(db, Solicitation) == total and _count(db, OutboundEmail) == emails
 
 
 def test_the_demo_filters_send_an_artisan_to_the_cma_and_a_trader_to_the_cci(app, db):

@@ -15,6 +15,7 @@ from app.admin.export_builder import build_export
 from app.extensions import rq
 from app.services.messaging import delivery, discussion, outbox
 from app.services.requests import exports, followup
+from app.services.statistics import aggregates
 from app.services.transactions import transaction
 
 # How often ``flask rq cron`` emails the finished bursts of comments (the grouping is the
@@ -74,8 +75,17 @@ def followup_job() -> int:
         return len(followup.run_followup())
 
 
+@rq.job(queue="default")
+def refresh_statistics_job() -> int:
+    """Recompute the public statistics' aggregates (``/stats`` reads nothing else)."""
+    with transaction():
+        return aggregates.refresh().cells
+
+
 # Each morning at 06:10 UTC (07:10 or 08:10 in Paris), before the working day.
 FOLLOWUP_CRON = "10 6 * * *"
+# Each night at 02:40 UTC, when the service is quiet: yesterday's figures for the morning.
+STATISTICS_CRON = "40 2 * * *"
 
 _cron_registered = False
 
@@ -88,4 +98,5 @@ def init_app(app: Flask) -> None:
         notify_comments_job.cron_register(COMMENTS_INTERVAL)
         purge_exports_job.cron_register(PURGE_EXPORTS_INTERVAL)
         followup_job.cron_register(FOLLOWUP_CRON)
+        refresh_statistics_job.cron_register(STATISTICS_CRON)
         _cron_registered = True

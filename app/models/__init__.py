@@ -50,6 +50,7 @@ from app.models.requests import (
     Need,
     Solicitation,
 )
+from app.models.stats import StatCell, StatRefresh
 from app.models.users import ROLE_LABELS, ROLES, LoginFailure, User, UserSession
 
 __all__ = [
@@ -104,6 +105,8 @@ __all__ = [
     "SatisfactionAnswer",
     "Solicitation",
     "StaffNote",
+    "StatCell",
+    "StatRefresh",
     "Subject",
     "SubjectQuestion",
     "Theme",

@@ -9,4 +9,4 @@ from flask import Blueprint
 
 bp = Blueprint("public", __name__)
 
-from app.public import satisfaction, views  # noqa: E402, F401  (registers the routes on ``bp``)
+from app.public import satisfaction, stats, views  # noqa: E402, F401  (registers the routes on ``bp``)

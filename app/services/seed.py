@@ -8,7 +8,7 @@ twice changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import current_app
@@ -25,6 +25,7 @@ from app.services.errors import ServiceError
 from app.services.requests.matches import change_match_status
 from app.services.requests.solicitations import SolicitationInput, submit_solicitation
 from app.services.requests.validation import clean_solicitation
+from app.services.statistics.aggregates import refresh as refresh_statistics
 
 DEMO_STAFF_EMAIL = "support@demo.place-des-entreprises.fr"
 DEMO_STAFF_PASSWORD = "demo-support-2026"  # noqa: S105 - printed by make run, development only
@@ -170,6 +171,8 @@ def seed_demo() -> SeedReport:
     else:
         report.lines_.append(f"Compte support de démonstration déjà présent : {DEMO_STAFF_EMAIL}")
     report.lines_.append(_seed_referent())
+    report.lines_.extend(_seed_history())
+    report.lines_.extend(f"Statistiques publiques : {line}" for line in refresh_statistics().lines())
     return report
 
 
@@ -187,6 +190,97 @@ def _seed_referent() -> str:
         institution_slug=institution.slug,
     )
     return f"Compte référent de démonstration créé : {DEMO_REFERENT_EMAIL} ({DEMO_REFERENT_INSTITUTION})"
+
+
+# Eight months of past requests, so that /stats has a history to show (issue 15): (subject,
+# postal code, INSEE code) where the demo address book has experts, and what the experts did.
+DEMO_HISTORY_PLACES = (
+    ("recrutement", "69003", "69123"),
+    ("tresorerie", "35000", "35238"),
+    ("export", "75011", "75056"),
+    ("formation", "69007", "69123"),
+    ("dettes-fiscales-sociales", "75015", "75056"),
+    ("aides-investissement", "69002", "69123"),
+)
+DEMO_HISTORY_OUTCOMES = (
+    MatchStatus.DONE,
+    MatchStatus.DONE,
+    MatchStatus.DONE_NO_HELP,
+    MatchStatus.DONE,
+    MatchStatus.DONE_NOT_REACHABLE,
+    MatchStatus.NOT_FOR_ME,
+    MatchStatus.DONE,
+)
+DEMO_HISTORY_MONTHS = 8
+DEMO_HISTORY_PER_MONTH = 7
+DEMO_HISTORY_DOMAIN = "historique-demo.example"
+
+
+def _seed_history() -> list[str]:
+    """Past requests submitted through the form's verb, answered through the experts' verb, then
+    moved back in time (the days they waited for a taking in charge vary, so that the « within 5
+    days » figure means something). Closed, every one: the follow-up has nothing to send them."""
+    if db.session.scalar(select(Solicitation.id).where(Solicitation.email.like(f"%@{DEMO_HISTORY_DOMAIN}"))):
+        return []
+    created = 0
+    serial = 0
+    for months_ago in range(DEMO_HISTORY_MONTHS, 0, -1):
+        for index in range(DEMO_HISTORY_PER_MONTH + months_ago % 3):
+            serial += 1
+            subject, postal_code, insee = DEMO_HISTORY_PLACES[serial % len(DEMO_HISTORY_PLACES)]
+            base = f"9{serial:07d}{serial % 10}"[:9]
+            siret = _luhn_siret(base)
+            solicitation = submit_solicitation(
+                SolicitationInput(
+                    subject_slug=subject,
+                    full_name=f"Entreprise historique {serial}",
+                    email=f"contact{serial}@{DEMO_HISTORY_DOMAIN}",
+                    phone="01 23 45 67 89",
+                    siret=siret,
+                    postal_code=postal_code,
+                    insee_code=insee,
+                    description="Demande de démonstration passée, pour les statistiques publiques du service.",
+                    mtm_campaign="demo-historique",
+                )
+            )
+            need = solicitation.need
+            if need is None:
+                continue
+            outcome = DEMO_HISTORY_OUTCOMES[serial % len(DEMO_HISTORY_OUTCOMES)]
+            for position, match in enumerate(need.matches):
+                final = outcome if position == 0 else MatchStatus.NOT_FOR_ME
+                if final in (MatchStatus.DONE, MatchStatus.DONE_NO_HELP, MatchStatus.DONE_NOT_REACHABLE):
+                    change_match_status(match, MatchStatus.TAKING_CARE)
+                change_match_status(match, final)
+            sent = utcnow() - timedelta(days=30 * months_ago + index * 3)
+            _place_in_time(solicitation, sent, waited_days=1 + (serial * 3) % 9)
+            created += 1
+    return [f"Historique de démonstration : {created} demandes passées sur {DEMO_HISTORY_MONTHS} mois"]
+
+
+def _luhn_siret(siren_base: str) -> str:
+    """A SIRET whose SIREN and SIRET both pass the Luhn check, from 8 or 9 digits."""
+    from stdnum import luhn
+
+    siren = siren_base[:8] + luhn.calc_check_digit(siren_base[:8])
+    nic = "0001"
+    return siren + nic + luhn.calc_check_digit(siren + nic)
+
+
+def _place_in_time(solicitation: Solicitation, sent: datetime, *, waited_days: int) -> None:
+    """Move a request, its need and matches to ``sent``: taken in charge ``waited_days`` later,
+    closed two days after that."""
+    solicitation.created_at = sent
+    solicitation.processed_at = sent
+    need = solicitation.need
+    need.created_at = sent
+    for match in need.matches:
+        match.created_at = sent
+        if match.taken_care_at is not None:
+            match.taken_care_at = sent + timedelta(days=waited_days)
+        if match.closed_at is not None:
+            match.closed_at = sent + timedelta(days=waited_days + 2)
+    db.session.flush()
 
 
 # A question on the financing subject, and the answer Bpifrance takes (issue 14).

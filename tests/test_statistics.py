@@ -1,0 +1,175 @@
+"""Issue 15, the public statistics: each indicator's definition against hand-counted fixtures at
+month boundaries (Paris time), the small-count rule, the filters, and ``/stats.csv`` agreeing
+with the page."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import select
+
+from app.models import Match
+from app.models.requests import MatchStatus
+from app.services.statistics import aggregates as agg
+from app.services.statistics import indicators as ind
+from app.services.statistics.figures import StatsFilters, parse_filters, stats_page
+from app.services.transactions import transaction
+from tests.factories import make_need, make_solicitation
+
+LYON, RENNES = "69123", "35238"
+
+
+def _utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_a_month_is_a_paris_month():
+    # 31 January 23:30 UTC is 1 February 00:30 in Paris; 31 July 21:59 UTC is still July (UTC+2).
+    assert ind.month_of(_utc(2026, 1, 31, 23, 30)) == date(2026, 2, 1)
+    assert ind.month_of(_utc(2026, 1, 31, 22, 59)) == date(2026, 1, 1)
+    assert ind.month_of(_utc(2026, 7, 31, 21, 59)) == date(2026, 7, 1)
+    assert ind.month_of(_utc(2026, 7, 31, 22, 0)) == date(2026, 8, 1)
+
+
+def _facts(**values) -> ind.NeedFacts:
+    base = {
+        "created_at": _utc(2026, 3, 2),
+        "region_code": "84",
+        "theme_id": 1,
+        "facility_id": 1,
+        "headcount_code": "03",
+        "naf_code": "47.11Z",
+        "first_sent_at": _utc(2026, 3, 2),
+        "first_response_at": None,
+        "exchanged": False,
+        "helped": False,
+        "helped_at": None,
+    }
+    return ind.NeedFacts(**(base | values))
+
+
+def test_taken_in_charge_within_five_days_at_its_bound():
+    sent = _utc(2026, 3, 2, 10)
+    assert ind.taken_in_charge_quickly(
+        _facts(exchanged=True, first_sent_at=sent, first_response_at=sent + timedelta(days=5))
+    )
+    assert not ind.taken_in_charge_quickly(
+        _facts(exchanged=True, first_response_at=sent + timedelta(days=5, seconds=1), first_sent_at=sent)
+    )
+    # Only exchanges count: a need nobody closed is not « quick », whatever its taking in charge.
+    assert not ind.taken_in_charge_quickly(_facts(exchanged=False, first_response_at=sent))
+
+
+def test_a10_sections():
+    assert ind.a10_section("47.11Z") == "GI"
+    assert ind.a10_section("43.21A") == "FZ"
+    assert ind.a10_section("10.71C") == "BE"
+    assert ind.a10_section("62.01Z") == "JZ"
+    assert ind.a10_section(None) == ind.UNKNOWN_KEY
+
+
+def _world(db):
+    """Hand-counted: in March 2026 (Paris), Lyon: 3 needs — one helped (taken in charge after 2
+    days), one closed without help (after 7 days), one waiting; Rennes: 1 need helped. A need of
+    1 April 00:30 Paris (31 March 22:30 UTC) is April's. Requests: 3 in March at Lyon, 2 sent."""
+    march = _utc(2026, 3, 10, 9)
+    helped = make_need(1, statuses=(MatchStatus.DONE,), created_at=march, commune=LYON)
+    no_help = make_need(1, statuses=(MatchStatus.DONE_NO_HELP,), created_at=march, commune=LYON)
+    make_need(1, created_at=march, commune=LYON)
+    rennes = make_need(1, statuses=(MatchStatus.DONE,), created_at=march, commune=RENNES)
+    april = make_need(1, statuses=(MatchStatus.DONE,), created_at=_utc(2026, 3, 31, 22, 30), commune=LYON)
+    for need, waited in ((helped, 2), (no_help, 7), (rennes, 1), (april, 1)):
+        match = need.matches[0]
+        match.taken_care_at = match.created_at + timedelta(days=waited)
+        match.closed_at = match.created_at + timedelta(days=waited + 1)
+    for status in ("processed", "processed", "in_progress"):
+        solicitation = make_solicitation(status=status)
+        solicitation.created_at = march
+    db.session.commit()
+    with transaction():
+        agg.refresh()
+
+
+def _filters(db, **args) -> StatsFilters:
+    return parse_filters({"debut": "2026-03", "fin": "2026-04", **args})
+
+
+def _points(page, key):
+    series = next(s for s in page.series if s.key == key)
+    return {p.month.month: p for p in series.points}
+
+
+def test_the_indicators_count_what_was_counted_by_hand(db):
+    _world(db)
+    page = stats_page(_filters(db))
+    march, april = 3, 4
+    assert _points(page, "demandes_recues")[march].value == 3
+    assert _points(page, "part_transmises")[march].value == round(100 * 2 / 3, 1)
+    # March: 4 needs, 3 exchanges (2 helped + 1 without help), 2 helped; the need of 31 March 22:30 UTC is April's.
+    assert _points(page, "part_echange")[march].value == 75.0
+    assert _points(page, "part_aide_proposee")[march].value == 50.0
+    # Of the 3 exchanges, 2 were taken in charge within 5 days (after 2 and 1 days; not after 7).
+    assert _points(page, "part_prise_en_charge_5j")[march].value == round(100 * 2 / 3, 1)
+    assert _points(page, "part_aide_proposee")[april].value == 100.0
+    themes = {key: point.value for key, _label, point in page.breakdowns[0].rows}
+    assert themes == {"ressources-humaines": 5.0}
+
+
+def test_small_counts_are_hidden_in_a_filtered_view_only(db):
+    _world(db)
+    national = stats_page(_filters(db))
+    assert _points(national, "demandes_recues")[3].text == "3"
+    lyon = stats_page(_filters(db, region="84"))
+    assert _points(lyon, "part_aide_proposee")[3].text == "moins de 5"
+    assert _points(lyon, "part_aide_proposee")[3].value is None
+    assert all(point.text in ("moins de 5", "0", "") for _k, _l, point in lyon.breakdowns[0].rows)
+
+
+def test_the_csv_agrees_with_the_page(client, db):
+    _world(db)
+    html = client.get("/stats?debut=2026-03&fin=2026-04").get_data(as_text=True)
+    response = client.get("/stats.csv?debut=2026-03&fin=2026-04")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows[0] == ["indicateur", "mois", "valeur"]
+    values = {(name, month): value for name, month, value in rows[1:]}
+    assert values[("demandes_recues", "2026-03")] == "3"
+    assert values[("part_aide_proposee", "2026-03")] == "50.0"
+    assert "50,0 %" in html and "Licence Ouverte" in html
+    page = stats_page(_filters(db))
+    for series in page.series:
+        for point in series.points:
+            assert (series.key, point.month.strftime("%Y-%m")) in values
+            assert point.text in html
+    data = client.get("/stats.json?debut=2026-03&fin=2026-04").get_json()
+    assert data["licence"].startswith("Licence Ouverte")
+    assert {(s["indicateur"], s["mois"]): s["valeur"] for s in data["series"]} == values
+
+
+def test_wrong_filters_are_explained_not_crashed(client, db):
+    response = client.get("/stats?debut=2026-13&region=99&theme=nulle-part")
+    text = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "mois illisible « 2026-13 »" in text and "Région inconnue" in text and "Thème inconnu" in text
+    assert client.get("/stats.csv?fin=demain").status_code == 400
+    assert client.get("/stats").status_code == 200
+
+
+def test_the_aggregates_are_the_only_thing_the_page_reads(client, db, count_queries):
+    _world(db)
+    with count_queries() as few:
+        client.get("/stats?debut=2026-03&fin=2026-04")
+    for _ in range(5):
+        make_need(1, statuses=(MatchStatus.DONE,), created_at=_utc(2026, 3, 12), commune=LYON)
+    db.session.commit()
+    with count_queries() as many:
+        client.get("/stats?debut=2026-03&fin=2026-04")
+    assert few.count == many.count
+    # Not refreshed yet: the new needs are not in the figures until the nightly job runs.
+    assert _points(stats_page(_filters(db)), "part_aide_proposee")[3].value == 50.0
+    with transaction():
+        agg.refresh()
+    assert db.session.scalar(select(Match.id).limit(1))
+    assert _points(stats_page(_filters(db)), "part_aide_proposee")[3].value == round(100 * 7 / 9, 1)
