@@ -76,6 +76,7 @@ bench: setup
 	$(PY) -m bench.delivery
 	$(PY) -m bench.lists
 	$(PY) -m bench.followup
+	$(PY) -m bench.stats
 
 clean:
 	rm -rf $(VENV) node_modules app/static/vendor instance
