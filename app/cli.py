@@ -29,6 +29,7 @@ from app.services.requests.followup import run_followup
 from app.services.requests.search import reindex_all
 from app.services.seed import seed_demo
 from app.services.statistics.aggregates import refresh as refresh_statistics
+from app.services.statistics.reports import build_reports
 from app.services.transactions import transaction
 
 
@@ -48,6 +49,7 @@ desk_cli = AppGroup("desk", help="Suivi des demandes (recherche, listes).")
 outbox_cli = AppGroup("outbox", help="Boîte d'envoi des courriels.")
 followup_cli = AppGroup("followup", help="Suivi des demandes : relances, échecs, satisfaction.")
 stats_cli = AppGroup("stats", help="Statistiques publiques (/stats).")
+reports_cli = AppGroup("reports", help="Rapports d'activité des partenaires.")
 
 
 @geo_cli.command("load")
@@ -281,6 +283,20 @@ def stats_refresh() -> None:
         click.echo(line)
 
 
+@reports_cli.command("build")
+@click.option("--quarter", required=True, help="Trimestre AAAA-Tn, par exemple 2026-Q3.")
+@click.option("--institution", "institution_slug", help="Identifiant d'une institution (sinon : toutes).")
+def reports_build(quarter: str, institution_slug: str | None) -> None:
+    """Construit (ou reconstruit) les rapports trimestriels et prévient les référents (une fois)."""
+    try:
+        with acting_as("cli"), transaction():
+            result = build_reports(quarter, institution_slug)
+    except ServiceError as error:
+        _fail(str(error))
+    for line in result.lines():
+        click.echo(line)
+
+
 @followup_cli.command("run")
 @click.option("--now", "now_text", metavar="ISO-8601", help="Le moment à considérer (par défaut : maintenant).")
 @click.option("--dry-run", is_flag=True, help="Afficher ce qui serait envoyé, sans rien envoyer.")
@@ -307,6 +323,7 @@ def init_app(app: Flask) -> None:
         outbox_cli,
         followup_cli,
         stats_cli,
+        reports_cli,
     )
     for group in groups:
         app.cli.add_command(group)

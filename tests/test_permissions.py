@@ -178,6 +178,8 @@ EXPECTED: dict[str, Rule] = {
             "request_view": (Custom("POST", "demander", True, True, data={"kind": "", "format": ""}),),
             "status": (Custom("GET", "987654321/etat", True, True, missing=True),),
             "download": (Custom("GET", "987654321/fichier", True, True, missing=True),),
+            # Issue 15: a quarterly report; one outside the person's scope (or unknown) is a 404.
+            "report_download": (Custom("GET", "rapports/987654321", True, True, missing=True),),
         },
     ),
 }

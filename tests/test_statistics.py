@@ -8,7 +8,7 @@ import csv
 import io
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.models import Match
 from app.models.requests import MatchStatus
@@ -173,3 +173,91 @@ def test_the_aggregates_are_the_only_thing_the_page_reads(client, db, count_quer
         agg.refresh()
     assert db.session.scalar(select(Match.id).limit(1))
     assert _points(stats_page(_filters(db)), "part_aide_proposee")[3].value == round(100 * 7 / 9, 1)
+
+
+# ---------------------------------------------------------------- partners' quarterly reports
+
+
+def test_quarters_and_their_bounds():
+    from app.services.statistics.reports import parse_quarter, previous_quarter
+
+    assert parse_quarter("2026-q3") == ("2026-Q3", date(2026, 7, 1), date(2026, 10, 1))
+    assert parse_quarter("2026-Q4")[2] == date(2027, 1, 1)
+    assert previous_quarter(date(2027, 1, 1)) == "2026-Q4"
+    assert previous_quarter(date(2026, 10, 1)) == "2026-Q3"
+    import pytest
+
+    from app.services.errors import ServiceError
+
+    with pytest.raises(ServiceError, match="Trimestre illisible"):
+        parse_quarter("2026-T5")
+
+
+def test_a_quarterly_report_per_institution_and_antenne_emailed_once(app, db, client):
+    from openpyxl import load_workbook
+
+    from app.models import OutboundEmail, PartnerReport
+    from app.services.accounts.users import create_user
+    from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory
+    from tests.helpers import login
+
+    cma = InstitutionFactory(name="CMA Test", slug="cma-test")
+    lyon, grenoble = AntenneFactory(institution=cma, name="CMA Lyon"), AntenneFactory(institution=cma, name="CMA Isère")
+    alice, bruno = ExpertFactory(antenne=lyon), ExpertFactory(antenne=grenoble)
+    inside = _utc(2026, 8, 10, 9)
+    helped = make_need(0, experts=[alice], statuses=(MatchStatus.DONE,), created_at=inside)
+    helped.matches[0].taken_care_at = inside + timedelta(days=2)
+    make_need(0, experts=[alice], statuses=(MatchStatus.NOT_FOR_ME,), created_at=inside)
+    make_need(0, experts=[bruno], created_at=inside)
+    # 30 September 22:30 UTC is 1 October in Paris: the fourth quarter's, not this one's.
+    make_need(0, experts=[bruno], statuses=(MatchStatus.DONE,), created_at=_utc(2026, 9, 30, 22, 30))
+    db.session.commit()
+    with transaction():
+        create_user("ref@cma.example", role="referent", institution_slug="cma-test", password="motdepasse-tres-long")
+        create_user(
+            "ref-lyon@cma.example",
+            role="referent",
+            institution_slug="cma-test",
+            antenne_id=lyon.id,
+            password="motdepasse-tres-long",
+        )
+
+    result = app.test_cli_runner().invoke(
+        args=["reports", "build", "--quarter", "2026-Q3", "--institution", "cma-test"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 rapport(s) construit(s), 2 référent(s) prévenu(s)" in result.output
+    whole = db.session.scalar(select(PartnerReport).where(PartnerReport.scope == f"institution:{cma.id}"))
+    assert whole.matches == 3
+    book = load_workbook(io.BytesIO(whole.content))
+    assert book.sheetnames == ["Synthèse", "CMA Isère", "CMA Lyon"]  # the antennes by name
+    summary = {row[0]: row[1:] for row in book["Synthèse"].iter_rows(min_row=2, values_only=True)}
+    # CMA Lyon: 2 matches, both answered, 1 taken in charge (the helped one, after 2 days), 1 refused.
+    assert summary["CMA Lyon"] == (2, 100.0, 50.0, 50.0, 0.0, 0.0, 50.0, 50.0, 50.0)
+    assert summary["CMA Isère"][:2] == (1, 0.0)
+    emails = db.session.scalars(select(OutboundEmail.recipient).where(OutboundEmail.key.like("report:%"))).all()
+    assert sorted(emails) == ["ref-lyon@cma.example", "ref@cma.example"]
+
+    # Rebuilt: the files replaced, nobody emailed twice.
+    again = app.test_cli_runner().invoke(args=["reports", "build", "--quarter", "2026-Q3"])
+    assert again.exit_code == 0, again.output
+    assert (
+        db.session.scalar(select(func.count()).select_from(OutboundEmail).where(OutboundEmail.key.like("report:%")))
+        == 2
+    )
+    assert (
+        db.session.scalar(select(func.count()).select_from(PartnerReport).where(PartnerReport.institution_id == cma.id))
+        == 3
+    )
+
+    # « Mes exports »: the antenne referent downloads their antenne's report only.
+    assert login(client, "ref-lyon@cma.example").status_code == 302
+    page = client.get("/admin/exports/").get_data(as_text=True)
+    own = db.session.scalar(select(PartnerReport).where(PartnerReport.scope == f"antenne:{lyon.id}"))
+    assert f"/admin/exports/rapports/{own.id}" in page and f"/admin/exports/rapports/{whole.id}" not in page
+    download = client.get(f"/admin/exports/rapports/{own.id}")
+    assert download.status_code == 200 and download.headers["Content-Disposition"].endswith(".xlsx")
+    assert client.get(f"/admin/exports/rapports/{whole.id}").status_code == 404
+
+    bad = app.test_cli_runner().invoke(args=["reports", "build", "--quarter", "2026-Q9"])
+    assert bad.exit_code == 1 and "Trimestre illisible" in bad.output

@@ -21,11 +21,13 @@ from app import policy
 from app.admin.base import SecureBaseView
 from app.admin.export_builder import list_view_for
 from app.admin.formatters import paris_time
-from app.models import EXPORT_KIND_LABELS, EXPORT_STATE_LABELS, Export
+from app.extensions import db
+from app.models import EXPORT_KIND_LABELS, EXPORT_STATE_LABELS, Export, PartnerReport
 from app.models.desk import ExportState
 from app.services.errors import NotFound, ServiceError
 from app.services.requests import desk
 from app.services.requests import exports as service
+from app.services.statistics.reports import XLSX_MIMETYPE, period_label, reports_for
 from app.services.transactions import transaction
 
 # The request lists' URL arguments are posted as one query string, so no list argument can
@@ -84,7 +86,7 @@ class ExportsView(SecureBaseView):
     # they may make here (the service asks the policy whether they may export that list, and
     # the file is built through the list's scoped query as them).
     referent_access = "read"
-    referent_endpoints = ("request_view",)
+    referent_endpoints = ("request_view", "report_download")
 
     @property
     def extra_js(self) -> list[str]:
@@ -156,6 +158,8 @@ class ExportsView(SecureBaseView):
             rows=rows,
             pending=any(row["pending"] for row in rows),
             lifetime_days=service.EXPORT_LIFETIME.days,
+            reports=reports_for(self._user()),
+            report_period=period_label,
         )
 
     @expose("/demander", methods=("POST",))
@@ -212,6 +216,23 @@ class ExportsView(SecureBaseView):
             max_age=0,
         )
         # Personal data: no shared cache keeps a copy.
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
+
+    @expose("/rapports/<int:report_id>")
+    def report_download(self, report_id: int):
+        """A quarterly report, for whom ``reports_for`` offers it (others: 404)."""
+        allowed = {report.id for report in reports_for(self._user())}
+        if report_id not in allowed:
+            abort(404)
+        report = db.session.get(PartnerReport, report_id)
+        response = send_file(
+            io.BytesIO(report.content),
+            mimetype=XLSX_MIMETYPE,
+            as_attachment=True,
+            download_name=report.filename,
+            max_age=0,
+        )
         response.headers["Cache-Control"] = "private, no-store"
         return response
 

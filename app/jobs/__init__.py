@@ -12,10 +12,11 @@ from __future__ import annotations
 from flask import Flask
 
 from app.admin.export_builder import build_export
+from app.dates import in_paris, utcnow
 from app.extensions import rq
 from app.services.messaging import delivery, discussion, outbox
 from app.services.requests import exports, followup
-from app.services.statistics import aggregates
+from app.services.statistics import aggregates, reports
 from app.services.transactions import transaction
 
 # How often ``flask rq cron`` emails the finished bursts of comments (the grouping is the
@@ -82,10 +83,19 @@ def refresh_statistics_job() -> int:
         return aggregates.refresh().cells
 
 
+@rq.job(queue="default")
+def quarterly_reports_job() -> int:
+    """The partners' reports of the quarter just ended (a rebuild replaces them, emails once)."""
+    with transaction():
+        return len(reports.build_reports(reports.previous_quarter(in_paris(utcnow()).date())).built)
+
+
 # Each morning at 06:10 UTC (07:10 or 08:10 in Paris), before the working day.
 FOLLOWUP_CRON = "10 6 * * *"
 # Each night at 02:40 UTC, when the service is quiet: yesterday's figures for the morning.
 STATISTICS_CRON = "40 2 * * *"
+# The first day of each quarter at 04:00 UTC: the quarter just ended, before the working day.
+REPORTS_CRON = "0 4 1 1,4,7,10 *"
 
 _cron_registered = False
 
@@ -99,4 +109,5 @@ def init_app(app: Flask) -> None:
         purge_exports_job.cron_register(PURGE_EXPORTS_INTERVAL)
         followup_job.cron_register(FOLLOWUP_CRON)
         refresh_statistics_job.cron_register(STATISTICS_CRON)
+        quarterly_reports_job.cron_register(REPORTS_CRON)
         _cron_registered = True

@@ -50,7 +50,7 @@ from app.models.requests import (
     Need,
     Solicitation,
 )
-from app.models.stats import StatCell, StatRefresh
+from app.models.stats import PartnerReport, StatCell, StatRefresh
 from app.models.users import ROLE_LABELS, ROLES, LoginFailure, User, UserSession
 
 __all__ = [
@@ -97,6 +97,7 @@ __all__ = [
     "NeedStar",
     "OfferExpectation",
     "OutboundEmail",
+    "PartnerReport",
     "Region",
     "ReminderMark",
     "ReminderNote",

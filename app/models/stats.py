@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, Index, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Date, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+from app.models.addressbook import Antenne, Institution
 from app.models.base import UTCDateTime, utcnow
 
 
@@ -47,3 +48,30 @@ class StatRefresh(db.Model):
     needs: Mapped[int] = mapped_column(default=0)
     cells: Mapped[int] = mapped_column(default=0)
     seconds: Mapped[float] = mapped_column(default=0.0)
+
+
+class PartnerReport(db.Model):
+    """A partner's periodic report (issue 15): for an institution (all its antennes) or one
+    antenne, over a quarter (``2026-Q3``). Kept in the database, like exports, so any web
+    process serves it; rebuilding a period replaces its file."""
+
+    __tablename__ = "partner_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    antenne_id: Mapped[int | None] = mapped_column(ForeignKey("antennes.id"), index=True)
+    # "institution:<id>" or "antenne:<id>": one report per scope and period.
+    scope: Mapped[str] = mapped_column(String(40))
+    period: Mapped[str] = mapped_column(String(7))
+    filename: Mapped[str] = mapped_column(String(200))
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    matches: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    institution: Mapped[Institution] = relationship()
+    antenne: Mapped[Antenne | None] = relationship()
+
+    __table_args__ = (UniqueConstraint("scope", "period"),)
+
+    def __str__(self) -> str:
+        return self.filename

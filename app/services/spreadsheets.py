@@ -89,7 +89,12 @@ class XlsxWriter:
         self._illegal = ILLEGAL_CHARACTERS_RE
         self._error_codes = frozenset(ERROR_CODES)
         self.book = Workbook(write_only=True)
-        self.sheet = self.book.create_sheet(title=title[:31])
+        self.add_sheet(headers, title)
+        self.file = file
+
+    def add_sheet(self, headers: list[str], title: str) -> None:
+        """Start a sheet (headers bold, first row frozen): the next rows go there."""
+        self.sheet = self.book.create_sheet(title=self._illegal.sub("", title)[:31])
         self.sheet.freeze_panes = "A2"
         for index, header in enumerate(headers, start=1):
             self.sheet.column_dimensions[get_column_letter(index)].width = min(max(len(header) + 4, 14), 40)
@@ -100,7 +105,6 @@ class XlsxWriter:
             cell.font = bold
             header_cells.append(cell)
         self.sheet.append(header_cells)
-        self.file = file
 
     @staticmethod
     def type_formatters(view_formatters: dict) -> dict:
