@@ -9,7 +9,7 @@ and jobs it then drives, whatever session they use.
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import factory
 from factory.alchemy import SQLAlchemyModelFactory
@@ -48,6 +48,7 @@ from app.services.requests.dispatch import route_solicitation
 from app.services.requests.exports import EXPORT_LIFETIME
 from app.services.requests.matches import recompute_need_status
 from app.services.requests.solicitations import SolicitationInput
+from app.services.statistics.aggregates import refresh as refresh_statistics
 from app.services.transactions import transaction
 
 LYON = "69123"
@@ -427,3 +428,27 @@ def make_helped_need(days_ago: float = 10, **fields) -> Need:
     need.matches[0].closed_at = utcnow() - timedelta(days=days_ago)
     db.session.commit()
     return need
+
+
+def make_stats_world() -> None:
+    """Hand-counted: in March 2026 (Paris), Lyon: 3 needs — one helped (taken in charge after 2
+    days), one closed without help (after 7 days), one waiting; Rennes: 1 need helped. A need of
+    1 April 00:30 Paris (31 March 22:30 UTC) is April's. Requests: 3 in March at Lyon, 2 sent."""
+    march = datetime(2026, 3, 10, 9, tzinfo=UTC)
+    helped = make_need(1, statuses=(MatchStatus.DONE,), created_at=march, commune=LYON)
+    no_help = make_need(1, statuses=(MatchStatus.DONE_NO_HELP,), created_at=march, commune=LYON)
+    make_need(1, created_at=march, commune=LYON)
+    rennes = make_need(1, statuses=(MatchStatus.DONE,), created_at=march, commune="35238")
+    april = make_need(
+        1, statuses=(MatchStatus.DONE,), created_at=datetime(2026, 3, 31, 22, 30, tzinfo=UTC), commune=LYON
+    )
+    for need, waited in ((helped, 2), (no_help, 7), (rennes, 1), (april, 1)):
+        match = need.matches[0]
+        match.taken_care_at = match.created_at + timedelta(days=waited)
+        match.closed_at = match.created_at + timedelta(days=waited + 1)
+    for status in ("processed", "processed", "in_progress"):
+        solicitation = make_solicitation(status=status)
+        solicitation.created_at = march
+    db.session.commit()
+    with transaction():
+        refresh_statistics()

@@ -16,7 +16,7 @@ from app.services.statistics import aggregates as agg
 from app.services.statistics import indicators as ind
 from app.services.statistics.figures import StatsFilters, parse_filters, stats_page
 from app.services.transactions import transaction
-from tests.factories import make_need, make_solicitation
+from tests.factories import make_need, make_stats_world
 
 LYON, RENNES = "69123", "35238"
 
@@ -70,28 +70,6 @@ def test_a10_sections():
     assert ind.a10_section(None) == ind.UNKNOWN_KEY
 
 
-def _world(db):
-    """Hand-counted: in March 2026 (Paris), Lyon: 3 needs — one helped (taken in charge after 2
-    days), one closed without help (after 7 days), one waiting; Rennes: 1 need helped. A need of
-    1 April 00:30 Paris (31 March 22:30 UTC) is April's. Requests: 3 in March at Lyon, 2 sent."""
-    march = _utc(2026, 3, 10, 9)
-    helped = make_need(1, statuses=(MatchStatus.DONE,), created_at=march, commune=LYON)
-    no_help = make_need(1, statuses=(MatchStatus.DONE_NO_HELP,), created_at=march, commune=LYON)
-    make_need(1, created_at=march, commune=LYON)
-    rennes = make_need(1, statuses=(MatchStatus.DONE,), created_at=march, commune=RENNES)
-    april = make_need(1, statuses=(MatchStatus.DONE,), created_at=_utc(2026, 3, 31, 22, 30), commune=LYON)
-    for need, waited in ((helped, 2), (no_help, 7), (rennes, 1), (april, 1)):
-        match = need.matches[0]
-        match.taken_care_at = match.created_at + timedelta(days=waited)
-        match.closed_at = match.created_at + timedelta(days=waited + 1)
-    for status in ("processed", "processed", "in_progress"):
-        solicitation = make_solicitation(status=status)
-        solicitation.created_at = march
-    db.session.commit()
-    with transaction():
-        agg.refresh()
-
-
 def _filters(db, **args) -> StatsFilters:
     return parse_filters({"debut": "2026-03", "fin": "2026-04", **args})
 
@@ -102,7 +80,7 @@ def _points(page, key):
 
 
 def test_the_indicators_count_what_was_counted_by_hand(db):
-    _world(db)
+    make_stats_world()
     page = stats_page(_filters(db))
     march, april = 3, 4
     assert _points(page, "demandes_recues")[march].value == 3
@@ -118,7 +96,7 @@ def test_the_indicators_count_what_was_counted_by_hand(db):
 
 
 def test_small_counts_are_hidden_in_a_filtered_view_only(db):
-    _world(db)
+    make_stats_world()
     national = stats_page(_filters(db))
     assert _points(national, "demandes_recues")[3].text == "3"
     lyon = stats_page(_filters(db, region="84"))
@@ -128,7 +106,7 @@ def test_small_counts_are_hidden_in_a_filtered_view_only(db):
 
 
 def test_the_csv_agrees_with_the_page(client, db):
-    _world(db)
+    make_stats_world()
     html = client.get("/stats?debut=2026-03&fin=2026-04").get_data(as_text=True)
     response = client.get("/stats.csv?debut=2026-03&fin=2026-04")
     assert response.status_code == 200 and response.mimetype == "text/csv"
@@ -158,7 +136,7 @@ def test_wrong_filters_are_explained_not_crashed(client, db):
 
 
 def test_the_aggregates_are_the_only_thing_the_page_reads(client, db, count_queries):
-    _world(db)
+    make_stats_world()
     with count_queries() as few:
         client.get("/stats?debut=2026-03&fin=2026-04")
     for _ in range(5):

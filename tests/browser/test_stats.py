@@ -18,11 +18,10 @@ PERIOD = "/stats?debut=2026-03&fin=2026-04"
 
 @pytest.fixture
 def figures(app):
-    from app.extensions import db as _db
-    from tests.test_statistics import _world
+    from tests.factories import make_stats_world
 
     with app.app_context():
-        _world(_db)
+        make_stats_world()
 
 
 @pytest.mark.parametrize(
