@@ -239,3 +239,43 @@ def test_a_quarterly_report_per_institution_and_antenne_emailed_once(app, db, cl
 
     bad = app.test_cli_runner().invoke(args=["reports", "build", "--quarter", "2026-Q9"])
     assert bad.exit_code == 1 and "Trimestre illisible" in bad.output
+
+
+# ---------------------------------------------------------------- the referent's dashboard
+
+
+def test_the_referents_dashboard_counts_their_scope_over_the_period(app, db, client):
+    from app.services.accounts.users import create_user
+    from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory
+    from tests.helpers import login
+
+    cma = InstitutionFactory(name="CMA Test", slug="cma-test")
+    lyon, grenoble = AntenneFactory(institution=cma, name="CMA Lyon"), AntenneFactory(institution=cma, name="CMA Isère")
+    alice = ExpertFactory(antenne=lyon, full_name="Alice Lyon")
+    bruno = ExpertFactory(antenne=grenoble, full_name="Bruno Isère")
+    stranger = ExpertFactory(full_name="Zoé Ailleurs")
+    inside = _utc(2026, 8, 10, 9)
+    helped = make_need(0, experts=[alice], statuses=(MatchStatus.DONE,), created_at=inside)
+    helped.matches[0].taken_care_at = inside + timedelta(days=4)
+    make_need(0, experts=[alice], statuses=(MatchStatus.NOT_FOR_ME,), created_at=inside)
+    make_need(0, experts=[bruno], created_at=inside)
+    make_need(0, experts=[bruno], created_at=_utc(2026, 5, 1, 9))  # before the period: waiting all the same
+    make_need(0, experts=[stranger], statuses=(MatchStatus.DONE,), created_at=inside)
+    db.session.commit()
+    with transaction():
+        create_user("ref@cma.example", role="referent", institution_slug="cma-test", password="motdepasse-tres-long")
+
+    assert login(client, "ref@cma.example").status_code == 302
+    html = client.get("/admin/?debut=2026-07&fin=2026-09").get_data(as_text=True)
+    text = " ".join(html.split())
+    # The whole: 3 matches in the period (Zoé's is another institution's), 2 answered, 1 help.
+    assert "CMA Test (ensemble)</th><td>3</td><td>66.7 %</td><td>33.3 %</td><td>33.3 %</td>" in text
+    assert "Antenne CMA Lyon</th><td>2</td><td>100.0 %</td><td>50.0 %</td><td>50.0 %</td>" in text
+    # Alice took her need in charge after 4 days: within 5, not within 3.
+    assert 'Alice Lyon <span class="small text-muted">(CMA Lyon)</span></th><td>2</td>' in text
+    assert text.count("Zoé Ailleurs") == 0
+    # Bruno has two needs waiting (one from before the period).
+    assert "Bruno Isère</a> (CMA Isère) : 2 demandes en attente" in text
+    assert "Mises en relation reçues" in text and "Taux de positionnement" in text
+    bad = client.get("/admin/?debut=2026-13").get_data(as_text=True)
+    assert "mois illisible « 2026-13 »" in bad

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import current_app, url_for
+from flask import current_app, request, url_for
 from flask_admin import AdminIndexView, expose
 from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_login import current_user
@@ -22,6 +22,30 @@ from app.models import Antenne, Expert, Match, Need
 from app.models.outbox import EmailState, FailureCause
 from app.models.requests import MatchStatus, SolicitationStatus
 from app.services.requests.dashboard import PARIS, age_text, dashboard_figures
+from app.services.statistics.figures import Series, count_point, month_label, share_point
+from app.services.statistics.partners import dashboard_period, partner_dashboard
+from app.services.statistics.reports import Rates
+
+
+def partner_trend(board) -> list[Series]:
+    """The referent's monthly trend as the public charts draw it: matches received, and the
+    share their experts answered (no small-count masking: the referent's own figures)."""
+    return [
+        Series(
+            "mises_en_relation",
+            "Mises en relation reçues",
+            "Demandes d'entreprises transmises à vos experts dans le mois.",
+            "count",
+            [count_point(month, rates.matches, False) for month, rates in board.monthly],
+        ),
+        Series(
+            "positionnement",
+            "Taux de positionnement",
+            "Part des mises en relation du mois auxquelles l'expert a répondu (prise en charge, clôture ou refus).",
+            "share",
+            [share_point(month, rates.positioned, rates.matches, False) for month, rates in board.monthly],
+        ),
+    ]
 
 
 class SecureIndexView(SecureMixin, AdminIndexView):
@@ -50,12 +74,18 @@ class SecureIndexView(SecureMixin, AdminIndexView):
             "needs": policy.count_visible(user, Need),
             "waiting_matches": policy.count_visible(user, Match, Match.status == MatchStatus.QUO),
         }
+        start, end, errors = dashboard_period(request.args)
+        board = partner_dashboard(user, start, end, errors)
         return self.render(
             "admin/referent_home.html",
             figures=figures,
             antenne=user.antenne,
             institution=user.institution,
             links=self.referent_links(),
+            board=board,
+            trend=partner_trend(board),
+            rate_rows=Rates.ROWS,
+            month_label=month_label,
         )
 
     # The referent's shortcuts, each shown only when the view exists and lets them in.
