@@ -287,3 +287,35 @@ def test_a_referent_does_not_see_the_global_figures(referent_client, desk):
         "stale-emails",
         "week-needs",
     }
+
+
+# ---------------------------------------------------------------- twelve weeks (issue 15)
+
+
+def test_twelve_weeks_funnel_median_and_the_map_of_needs_without_a_taker(admin_client, db):
+    from app.models.requests import MatchStatus
+    from app.services.requests.dashboard import funnel, no_taker_by_departement, weekly_trends
+
+    now = datetime(2026, 11, 25, 10, tzinfo=UTC)  # a Wednesday
+    # Monday 23 November 00:30 Paris is Sunday 22 November 23:30 UTC: this week's, not last week's.
+    this_week = make_need(1, statuses=(MatchStatus.DONE,), created_at=datetime(2026, 11, 22, 23, 30, tzinfo=UTC))
+    this_week.matches[0].taken_care_at = this_week.created_at + timedelta(hours=30)
+    waited = make_need(1, statuses=(MatchStatus.TAKING_CARE,), created_at=now - timedelta(weeks=3))
+    waited.matches[0].taken_care_at = waited.created_at + timedelta(days=4)
+    make_need(1, created_at=now - timedelta(weeks=5), commune="35238")  # Rennes, nobody took it
+    make_need(1, created_at=now - timedelta(weeks=20))  # too old for the twelve weeks
+    db.session.commit()
+
+    trends = weekly_trends(now)
+    assert len(trends["weeks"]) == 12 and trends["needs"][-1] == 1 and trends["needs"][-4] == 1
+    assert sum(trends["needs"]) == 3 and sum(trends["taken_care"]) == 2
+    flow = funnel(now)
+    assert (flow["needs"], flow["taken_care"], flow["helped"]) == (3, 2, 1)
+    # Waits of 30 hours and 4 days: their median is halfway, 63 hours.
+    assert flow["median_wait"] == timedelta(hours=63)
+    assert no_taker_by_departement(now) == {"35": 1, "69": 1}
+
+    html = body(admin_client.get("/admin/"))
+    assert "Délai médian entre l'envoi d'un besoin et sa première prise en charge" in html
+    assert "Besoins sans preneur après 5 jours, par département" in html
+    assert "Ille-et-Vilaine (35)" in html and "Demandes reçues par semaine" in html

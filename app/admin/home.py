@@ -14,17 +14,95 @@ from flask import current_app, request, url_for
 from flask_admin import AdminIndexView, expose
 from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_login import current_user
+from sqlalchemy import select
 
 from app import policy
 from app.admin.base import SecureMixin
-from app.admin.requests.filters import NoTakerSinceFilter, ParisDateTimeAfterFilter
-from app.models import Antenne, Expert, Match, Need
+from app.admin.requests.filters import CodeInSubqueryFilter, NoTakerSinceFilter, ParisDateTimeAfterFilter
+from app.extensions import db
+from app.models import Antenne, Departement, Expert, Match, Need
 from app.models.outbox import EmailState, FailureCause
 from app.models.requests import MatchStatus, SolicitationStatus
-from app.services.requests.dashboard import PARIS, age_text, dashboard_figures
+from app.services.addressbook.coverage_map import map_shapes
+from app.services.requests.dashboard import (
+    PARIS,
+    age_text,
+    dashboard_figures,
+    funnel,
+    no_taker_by_departement,
+    weekly_trends,
+)
 from app.services.statistics.figures import Series, count_point, month_label, share_point
 from app.services.statistics.partners import dashboard_period, partner_dashboard
 from app.services.statistics.reports import Rates
+
+
+def trend_series(trends: dict) -> list[Series]:
+    """The staff home's twelve weeks, drawn like the public charts (a point per Monday)."""
+    weeks = [monday.astimezone(PARIS).date() for monday in trends["weeks"]]
+
+    def series(key: str, title: str, definition: str) -> Series:
+        points = [count_point(week, count, False) for week, count in zip(weeks, trends[key], strict=True)]
+        return Series(key, title, definition, "count", points)
+
+    return [
+        series(
+            "solicitations", "Demandes reçues par semaine", "Demandes déposées sur le formulaire, du lundi au dimanche."
+        ),
+        series("needs", "Besoins transmis par semaine", "Besoins créés (demandes envoyées aux experts), par semaine."),
+        series(
+            "taken_care",
+            "Prises en charge par semaine",
+            "Mises en relation qu'un expert a prises en charge dans la semaine.",
+        ),
+    ]
+
+
+# How the map of needs without a taker shades a département, by count.
+NO_TAKER_BUCKETS = ((0, "aucun"), (1, "1 à 4"), (5, "5 à 19"), (20, "20 et plus"))
+
+
+def no_taker_map(counts: dict[str, int], days: int) -> dict | None:
+    """The départements map of needs no expert took after ``days`` days; each département with
+    some is a link to exactly those needs. None when the map file is not installed."""
+    loaded = map_shapes()
+    if loaded is None:
+        return None
+    viewbox, shapes = loaded
+
+    names = dict(db.session.execute(select(Departement.code, Departement.name)).all())
+
+    def bucket(count: int) -> int:
+        return max(index for index, (low, _label) in enumerate(NO_TAKER_BUCKETS) if count >= low)
+
+    def link(code: str) -> str:
+        return list_url(
+            "need",
+            (
+                ("Sans preneur depuis", NoTakerSinceFilter, str(days)),
+                ("Département", CodeInSubqueryFilter, code),
+            ),
+            sort="created_at",
+        )
+
+    areas = [
+        {
+            "code": shape.code,
+            "name": names.get(shape.code, shape.name),
+            "path": shape.path,
+            "count": counts.get(shape.code, 0),
+            "bucket": bucket(counts.get(shape.code, 0)),
+            "url": link(shape.code) if counts.get(shape.code) else None,
+        }
+        for shape in shapes
+    ]
+    listed = sorted(((code, count) for code, count in counts.items() if count), key=lambda item: (-item[1], item[0]))
+    return {
+        "viewbox": viewbox,
+        "areas": areas,
+        "rows": [(code, names.get(code, code), count, link(code)) for code, count in listed],
+        "buckets": NO_TAKER_BUCKETS,
+    }
 
 
 def partner_trend(board) -> list[Series]:
@@ -59,11 +137,19 @@ class SecureIndexView(SecureMixin, AdminIndexView):
         if not policy.is_staff(current_user):
             return self.referent_home()
         figures = dashboard_figures()
+        trends = weekly_trends(figures["now"])
+        flow = funnel(figures["now"])
         return self.render(
             "admin/home.html",
             figures=figures,
             links=dashboard_links(figures),
             oldest_age=age_text(figures["oldest_age"]),
+            trend_series=trend_series(trends),
+            flow=flow,
+            flow_links=funnel_links(flow),
+            median_wait=age_text(flow["median_wait"]) if flow["median_wait"] is not None else None,
+            no_taker_map=no_taker_map(no_taker_by_departement(figures["now"]), figures["no_taker_days"]),
+            month_label=lambda day: day.strftime("semaine du %d/%m/%Y"),
         )
 
     def referent_home(self):
@@ -149,6 +235,23 @@ def list_url(
                 args["desc"] = "1"
     base = url_for(f"{endpoint}.index_view")
     return f"{base}?{urlencode(args)}" if args else base
+
+
+def funnel_links(flow: dict[str, Any]) -> dict[str, str]:
+    """Where each step of the twelve weeks' funnel leads (the requests and needs it counts)."""
+    since = flow["since"].astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S")
+    since_filter = ("Date", ParisDateTimeAfterFilter, since)
+    return {
+        "received": list_url("solicitation", (since_filter,), sort="created_at", desc=True),
+        "transmitted": list_url(
+            "solicitation",
+            (("Statut", FilterEqual, SolicitationStatus.PROCESSED), since_filter),
+            sort="created_at",
+            desc=True,
+        ),
+        "needs": list_url("need", (since_filter,), sort="created_at", desc=True),
+        "helped": list_url("need", (("Statut", FilterEqual, MatchStatus.DONE), since_filter), sort="created_at"),
+    }
 
 
 def dashboard_links(figures: dict[str, Any]) -> dict[str, str]:

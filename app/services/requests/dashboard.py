@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from app.dates import PARIS, as_utc
 from app.extensions import db
-from app.models import Match, Need, Solicitation
+from app.models import Commune, Facility, Match, Need, Solicitation
 from app.models.outbox import EmailState, FailureCause, OutboundEmail
-from app.models.requests import NeedStatus, SolicitationStatus
+from app.models.requests import MatchStatus, NeedStatus, SolicitationStatus
 
 # A need whose experts have all stayed silent this long deserves a call from staff.
 DEFAULT_NO_TAKER_DAYS = 5
@@ -120,3 +120,99 @@ def age_text(age: timedelta | None) -> str:
     if hours >= 1:
         return f"{hours} heure{'s' if hours > 1 else ''}"
     return "moins d'une heure"
+
+
+# ---------------------------------------------------------------- twelve weeks (issue 15)
+
+TREND_WEEKS = 12
+
+
+def week_starts(now: datetime, weeks: int = TREND_WEEKS) -> list[datetime]:
+    """The Mondays (00:00 Paris, in UTC) of the last ``weeks`` weeks, this one last."""
+    this_monday = week_start(now)
+    return [this_monday - timedelta(weeks=weeks - 1 - index) for index in range(weeks)]
+
+
+def _bucket(moments, starts: list[datetime]) -> list[int]:
+    counts = [0] * len(starts)
+    for moment in moments:
+        moment = as_utc(moment)
+        if moment is None or moment < starts[0]:
+            continue
+        index = min(int((moment - starts[0]) / timedelta(weeks=1)), len(starts) - 1)
+        # A week of 23 or 25 hours' days (clock changes) still starts on its own Monday.
+        while index > 0 and moment < starts[index]:
+            index -= 1
+        while index + 1 < len(starts) and moment >= starts[index + 1]:
+            index += 1
+        counts[index] += 1
+    return counts
+
+
+def weekly_trends(now: datetime | None = None, weeks: int = TREND_WEEKS) -> dict[str, Any]:
+    """Requests received, needs created and matches taken in charge per week (Monday to Sunday,
+    Paris time) over ``weeks`` weeks: three indexed range reads, counted here."""
+    now = now or datetime.now(UTC)
+    starts = week_starts(now, weeks)
+    first = starts[0]
+    return {
+        "weeks": starts,
+        "solicitations": _bucket(
+            db.session.scalars(select(Solicitation.created_at).where(Solicitation.created_at >= first)), starts
+        ),
+        "needs": _bucket(db.session.scalars(select(Need.created_at).where(Need.created_at >= first)), starts),
+        "taken_care": _bucket(
+            db.session.scalars(select(Match.taken_care_at).where(Match.taken_care_at >= first)), starts
+        ),
+    }
+
+
+def funnel(now: datetime | None = None, weeks: int = TREND_WEEKS) -> dict[str, Any]:
+    """Over ``weeks`` weeks: requests received → transmitted to experts; their needs → taken in
+    charge by an expert → closed with help proposed; and the median time from a need's sending
+    to its first taking in charge."""
+    now = now or datetime.now(UTC)
+    since = week_starts(now, weeks)[0]
+    received, transmitted = db.session.execute(
+        select(func.count(), func.count().filter(Solicitation.status == SolicitationStatus.PROCESSED)).where(
+            Solicitation.created_at >= since
+        )
+    ).one()
+    first_taken = func.min(Match.taken_care_at)
+    helped = func.max(case((Match.status == MatchStatus.DONE, 1), else_=0))
+    rows = db.session.execute(
+        select(Need.created_at, first_taken, helped)
+        .join(Match, Match.need_id == Need.id)
+        .where(Need.created_at >= since)
+        .group_by(Need.id, Need.created_at)
+    ).all()
+    waits = sorted(as_utc(taken) - as_utc(created) for created, taken, _h in rows if taken is not None)
+    return {
+        "since": since,
+        "received": received,
+        "transmitted": transmitted,
+        "needs": len(rows),
+        "taken_care": len(waits),
+        "helped": sum(1 for *_rest, was_helped in rows if was_helped),
+        "median_wait": _median(waits),
+    }
+
+
+def _median(values: list[timedelta]) -> timedelta | None:
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def no_taker_by_departement(now: datetime | None = None) -> dict[str, int]:
+    """Needs no expert took after ``no_taker_days`` days, by département of the business."""
+    now = now or datetime.now(UTC)
+    stmt = (
+        select(Commune.departement_code, func.count(Need.id))
+        .join(Facility, Facility.id == Need.facility_id)
+        .join(Commune, Commune.code == Facility.commune_code)
+        .where(Need.status == NeedStatus.QUO, Need.created_at < now - timedelta(days=no_taker_days()))
+        .group_by(Commune.departement_code)
+    )
+    return {row[0]: row[1] for row in db.session.execute(stmt)}
