@@ -37,13 +37,17 @@ from app.services.statistics.partners import dashboard_period, partner_dashboard
 from app.services.statistics.reports import Rates
 
 
+def week_label(monday) -> str:
+    return monday.strftime("semaine du %d/%m/%Y")
+
+
 def trend_series(trends: dict) -> list[Series]:
     """The staff home's twelve weeks, drawn like the public charts (a point per Monday)."""
     weeks = [monday.astimezone(PARIS).date() for monday in trends["weeks"]]
 
     def series(key: str, title: str, definition: str) -> Series:
         points = [count_point(week, count, False) for week, count in zip(weeks, trends[key], strict=True)]
-        return Series(key, title, definition, "count", points)
+        return Series(key, title, definition, "count", points, labeller=week_label, axis_format="%d/%m")
 
     return [
         series(
@@ -149,7 +153,6 @@ class SecureIndexView(SecureMixin, AdminIndexView):
             flow_links=funnel_links(flow),
             median_wait=age_text(flow["median_wait"]) if flow["median_wait"] is not None else None,
             no_taker_map=no_taker_map(no_taker_by_departement(figures["now"]), figures["no_taker_days"]),
-            month_label=lambda day: day.strftime("semaine du %d/%m/%Y"),
         )
 
     def referent_home(self):

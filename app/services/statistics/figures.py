@@ -12,6 +12,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -156,6 +157,12 @@ class Series:
     definition: str
     unit: str  # "count" or "share"
     points: list[Point] = field(default_factory=list)
+    # How a point's date reads in sentences and tables (months by default; weeks on the staff home).
+    labeller: Any = None
+    axis_format: str = "%m/%y"
+
+    def label(self, day: date) -> str:
+        return (self.labeller or month_label)(day)
 
     @property
     def shown(self) -> list[Point]:
@@ -169,10 +176,11 @@ class Series:
         low = min(shown, key=lambda p: p.value)
         high = max(shown, key=lambda p: p.value)
         last = self.points[-1]
+        label = self.label
         return (
-            f"{self.title}, de {month_label(self.points[0].month)} à {month_label(last.month)} : "
-            f"au plus bas {low.text} en {month_label(low.month)}, au plus haut {high.text} en "
-            f"{month_label(high.month)} ; {last.text} en {month_label(last.month)}."
+            f"{self.title}, de {label(self.points[0].month)} à {label(last.month)} : "
+            f"au plus bas {low.text} ({label(low.month)}), au plus haut {high.text} ({label(high.month)}) ; "
+            f"{last.text} ({label(last.month)})."
         )
 
 
