@@ -284,13 +284,16 @@ def stats_refresh() -> None:
 
 
 @reports_cli.command("build")
-@click.option("--quarter", required=True, help="Trimestre AAAA-Tn, par exemple 2026-Q3.")
+@click.option("--quarter", help="Trimestre AAAA-Qn, par exemple 2026-Q3.")
+@click.option("--month", help="Mois AAAA-MM (le fichier mensuel des mises en relation), par exemple 2026-11.")
 @click.option("--institution", "institution_slug", help="Identifiant d'une institution (sinon : toutes).")
-def reports_build(quarter: str, institution_slug: str | None) -> None:
-    """Construit (ou reconstruit) les rapports trimestriels et prévient les référents (une fois)."""
+def reports_build(quarter: str | None, month: str | None, institution_slug: str | None) -> None:
+    """Construit (ou reconstruit) les rapports d'un trimestre ou d'un mois et prévient les référents (une fois)."""
+    if bool(quarter) == bool(month):
+        _fail("Indiquez soit --quarter AAAA-Qn, soit --month AAAA-MM.")
     try:
         with acting_as("cli"), transaction():
-            result = build_reports(quarter, institution_slug)
+            result = build_reports(quarter or month, institution_slug)
     except ServiceError as error:
         _fail(str(error))
     for line in result.lines():

@@ -279,3 +279,28 @@ def test_the_referents_dashboard_counts_their_scope_over_the_period(app, db, cli
     assert "Mises en relation reçues" in text and "Taux de positionnement" in text
     bad = client.get("/admin/?debut=2026-13").get_data(as_text=True)
     assert "mois illisible « 2026-13 »" in bad
+
+
+def test_the_monthly_file_and_periods(app, db):
+    from app.models import PartnerReport
+    from app.services.statistics.reports import parse_period, period_label, previous_month
+    from tests.factories import AntenneFactory, ExpertFactory, InstitutionFactory
+
+    assert parse_period("2026-12") == ("2026-12", date(2026, 12, 1), date(2027, 1, 1))
+    assert previous_month(date(2027, 1, 1)) == "2026-12"
+    assert period_label("2026-11") == "mois de novembre 2026" and period_label("2026-Q1") == "1er trimestre 2026"
+    cma = InstitutionFactory(slug="cma-test")
+    expert = ExpertFactory(antenne=AntenneFactory(institution=cma))
+    make_need(0, experts=[expert], created_at=_utc(2026, 11, 3, 9))
+    make_need(0, experts=[expert], created_at=_utc(2026, 10, 31, 23, 30))  # 1 November in Paris
+    make_need(0, experts=[expert], created_at=_utc(2026, 11, 30, 23, 30))  # 1 December in Paris
+    db.session.commit()
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["reports", "build", "--month", "2026-11", "--institution", "cma-test"])
+    assert result.exit_code == 0, result.output
+    whole = db.session.scalar(select(PartnerReport).where(PartnerReport.scope == f"institution:{cma.id}"))
+    assert (whole.period, whole.matches) == ("2026-11", 2)
+    both = runner.invoke(args=["reports", "build", "--month", "2026-11", "--quarter", "2026-Q4"])
+    assert both.exit_code == 1 and "soit --quarter" in both.output
+    bad = runner.invoke(args=["reports", "build", "--month", "2026-13"])
+    assert bad.exit_code == 1 and "Mois illisible" in bad.output

@@ -90,12 +90,21 @@ def quarterly_reports_job() -> int:
         return len(reports.build_reports(reports.previous_quarter(in_paris(utcnow()).date())).built)
 
 
+@rq.job(queue="default")
+def monthly_reports_job() -> int:
+    """The partners' files of the month just ended."""
+    with transaction():
+        return len(reports.build_reports(reports.previous_month(in_paris(utcnow()).date())).built)
+
+
 # Each morning at 06:10 UTC (07:10 or 08:10 in Paris), before the working day.
 FOLLOWUP_CRON = "10 6 * * *"
 # Each night at 02:40 UTC, when the service is quiet: yesterday's figures for the morning.
 STATISTICS_CRON = "40 2 * * *"
 # The first day of each quarter at 04:00 UTC: the quarter just ended, before the working day.
 REPORTS_CRON = "0 4 1 1,4,7,10 *"
+# The first day of each month at 04:30 UTC: the month just ended.
+MONTHLY_REPORTS_CRON = "30 4 1 * *"
 
 _cron_registered = False
 
@@ -110,4 +119,5 @@ def init_app(app: Flask) -> None:
         followup_job.cron_register(FOLLOWUP_CRON)
         refresh_statistics_job.cron_register(STATISTICS_CRON)
         quarterly_reports_job.cron_register(REPORTS_CRON)
+        monthly_reports_job.cron_register(MONTHLY_REPORTS_CRON)
         _cron_registered = True

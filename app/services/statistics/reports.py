@@ -1,9 +1,10 @@
-"""Partners' quarterly reports (issue 15): for each institution, and each of its antennes, an XLSX
+"""Partners' quarterly reports and monthly files (issue 15): for each institution, and each of its antennes, an XLSX
 file with a summary sheet (the rates of each antenne and of the whole) and one sheet per antenne
 (its rates, then the list of its matches of the quarter).
 
-Built by ``flask rq cron`` on the first day of each quarter for the quarter just ended, or by
-``flask reports build --quarter 2026-Q3 [--institution SLUG]``. Rebuilding a quarter replaces its
+Built by ``flask rq cron`` on the first day of each quarter for the quarter just ended (and on the
+first day of each month for the month just ended), or by ``flask reports build --quarter 2026-Q3
+[--institution SLUG]`` (``--month 2026-11`` for a month). Rebuilding a quarter replaces its
 files (idempotent); each referent is emailed once per report (an outbox key), with a link to
 « Mes exports » where the files are offered.
 """
@@ -28,6 +29,7 @@ from app.services.messaging.outbox import queue_email
 from app.services.spreadsheets import XlsxWriter
 
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 TAKEN = (MatchStatus.TAKING_CARE, MatchStatus.DONE, MatchStatus.DONE_NO_HELP, MatchStatus.DONE_NOT_REACHABLE)
 XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -36,11 +38,27 @@ def parse_quarter(text: str) -> tuple[str, date, date]:
     """``2026-Q3`` → (the period, its first day, the first day after it), in Paris time."""
     found = _QUARTER.match((text or "").strip().upper())
     if not found:
-        raise ServiceError(f"Trimestre illisible : « {text} » (attendu : AAAA-Tn, par exemple 2026-Q3).")
+        raise ServiceError(f"Trimestre illisible : « {text} » (attendu : AAAA-Qn, par exemple 2026-Q3).")
     year, quarter = int(found.group(1)), int(found.group(2))
     start = date(year, 3 * quarter - 2, 1)
     end = date(year + 1, 1, 1) if quarter == 4 else date(year, 3 * quarter + 1, 1)
     return f"{year}-Q{quarter}", start, end
+
+
+def parse_period(text: str) -> tuple[str, date, date]:
+    """A quarter (``2026-Q3``) or a month (``2026-11``): the period, its first day, the day after."""
+    if "Q" in (text or "").upper():
+        return parse_quarter(text)
+    found = _MONTH.match((text or "").strip())
+    if not found:
+        raise ServiceError(f"Mois illisible : « {text} » (attendu : AAAA-MM, par exemple 2026-11).")
+    year, month = int(found.group(1)), int(found.group(2))
+    after = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+    return f"{year}-{month:02d}", date(year, month, 1), after
+
+
+def previous_month(today: date) -> str:
+    return f"{today.year - 1}-12" if today.month == 1 else f"{today.year}-{today.month - 1:02d}"
 
 
 def previous_quarter(today: date) -> str:
@@ -194,9 +212,9 @@ def _store(institution: Institution, antenne: Antenne | None, period: str, conte
 
 
 def build_reports(quarter: str, institution_slug: str | None = None) -> BuildReport:
-    """Build (or rebuild) the quarter's reports of every live institution, or of one, and tell
-    their referents; in the caller's transaction."""
-    period, first, after = parse_quarter(quarter)
+    """Build (or rebuild) the reports of a quarter (``2026-Q3``) or a month (``2026-11``) for every
+    live institution, or one, and tell their referents; in the caller's transaction."""
+    period, first, after = parse_period(quarter)
     start, end = paris_day_start(first), paris_day_start(after)
     stmt = select(Institution).where(Institution.deleted_at.is_(None)).order_by(Institution.name)
     if institution_slug:
@@ -250,9 +268,29 @@ def _tell_referents(institution: Institution, reports: list, period: str) -> int
     return sent
 
 
+MONTH_NAMES = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+
+
 def period_label(period: str) -> str:
-    year, quarter = period.split("-Q")
-    return f"{'1er' if quarter == '1' else quarter + 'e'} trimestre {year}"
+    """« 3e trimestre 2026 », « mois de novembre 2026 »."""
+    if "-Q" in period:
+        year, quarter = period.split("-Q")
+        return f"{'1er' if quarter == '1' else quarter + 'e'} trimestre {year}"
+    year, month = period.split("-")
+    return f"mois de {MONTH_NAMES[int(month) - 1]} {year}"
 
 
 def reports_for(user) -> list[PartnerReport]:
