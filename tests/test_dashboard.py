@@ -319,3 +319,18 @@ def test_twelve_weeks_funnel_median_and_the_map_of_needs_without_a_taker(admin_c
     assert "Délai médian entre l'envoi d'un besoin et sa première prise en charge" in html
     assert "Besoins sans preneur après 5 jours, par département" in html
     assert "Ille-et-Vilaine (35)" in html and "Demandes reçues par semaine" in html
+
+
+def test_the_funnels_taken_in_charge_step_links_to_its_needs(admin_client, db):
+    from app.models.requests import MatchStatus
+
+    now = datetime.now(UTC)
+    taken = make_need(1, statuses=(MatchStatus.TAKING_CARE,), created_at=now - timedelta(days=3), company="Prise SARL")
+    taken.matches[0].taken_care_at = now - timedelta(days=2)
+    make_need(1, created_at=now - timedelta(days=3), company="Attente SARL")
+    db.session.commit()
+    html = body(admin_client.get("/admin/"))
+    link = re.search(r'Pris en charge par un expert</th><td><a href="([^"]+)">1</a>', html)
+    assert link is not None
+    listed = body(admin_client.get(link.group(1).replace("&amp;", "&")))
+    assert "Prise SARL" in listed and "Attente SARL" not in listed

@@ -131,6 +131,7 @@ def test_every_filter_is_offered_by_its_french_name(admin_client, desk):
         "Thème",
         "Sujet",
         "Date",
+        "Pris en charge",
     }
     assert ("84", "Auvergne-Rhône-Alpes") in offered["Région"]
     assert ("2A", "2A — Corse-du-Sud") in offered["Département"]

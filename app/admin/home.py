@@ -18,7 +18,12 @@ from sqlalchemy import select
 
 from app import policy
 from app.admin.base import SecureMixin
-from app.admin.requests.filters import CodeInSubqueryFilter, NoTakerSinceFilter, ParisDateTimeAfterFilter
+from app.admin.requests.filters import (
+    CodeInSubqueryFilter,
+    NoTakerSinceFilter,
+    ParisDateTimeAfterFilter,
+    TakenInChargeFilter,
+)
 from app.extensions import db
 from app.models import Antenne, Departement, Expert, Match, Need
 from app.models.outbox import EmailState, FailureCause
@@ -253,6 +258,7 @@ def funnel_links(flow: dict[str, Any]) -> dict[str, str]:
             desc=True,
         ),
         "needs": list_url("need", (since_filter,), sort="created_at", desc=True),
+        "taken_care": list_url("need", (("Pris en charge", TakenInChargeFilter, "1"), since_filter), sort="created_at"),
         "helped": list_url("need", (("Statut", FilterEqual, MatchStatus.DONE), since_filter), sort="created_at"),
     }
 

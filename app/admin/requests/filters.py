@@ -214,6 +214,26 @@ class NoTakerSinceFilter(BaseSQLAFilter):
         return "plus de (jours)"
 
 
+class TakenInChargeFilter(BaseSQLAFilter):
+    """Needs an expert took in charge (a match with a taking-in-charge date), whatever came after:
+    the staff home's funnel counts them (issue 15)."""
+
+    def __init__(self, name: str = "Pris en charge") -> None:
+        super().__init__(Need.id, name, options=(("1", "oui"),))
+
+    def clean(self, value: str) -> bool:
+        if value not in ("1", "oui"):
+            raise ValueError(value)
+        return True
+
+    def apply(self, query: Any, value: bool, alias: Any = None) -> Any:
+        taken = select(Match.need_id).where(Match.taken_care_at.is_not(None))
+        return query.filter(self.get_column(alias).in_(taken))
+
+    def operation(self) -> str:
+        return "oui"
+
+
 class StarredByMeFilter(BaseSQLAFilter):
     """The needs the logged-in staff member follows (« Suivre » on the need's page)."""
 
@@ -294,6 +314,8 @@ def need_filters() -> list:
         ParisDateTimeAfterFilter(Need.created_at, "Date"),
         ParisDateTimeBeforeFilter(Need.created_at, "Date"),
         ParisDateTimeBetweenFilter(Need.created_at, "Date"),
+        # Last, so that the lists' saved addresses (filters are numbered) keep their meaning.
+        TakenInChargeFilter(),
     ]
 
 
