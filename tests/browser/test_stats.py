@@ -65,3 +65,13 @@ def test_stats_filtered_with_the_keyboard(page, live_server, figures):
     page.keyboard.press("Enter")
     assert page.locator("details").first.get_attribute("open") is not None
     assert axe_violations(page) == []
+
+
+def test_stats_print_with_every_data_table(page, live_server, figures):
+    """Printed, the charts keep their data tables (closed on screen) and the filters go away."""
+    page.goto(live_server + PERIOD)
+    cell = page.locator("details table").first
+    assert not cell.is_visible()
+    page.emulate_media(media="print")
+    assert cell.is_visible()
+    assert not page.locator("form").first.is_visible()
