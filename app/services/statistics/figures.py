@@ -46,9 +46,9 @@ MONTH_NAMES = (
 )
 
 
-def month_label(month: date, *, short: bool = False) -> str:
-    name = MONTH_NAMES[month.month - 1]
-    return f"{name[:4].rstrip('.')}. {month.year % 100:02d}" if short and len(name) > 4 else f"{name} {month.year}"
+def month_label(month: date) -> str:
+    """« novembre 2026 »."""
+    return f"{MONTH_NAMES[month.month - 1]} {month.year}"
 
 
 def add_months(month: date, count: int) -> date:

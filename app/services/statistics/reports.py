@@ -27,6 +27,7 @@ from app.models.requests import MATCH_STATUS_LABELS, MatchStatus
 from app.services.errors import ServiceError
 from app.services.messaging.outbox import queue_email
 from app.services.spreadsheets import XlsxWriter
+from app.services.statistics.figures import month_label
 
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -268,29 +269,13 @@ def _tell_referents(institution: Institution, reports: list, period: str) -> int
     return sent
 
 
-MONTH_NAMES = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
-
-
 def period_label(period: str) -> str:
     """« 3e trimestre 2026 », « mois de novembre 2026 »."""
     if "-Q" in period:
         year, quarter = period.split("-Q")
         return f"{'1er' if quarter == '1' else quarter + 'e'} trimestre {year}"
     year, month = period.split("-")
-    return f"mois de {MONTH_NAMES[int(month) - 1]} {year}"
+    return f"mois de {month_label(date(int(year), int(month), 1))}"
 
 
 def reports_for(user) -> list[PartnerReport]:
