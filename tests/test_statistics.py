@@ -132,6 +132,7 @@ def test_wrong_filters_are_explained_not_crashed(client, db):
     assert response.status_code == 422
     assert "mois illisible « 2026-13 »" in text and "Région inconnue" in text and "Thème inconnu" in text
     assert client.get("/stats.csv?fin=demain").status_code == 400
+    assert client.get("/stats?debut=9999-12&fin=9999-12").status_code == 422
     assert client.get("/stats").status_code == 200
 
 
@@ -169,6 +170,8 @@ def test_quarters_and_their_bounds():
 
     with pytest.raises(ServiceError, match="Trimestre illisible"):
         parse_quarter("2026-T5")
+    with pytest.raises(ServiceError, match="Trimestre illisible"):
+        parse_quarter("9999-Q4")
 
 
 def test_a_quarterly_report_per_institution_and_antenne_emailed_once(app, db, client):
@@ -279,6 +282,7 @@ def test_the_referents_dashboard_counts_their_scope_over_the_period(app, db, cli
     assert "Mises en relation reçues" in text and "Taux de positionnement" in text
     bad = client.get("/admin/?debut=2026-13").get_data(as_text=True)
     assert "mois illisible « 2026-13 »" in bad
+    assert client.get("/admin/?debut=9999-12&fin=9999-12").status_code == 200
 
 
 def test_the_monthly_file_and_periods(app, db):

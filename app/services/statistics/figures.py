@@ -104,7 +104,7 @@ class StatsFilters:
 
 def _parse_month(text: str, name: str, errors: list[str]) -> date | None:
     found = _MONTH.match((text or "").strip())
-    if not found or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 2000:
+    if not found or not 1 <= int(found.group(2)) <= 12 or not 2000 <= int(found.group(1)) <= 2100:
         errors.append(f"{name} : mois illisible « {text[:20]} » (attendu : AAAA-MM, par exemple 2026-06).")
         return None
     return date(int(found.group(1)), int(found.group(2)), 1)

@@ -38,7 +38,7 @@ XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.she
 def parse_quarter(text: str) -> tuple[str, date, date]:
     """``2026-Q3`` → (the period, its first day, the first day after it), in Paris time."""
     found = _QUARTER.match((text or "").strip().upper())
-    if not found:
+    if not found or not 2000 <= int(found.group(1)) <= 2100:
         raise ServiceError(f"Trimestre illisible : « {text} » (attendu : AAAA-Qn, par exemple 2026-Q3).")
     year, quarter = int(found.group(1)), int(found.group(2))
     start = date(year, 3 * quarter - 2, 1)
@@ -51,7 +51,7 @@ def parse_period(text: str) -> tuple[str, date, date]:
     if "Q" in (text or "").upper():
         return parse_quarter(text)
     found = _MONTH.match((text or "").strip())
-    if not found:
+    if not found or not 2000 <= int(found.group(1)) <= 2100:
         raise ServiceError(f"Mois illisible : « {text} » (attendu : AAAA-MM, par exemple 2026-11).")
     year, month = int(found.group(1)), int(found.group(2))
     after = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
