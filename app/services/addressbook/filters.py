@@ -111,8 +111,11 @@ def clean_filter(raw: dict[str, Any]) -> CleanedFilter:
             cleaned.values[name] = value
     for name in CODE_LIST_COLUMNS:
         value = _code_list(name, str(raw.get(name) or ""))
+        limit = RoutingFilter.__table__.c[name].type.length
         if isinstance(value, tuple):
             cleaned.errors[name] = value[1]
+        elif len(value) > limit:
+            cleaned.errors[name] = f"liste trop longue ({len(value)} caractères, {limit} au plus) : scindez le filtre"
         else:
             cleaned.values[name] = value
     for low, high, what in (("min_years", "max_years", "années"), ("min_headcount", "max_headcount", "effectif")):
