@@ -131,9 +131,7 @@ def test_the_import_checks_every_line_and_writes_nothing_on_error(db):
     assert "ligne 6 : excluded_communes : commune(s) inconnue(s) : 99999" in text
     assert "ligne 7 : min_years : un filtre sans aucun critère" in text
     too_long = import_filters(
-        _csv(
-            "CMA Test,,,,,,,,," + " ".join(f"{n:02d}.{m:02d}Z" for n in range(10, 99) for m in range(10, 14)) + ",,,,"
-        )
+        _csv("CMA Test,,,,,,,,," + " ".join(f"{n:02d}.{m:02d}Z" for n in range(10, 99) for m in range(10, 14)) + ",,,,")
     )
     assert any("naf_excluded : liste trop longue" in error for error in too_long.errors), too_long.errors
     assert db.session.scalar(select(func.count()).select_from(RoutingFilter)) == 0
