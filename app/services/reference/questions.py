@@ -20,6 +20,7 @@ from app.services.errors import ServiceError
 YES_NO = ["Oui", "Non"]
 _KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,59}$")
 MAX_CHOICE = 100
+MAX_LABEL = 300  # subject_questions.label
 
 
 def parse_choices(text: str | None) -> list[str]:
@@ -44,6 +45,8 @@ def check_question(question: SubjectQuestion) -> None:
         )
     if not question.label:
         raise ServiceError("Indiquez la question posée.")
+    if len(question.label) > MAX_LABEL:
+        raise ServiceError(f"Question trop longue : {MAX_LABEL} caractères au plus.")
     if not question.choices or len(question.choices) < 2:
         question.choices = list(YES_NO)
 
@@ -130,6 +133,8 @@ def parse_questions_cell(text: str) -> list[tuple[str, str, list[str]]]:
         if len(pieces) < 2 or not pieces[1]:
             raise ServiceError(f"question illisible : « {part.strip()} » (attendu : clé|Question|Réponse|Réponse…)")
         key = pieces[0].lower()
+        if len(pieces[1]) > MAX_LABEL:
+            raise ServiceError(f"question trop longue ({len(pieces[1])} caractères, {MAX_LABEL} au plus)")
         if not _KEY.match(key):
             raise ServiceError(f"clé de question illisible : « {pieces[0]} » (lettres minuscules, chiffres, tirets)")
         found.append((key, pieces[1], parse_choices("|".join(pieces[2:]))))
