@@ -20,6 +20,7 @@ from sqlalchemy.orm import selectinload
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired
 
+from app import policy
 from app.admin.addressbook import institution_options, subject_options
 from app.admin.base import SecureModelView
 from app.admin.fields import antenne_lookup, expert_lookup
@@ -145,7 +146,7 @@ class RoutingFilterView(SecureModelView):
                 ident = request.args.get(f"{name}_id", type=int)
                 if ident is not None:
                     found = db.session.scalar(
-                        _scoped(model, select(model).where(model.id == ident))
+                        policy.scope_query(current_user, model, select(model).where(model.id == ident))
                     )  # out of scope: nothing prefilled
                     if found is not None:
                         getattr(form, name).data = found
@@ -163,12 +164,6 @@ class RoutingFilterView(SecureModelView):
         except ServiceError as error:
             form.filter_subjects.errors = [*form.filter_subjects.errors, str(error)]
             raise
-
-
-def _scoped(model: type, stmt: Any) -> Any:
-    from app import policy
-
-    return policy.scope_query(current_user, model, stmt)
 
 
 # ---------------------------------------------------------------- questions and expected answers
@@ -210,6 +205,7 @@ class SubjectQuestionView(SecureModelView):
     }
     column_formatters = {"choices": _choices_text}
     column_filters = [IntEqualFilter(SubjectQuestion.subject_id, "Sujet", options=LazyOptions(subject_options))]
+    list_loader_options = (lambda: selectinload(SubjectQuestion.subject),)
     column_searchable_list = ["label", "key"]
     form_columns = ["subject", "key", "label", "choices", "position"]
     form_overrides = {"choices": ChoicesField}

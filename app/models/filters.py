@@ -76,10 +76,6 @@ class RoutingFilter(TimestampMixin, db.Model):
     )
 
     @property
-    def holder(self) -> Institution | Antenne | Expert | None:
-        return self.expert or self.antenne or self.institution
-
-    @property
     def holder_text(self) -> str:
         """« institution CMA », « antenne CMA Rhône — CMA », « expert Marie Dupont »: whose filter."""
         if self.expert is not None:

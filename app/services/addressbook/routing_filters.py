@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import InstitutionSubject, OfferExpectation, RoutingFilter, SubjectQuestion
+from app.models import InstitutionSubject, OfferExpectation, RoutingFilter
 from app.models.filters import CODE_LIST_COLUMNS, NUMBER_COLUMNS
 from app.services.addressbook.company_filters import CompanyFacts, Decision, FilterCriteria, Verdict, evaluate
 from app.services.errors import ServiceError
@@ -221,16 +221,6 @@ def _expectations(subject_id: int, institution_ids: set[int]) -> dict[int, list[
     for institution_id, answers in db.session.execute(stmt):
         found[institution_id].append(dict(answers or {}))
     return found
-
-
-def subject_questions(subject_id: int) -> list[SubjectQuestion]:
-    return list(
-        db.session.scalars(
-            select(SubjectQuestion)
-            .where(SubjectQuestion.subject_id == subject_id)
-            .order_by(SubjectQuestion.position, SubjectQuestion.id)
-        )
-    )
 
 
 # ---------------------------------------------------------------- everything for the candidates
