@@ -214,43 +214,46 @@ class NoTakerSinceFilter(BaseSQLAFilter):
         return "plus de (jours)"
 
 
-class TakenInChargeFilter(BaseSQLAFilter):
+class YesOnlyFilter(BaseSQLAFilter):
+    """A filter with the single option « oui » on the needs' ids; subclasses say which ids."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(Need.id, name, options=(("1", "oui"),))
+
+    def clean(self, value: str) -> bool:
+        if value not in ("1", "oui"):
+            raise ValueError(value)
+        return True
+
+    def ids(self) -> Any:
+        raise NotImplementedError
+
+    def apply(self, query: Any, value: bool, alias: Any = None) -> Any:
+        return query.filter(self.get_column(alias).in_(self.ids()))
+
+    def operation(self) -> str:
+        return "oui"
+
+
+class TakenInChargeFilter(YesOnlyFilter):
     """Needs an expert took in charge (a match with a taking-in-charge date), whatever came after:
     the staff home's funnel counts them (issue 15)."""
 
     def __init__(self, name: str = "Pris en charge") -> None:
-        super().__init__(Need.id, name, options=(("1", "oui"),))
+        super().__init__(name)
 
-    def clean(self, value: str) -> bool:
-        if value not in ("1", "oui"):
-            raise ValueError(value)
-        return True
-
-    def apply(self, query: Any, value: bool, alias: Any = None) -> Any:
-        taken = select(Match.need_id).where(Match.taken_care_at.is_not(None))
-        return query.filter(self.get_column(alias).in_(taken))
-
-    def operation(self) -> str:
-        return "oui"
+    def ids(self) -> Any:
+        return select(Match.need_id).where(Match.taken_care_at.is_not(None))
 
 
-class StarredByMeFilter(BaseSQLAFilter):
+class StarredByMeFilter(YesOnlyFilter):
     """The needs the logged-in staff member follows (« Suivre » on the need's page)."""
 
     def __init__(self, name: str = "Suivis par moi") -> None:
-        super().__init__(Need.id, name, options=(("1", "oui"),))
+        super().__init__(name)
 
-    def clean(self, value: str) -> bool:
-        if value not in ("1", "oui"):
-            raise ValueError(value)
-        return True
-
-    def apply(self, query: Any, value: bool, alias: Any = None) -> Any:
-        user_id = getattr(current_user, "id", None)
-        return query.filter(self.get_column(alias).in_(select(NeedStar.need_id).where(NeedStar.user_id == user_id)))
-
-    def operation(self) -> str:
-        return "oui"
+    def ids(self) -> Any:
+        return select(NeedStar.need_id).where(NeedStar.user_id == getattr(current_user, "id", None))
 
 
 # ---------------------------------------------------------------- subqueries
