@@ -344,3 +344,18 @@ def test_a_referent_saves_a_filter_for_their_expert_and_not_for_another_institut
     assert f"expert {mine.full_name}" in listing
     other = _filter(db, theirs, min_years=1)
     assert referent_client.get(f"/admin/routing_filter/details/?id={other.id}").status_code in (302, 404)
+
+
+def test_the_desk_shows_each_suggested_experts_filters_and_who_was_excluded(admin_client, db):
+    cma = covering_expert("departement:69", full_name="Camille Artisans")
+    cci = covering_expert("departement:69", full_name="Claude Commerce")
+    _filter(db, cma.antenne.institution, activities_accepted="artisanale")
+    _filter(db, cci, min_headcount=1000)
+    with transaction():
+        # SIREN ending in 3: software, the registry says nothing of its nature.
+        held = submit_solicitation(solicitation_input(siret="71234569300014"))
+    assert held.status == "in_progress"
+    html = " ".join(admin_client.get(f"/admin/solicitation/details/?id={held.id}").get_data(as_text=True).split())
+    assert "Non évalué</strong> — filtre #" in html and "nature d&#39;activité inconnue" in html
+    assert "Exclus par un filtre de mise en relation (1)" in html
+    assert "Claude Commerce" in html and "moins de 1000" in html
