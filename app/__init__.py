@@ -70,6 +70,14 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
 
     app.register_blueprint(public_bp)
 
+    from app.partners import bp as partners_bp
+
+    app.register_blueprint(partners_bp)
+
+    from app.api import bp as api_bp
+
+    app.register_blueprint(api_bp)
+
     from app.experts import bp as experts_bp
 
     app.register_blueprint(experts_bp)

@@ -11,8 +11,12 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from sqlalchemy import select
 
 from app.dates import PARIS
+from app.extensions import db
+from app.models import ApiKey, Institution
+from app.models.base import INTEGER_MAX
 from app.models.outbox import FailureCause
 from app.services.accounts.users import create_user
 from app.services.addressbook.filters import import_filters
@@ -23,6 +27,7 @@ from app.services.audit import acting_as
 from app.services.errors import ServiceError
 from app.services.messaging.inbound import MAX_MESSAGE_BYTES, outcome_text, receive_email
 from app.services.messaging.outbox import resend_failed, sweep_outbox
+from app.services.partners.apikeys import DEFAULT_VALID_DAYS, create_key, revoke
 from app.services.reference.catalog import load_catalog
 from app.services.reference.geo import load_territories
 from app.services.requests.followup import run_followup
@@ -50,6 +55,7 @@ outbox_cli = AppGroup("outbox", help="Boîte d'envoi des courriels.")
 followup_cli = AppGroup("followup", help="Suivi des demandes : relances, échecs, satisfaction.")
 stats_cli = AppGroup("stats", help="Statistiques publiques (/stats).")
 reports_cli = AppGroup("reports", help="Rapports d'activité des partenaires.")
+apikeys_cli = AppGroup("apikeys", help="Clés de l'API des partenaires.")
 
 
 @geo_cli.command("load")
@@ -313,6 +319,40 @@ def followup_run(now_text: str | None, dry_run: bool) -> None:
     click.echo(f"{len(done)} courriel(s) de suivi {'à envoyer' if dry_run else 'envoyé(s)'}.")
 
 
+@apikeys_cli.command("create")
+@click.argument("institution_slug")
+@click.option("--valid-days", type=int, default=DEFAULT_VALID_DAYS, show_default=True, help="Durée de validité.")
+@click.option("--label", default="", help="À quoi sert la clé (par exemple : « site régional »).")
+def apikeys_create(institution_slug: str, valid_days: int, label: str) -> None:
+    """Crée une clé d'API pour une institution et l'affiche une seule fois (seule son empreinte est gardée)."""
+    institution = db.session.scalar(
+        select(Institution).where(Institution.slug == institution_slug, Institution.deleted_at.is_(None))
+    )
+    if institution is None:
+        _fail(f"Institution inconnue : « {institution_slug} ».")
+    try:
+        with acting_as("cli"), transaction():
+            made = create_key(institution, valid_days=valid_days, label=label)
+            key_id, until = made.key.id, made.key.valid_until
+    except ServiceError as error:
+        _fail(str(error))
+    click.echo(f"Clé n° {key_id} pour {institution.name}, valable jusqu'au {until.astimezone(PARIS):%d/%m/%Y %H:%M}.")
+    click.echo("Copiez-la maintenant : elle ne sera plus jamais affichée.")
+    click.echo(made.secret)
+
+
+@apikeys_cli.command("revoke")
+@click.argument("key_id", type=int)
+def apikeys_revoke(key_id: int) -> None:
+    """Révoque une clé d'API : les appels qui la portent sont refusés dès maintenant."""
+    key = db.session.get(ApiKey, key_id) if 0 < key_id <= INTEGER_MAX else None
+    if key is None:
+        _fail(f"Aucune clé d'API n° {key_id}.")
+    with acting_as("cli"), transaction():
+        changed = revoke(key)
+    click.echo(f"Clé n° {key_id} révoquée." if changed else f"La clé n° {key_id} était déjà révoquée.")
+
+
 def init_app(app: Flask) -> None:
     groups = (
         geo_cli,
@@ -327,6 +367,7 @@ def init_app(app: Flask) -> None:
         followup_cli,
         stats_cli,
         reports_cli,
+        apikeys_cli,
     )
     for group in groups:
         app.cli.add_command(group)

@@ -3,8 +3,8 @@
 - ``Content-Security-Policy``: everything from our own origin (the DSFR and Flask-Admin assets
   are served by the app), scripts only from there or carrying this response's nonce (the few
   inline scripts of the back office's templates), no plugin, no ``<base>`` elsewhere, forms
-  posting only here, and no page framed by another site (``frame-ancestors 'none'``; partners'
-  embeddable pages will get their own allow-list). Inline styles stay allowed: the emails'
+  posting only here, and no page framed by another site (``frame-ancestors 'none'``), except a
+  partner's embedded landing, framed by its declared origins only (``allow_framing_by``). Inline styles stay allowed: the emails'
   previews and a few templates set ``style`` attributes, and a style cannot run code.
   Flask-Admin's templates still carry a few inline event handlers (« return false; » on its
   filter menu, ``modelActions.execute('…')`` on the list actions): exactly those texts are
@@ -57,6 +57,20 @@ def _handler_hashes() -> str:
     return cached
 
 
+_FRAMERS = "pde.frame_ancestors"
+
+
+def allow_framing_by(origins: list[str]) -> None:
+    """Let this response be framed by exactly these origins (a partner's declared ones, already
+    normalised); none leaves ``'none'``. Only the embedded landings call it."""
+    request.environ[_FRAMERS] = [origin for origin in origins if origin]
+
+
+def _frame_ancestors() -> str:
+    allowed = request.environ.get(_FRAMERS) if has_request_context() else None
+    return " ".join(allowed) if allowed else "'none'"
+
+
 def content_security_policy(nonce: str) -> str:
     return "; ".join(
         (
@@ -69,7 +83,7 @@ def content_security_policy(nonce: str) -> str:
             "object-src 'none'",
             "base-uri 'self'",
             "form-action 'self'",
-            "frame-ancestors 'none'",
+            f"frame-ancestors {_frame_ancestors()}",
         )
     )
 
@@ -78,7 +92,9 @@ def secure_headers(response: Response) -> Response:
     headers = response.headers
     headers["Content-Security-Policy"] = content_security_policy(csp_nonce())
     headers["X-Content-Type-Options"] = "nosniff"
-    headers["X-Frame-Options"] = "DENY"
+    # ``X-Frame-Options`` cannot name origins: a page partners may frame relies on CSP alone.
+    if not request.environ.get(_FRAMERS):
+        headers["X-Frame-Options"] = "DENY"
     headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     headers["Permissions-Policy"] = PERMISSIONS_POLICY
     if current_app.config.get("ENV_NAME") == "production":

@@ -104,6 +104,8 @@ class Config:
     FORM_MIN_SECONDS = float(os.environ.get("FORM_MIN_SECONDS", "3"))
     # Posts of the public form per client address (Flask-Limiter syntax).
     PUBLIC_FORM_RATE_LIMIT = os.environ.get("PUBLIC_FORM_RATE_LIMIT", "5 per minute; 20 per hour")
+    # Calls per API key (issue 16): a partner's site posts its visitors' requests, in bursts.
+    API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "120 per minute; 5000 per day")
     # Ask DNS whether the email's domain receives mail (needs network: off by default).
     EMAIL_CHECK_DELIVERABILITY = _bool("EMAIL_CHECK_DELIVERABILITY", False)
     INBOUND_EMAIL_DOMAIN = os.environ.get("INBOUND_EMAIL_DOMAIN") or None

@@ -452,3 +452,26 @@ def make_stats_world() -> None:
     db.session.commit()
     with transaction():
         refresh_statistics()
+
+
+def make_landing(
+    slug: str = "portail",
+    subjects: tuple[str, ...] = ("recrutement", "formation"),
+    *,
+    origins: tuple[str, ...] = ("https://partenaire.example",),
+    institution=None,
+    partner_name: str | None = None,
+    titles: dict[str, str] | None = None,
+):
+    """A partner (of ``institution``, if given) and its landing offering ``subjects``."""
+    from app.models import Landing, LandingSubject, Partner
+
+    partner = Partner(name=partner_name or f"Partenaire {slug}", institution=institution, origins=list(origins))
+    landing = Landing(partner=partner, slug=slug, title=f"Les aides de {partner.name}")
+    for position, subject_slug in enumerate(subjects):
+        landing.subjects.append(
+            LandingSubject(subject=subject(subject_slug), position=position, title=(titles or {}).get(subject_slug))
+        )
+    db.session.add(landing)
+    db.session.commit()
+    return landing

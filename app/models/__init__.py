@@ -36,6 +36,7 @@ from app.models.filters import (
 )
 from app.models.geo import Commune, CommunePostalCode, Departement, Epci, Region
 from app.models.outbox import EMAIL_STATE_LABELS, EMAIL_STATES, OutboundEmail
+from app.models.partners import CHANNEL_LABELS, CHANNELS, ApiKey, Landing, LandingSubject, Partner
 from app.models.requests import (
     MATCH_STATUS_LABELS,
     MATCH_STATUSES,
@@ -54,6 +55,8 @@ from app.models.stats import PartnerReport, StatCell, StatRefresh
 from app.models.users import ROLE_LABELS, ROLES, LoginFailure, User, UserSession
 
 __all__ = [
+    "CHANNELS",
+    "CHANNEL_LABELS",
     "COMMENT_SOURCES",
     "EMAIL_STATES",
     "EMAIL_STATE_LABELS",
@@ -76,6 +79,7 @@ __all__ = [
     "ZONE_KIND_LABELS",
     "AddressbookUpload",
     "Antenne",
+    "ApiKey",
     "AuditEvent",
     "Comment",
     "Commune",
@@ -91,12 +95,15 @@ __all__ = [
     "InboundMessage",
     "Institution",
     "InstitutionSubject",
+    "Landing",
+    "LandingSubject",
     "LoginFailure",
     "Match",
     "Need",
     "NeedStar",
     "OfferExpectation",
     "OutboundEmail",
+    "Partner",
     "PartnerReport",
     "Region",
     "ReminderMark",

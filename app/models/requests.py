@@ -19,6 +19,8 @@ from app.models.addressbook import Expert
 from app.models.base import TimestampMixin, UTCDateTime
 from app.models.catalog import Subject
 from app.models.geo import Commune
+from app.models.partners import CHANNELS, ApiKey, Landing
+from app.models.users import User
 
 if TYPE_CHECKING:
     from app.models.desk import SatisfactionAnswer
@@ -99,6 +101,13 @@ class Solicitation(TimestampMixin, db.Model):
     mtm_campaign: Mapped[str | None] = mapped_column(String(200))
     mtm_kwd: Mapped[str | None] = mapped_column(String(200))
     mtm_source: Mapped[str | None] = mapped_column(String(200))
+    # Where it came from (issue 16): ``models.partners.CHANNELS``, the partner's landing, the
+    # API key that posted it, the person who filed it for the business, the embedding page.
+    channel: Mapped[str] = mapped_column(String(10), default="site", server_default="site", index=True)
+    landing_id: Mapped[int | None] = mapped_column(ForeignKey("landings.id"), index=True)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    filed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    origin_url: Mapped[str | None] = mapped_column(String(1000))
     # The one-time key of the public form's copy it came from: a second post of it stores nothing.
     submission_key: Mapped[str | None] = mapped_column(String(40), unique=True)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -110,11 +119,15 @@ class Solicitation(TimestampMixin, db.Model):
 
     subject: Mapped[Subject] = relationship()
     commune: Mapped[Commune] = relationship()
+    landing: Mapped[Landing | None] = relationship()
+    api_key: Mapped[ApiKey | None] = relationship()
+    filed_by: Mapped[User | None] = relationship()
     # Usually one need; staff may split a request covering several subjects into several.
     needs: Mapped[list[Need]] = relationship(back_populates="solicitation", order_by="Need.id")
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(SOLICITATION_STATUSES)})", name="status"),
+        CheckConstraint(f"channel IN ({_in(CHANNELS)})", name="channel"),
         CheckConstraint(
             f"cancel_reason IS NULL OR (status = 'canceled' AND cancel_reason IN ({_in(CANCEL_REASON_CODES)}))",
             name="cancel_reason",

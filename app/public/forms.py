@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from flask import current_app
+from flask import current_app, request
 from flask_wtf import FlaskForm
 from itsdangerous import BadSignature, URLSafeSerializer
 from wtforms import HiddenField, StringField, TextAreaField
@@ -59,6 +59,30 @@ def submission_key(token: str | None, subject_slug: str) -> str | None:
     data = _served(token, subject_slug)
     key = data.get("k") if data else None
     return key if isinstance(key, str) and 0 < len(key) <= 40 else None
+
+
+def embedded_post_allowed(token: str | None, form_key: str, now: float | None = None) -> bool:
+    """The CSRF check of a form shown in a partner's frame, which cannot rely on a cookie.
+
+    In a frame on a partner's site our cookies are third-party: browsers that block those
+    (Safari, Firefox, Chrome's option) would drop the session cookie Flask-WTF keeps its token
+    in, and every embedded request would be refused. A forged cross-site post matters when it
+    borrows the victim's ambient credentials; the embedded form carries none (no account, no
+    session), so two checks that need no cookie are enough to refuse a post not made from our
+    own page: the browser's ``Origin`` header (else ``Referer``) must be this site, and the
+    form's signed copy (``served_at``, bound to the landing and subject) must be younger than
+    ``WTF_CSRF_TIME_LIMIT``. Its one-time key still stores a replayed copy only once.
+    """
+    own = request.host_url.rstrip("/")
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        if origin.rstrip("/") != own:
+            return False
+    elif not (request.headers.get("Referer") or "").startswith(own + "/"):
+        return False
+    elapsed = seconds_since_served(token, form_key, now)
+    limit = float(current_app.config.get("WTF_CSRF_TIME_LIMIT") or 3600)
+    return elapsed is not None and elapsed <= limit
 
 
 class SolicitationForm(FlaskForm):

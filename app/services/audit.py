@@ -22,15 +22,19 @@ from sqlalchemy.orm import Session
 from app.extensions import db
 from app.models import (
     Antenne,
+    ApiKey,
     AuditEvent,
     Comment,
     Expert,
     ExpertSubject,
     Institution,
     InstitutionSubject,
+    Landing,
+    LandingSubject,
     Match,
     Need,
     OfferExpectation,
+    Partner,
     RoutingFilter,
     RoutingFilterSubject,
     Solicitation,
@@ -46,7 +50,7 @@ _actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("audit_act
 
 # Columns never copied into the trail: secrets, and bookkeeping that changes on every write
 # (the search document is derived from the columns that are recorded).
-_SKIPPED = {"password_hash", "updated_at", "created_at", "search_document"}
+_SKIPPED = {"password_hash", "key_hash", "updated_at", "created_at", "search_document"}
 
 
 def tracked_models() -> tuple[type, ...]:
@@ -68,6 +72,10 @@ def tracked_models() -> tuple[type, ...]:
         RoutingFilterSubject,
         SubjectQuestion,
         OfferExpectation,
+        Partner,
+        Landing,
+        LandingSubject,
+        ApiKey,
     )
 
 

@@ -261,6 +261,16 @@ def institution_names(experts: list[RoutedExpert]) -> list[str]:
     return sorted({found.institution for found in experts}, key=str.casefold)
 
 
+def _filer(solicitation: Solicitation) -> str | None:
+    """« Camille Martin (CCI France) »: who filed the request for the business, if someone did."""
+    user = solicitation.filed_by
+    if user is None:
+        return None
+    institution = getattr(user, "institution", None)
+    name = user.full_name or user.email
+    return f"{name} ({institution.name})" if institution is not None else f"{name} (équipe Place des Entreprises)"
+
+
 def queue_confirmation(solicitation: Solicitation, institutions: list[str]) -> None:
     """The business's « Confirmation de votre demande », once per request (its key).
 
@@ -278,5 +288,8 @@ def queue_confirmation(solicitation: Solicitation, institutions: list[str]) -> N
             "sent_on": paris_text(solicitation.created_at or utcnow(), "%d/%m/%Y"),
             "institutions": institutions,
             "callback_promise": CALLBACK_PROMISE,
+            # Issue 16: the partner whose site brought it, and who filed it for the business.
+            "partner": solicitation.landing.partner.name if solicitation.landing else None,
+            "filed_by": _filer(solicitation),
         },
     )

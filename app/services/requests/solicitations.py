@@ -18,14 +18,16 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Solicitation, Subject
+from app.models.partners import CHANNELS
 from app.models.requests import SolicitationStatus
 from app.services.addressbook.routing import RoutedExpert, route_company, unevaluated_reasons, unroutable_reason
 from app.services.addressbook.routing_filters import facts_of_request
 from app.services.errors import ServiceError
+from app.services.partners.landings import clean_origin_url
 from app.services.reference.questions import clean_answers, questions_of
 from app.services.reference.registry import lookup_company
 from app.services.requests.cancellation import address_canceled_as_spam
-from app.services.requests.dispatch import institution_names, queue_confirmation, route
+from app.services.requests.dispatch import Assignment, dispatch, institution_names, queue_confirmation, route
 from app.services.requests.duplicates import DUPLICATE_LABEL, open_duplicate
 from app.services.requests.validation import FIELDS, clean_solicitation, clean_tracking
 
@@ -53,6 +55,16 @@ class SolicitationInput:
     submission_key: str | None = None
     # Answers to the subject's questions (``SubjectQuestion.key`` → the answer), all required.
     answers: dict[str, str] | None = None
+    # Where it came from (issue 16): ``models.partners.CHANNELS``, the landing, the API key, the
+    # page that embedded the form, and the person who filed it for the business.
+    channel: str = "site"
+    landing_id: int | None = None
+    api_key_id: int | None = None
+    origin_url: str | None = None
+    filed_by_id: int | None = None
+    # Experts chosen directly by whoever filed it (already checked against their scope):
+    # the request goes to them, not to the routing rule's.
+    expert_ids: list[int] | None = None
 
 
 class InvalidSolicitation(ServiceError):
@@ -102,11 +114,21 @@ def submit_solicitation(data: SolicitationInput) -> Solicitation:
         mtm_source=clean_tracking(data.mtm_source),
         submission_key=data.submission_key,
         subject_answers=answers or None,
+        channel=data.channel if data.channel in CHANNELS else "site",
+        landing_id=data.landing_id,
+        api_key_id=data.api_key_id,
+        origin_url=clean_origin_url(data.origin_url),
+        filed_by_id=data.filed_by_id,
     )
     db.session.add(solicitation)
     # A second post of the same form (a double click, two tabs) stops here: the key is unique,
     # and a concurrent one waits for the first transaction, then fails, before any routing.
     db.session.flush()
+    if data.expert_ids:
+        # Sent at once to the experts chosen (the confirmation names their institutions).
+        dispatch(solicitation, [(subject, [Assignment(expert_id) for expert_id in dict.fromkeys(data.expert_ids)])])
+        db.session.flush()
+        return solicitation
     issues, experts, excluded = _qualify(solicitation)
     queue_confirmation(solicitation, institution_names(experts))
     if current_app.config.get("ROUTING_MODE", "auto") != "auto":
