@@ -115,7 +115,9 @@ def test_the_landing_offers_its_subjects_only_with_its_own_titles(client, landin
 
 
 def test_links_keep_prefill_campaign_and_provenance(client, landing):
-    html = client.get("/iframe/portail?email=marie%40exemple.fr&mtm_campaign=printemps&origin_url=https%3A%2F%2Fpartenaire.example%2Faides").get_data(as_text=True)
+    html = client.get(
+        "/iframe/portail?email=marie%40exemple.fr&mtm_campaign=printemps&origin_url=https%3A%2F%2Fpartenaire.example%2Faides"
+    ).get_data(as_text=True)
     link = re.search(r'href="(/iframe/portail/demande/recrutement[^"]*)"', html).group(1).replace("&amp;", "&")
     query = parse_qs(urlsplit(link).query)
     assert query == {
@@ -126,7 +128,9 @@ def test_links_keep_prefill_campaign_and_provenance(client, landing):
 
 
 def test_prefill_fills_the_form(client, landing):
-    html = client.get(EMBEDDED + "?full_name=Marie%20Dupont&email=marie%40exemple.fr&phone=0612345678&siret=12345678200028").get_data(as_text=True)
+    html = client.get(
+        EMBEDDED + "?full_name=Marie%20Dupont&email=marie%40exemple.fr&phone=0612345678&siret=12345678200028"
+    ).get_data(as_text=True)
     assert 'value="Marie Dupont"' in html
     assert 'value="marie@exemple.fr"' in html
     assert 'value="0612345678"' in html
@@ -245,4 +249,7 @@ def test_a_paused_landing_says_so_and_stores_nothing(client, app, landing):
 def test_the_provenance_of_a_page_address_is_cleaned():
     assert clean_origin_url("https://user:pw@partenaire.example/a") == "https://partenaire.example/a"
     assert clean_origin_url("javascript:alert(1)") is None
-    assert clean_origin_url("https://partenaire.example/" + "a" * 2000) == ("https://partenaire.example/" + "a" * 2000)[:1000]
+    assert (
+        clean_origin_url("https://partenaire.example/" + "a" * 2000)
+        == ("https://partenaire.example/" + "a" * 2000)[:1000]
+    )
