@@ -80,3 +80,19 @@ def expert_links(text: str, base_url: str) -> list[str]:
 def emails_by_key(prefix: str = "") -> dict[str, OutboundEmail]:
     rows = db.session.scalars(select(OutboundEmail).where(OutboundEmail.key.startswith(prefix)))
     return {row.key: row for row in rows}
+
+
+# What a business types in the public form for a recruitment need in Lyon (one commune).
+VALID_FORM = {
+    "full_name": "  Marie   Dupont ",
+    "email": "Marie.Dupont@Entreprise.FR",
+    "phone": "06 12 34 56 78",
+    "siret": "123 456 782 00028",
+    "postal_code": "69002",  # Lyon: one commune
+    "insee_code": "",
+    "description": "Nous cherchons à recruter deux boulangers en CDI d'ici l'été, sans succès jusqu'ici.",
+}
+
+
+def served_at_from(html: str) -> str:
+    return re.search(r'name="served_at" value="([^"]*)"', html).group(1)

@@ -15,7 +15,8 @@ from app.models.base import utcnow
 from app.services.partners.apikeys import KeyRefused, authenticate, create_key
 from app.services.transactions import transaction
 from tests.factories import InstitutionFactory, covering_expert, make_landing
-from tests.test_public_form import VALID, post
+from tests.helpers import VALID_FORM as VALID
+from tests.helpers import csrf_token_from, served_at_from
 
 BODY = {
     "subject": "recrutement",
@@ -151,7 +152,7 @@ def test_every_use_is_audited_and_the_last_use_recorded(client, world, app):
             .where(AuditEvent.object_type == "ApiKey", AuditEvent.action == "api_call")
             .order_by(AuditEvent.id)
         ).all()
-        assert [(e.changes["method"], e.changes["status"]) for e in events] == [("GET", 200), ("POST", 422)]
+        assert [(e.changes["method"][1], e.changes["status"][1]) for e in events] == [("GET", 200), ("POST", 422)]
         assert all(e.object_id == world["key_id"] for e in events)
         assert _db.session.get(ApiKey, world["key_id"]).last_used_at is not None
 
@@ -287,7 +288,11 @@ def test_the_status_of_another_institutions_request_is_404(client, world):
 
 def test_the_api_and_the_form_produce_identical_requests(client, world, app):
     """Same input through both doors: the same stored values, routing and confirmation."""
-    form_response = post(client, "/demande/recrutement?mtm_campaign=printemps")
+    html = client.get("/demande/recrutement").get_data(as_text=True)
+    form_response = client.post(
+        "/demande/recrutement?mtm_campaign=printemps",
+        data={**VALID, "csrf_token": csrf_token_from(html), "served_at": served_at_from(html)},
+    )
     assert form_response.status_code == 303
     # A second identical request would be held as a duplicate: change only the address.
     api = call(client, "POST", "/solicitations", world["key"], json={**BODY, "mtm_campaign": "printemps"})

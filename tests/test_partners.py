@@ -16,8 +16,8 @@ from app.models.base import utcnow
 from app.services.errors import ServiceError
 from app.services.partners.landings import clean_origin_url, normalize_origin, parse_origins
 from tests.factories import covering_expert, make_landing
-from tests.helpers import csrf_token_from
-from tests.test_public_form import VALID, served_at_from
+from tests.helpers import VALID_FORM as VALID
+from tests.helpers import csrf_token_from, served_at_from
 
 ORIGIN = "https://partenaire.example"
 EMBEDDED = "/iframe/portail/demande/recrutement"

@@ -168,6 +168,24 @@ EXPECTED: dict[str, Rule] = {
             "failure_view": (Custom("POST", "echec", data={"id": "0"}, missing=True),),
         },
     ),
+    # Issue 16: partners and landings are staff's; an institution's referent manages its own
+    # API keys (an antenne's referent has none); both referents file requests for a business.
+    "partner": Rule("none", "none"),
+    "landing": Rule("none", "none"),
+    "api_keys": Rule(
+        "write",
+        "write",
+        custom={
+            "index": (Custom("GET", "", True, False),),
+            "create": (Custom("POST", "creer", True, False),),
+            "revoke_key": (Custom("POST", "987654321/revoquer", True, False, missing=True),),
+        },
+    ),
+    "file_request": Rule(
+        "write",
+        "write",
+        custom={"index": (Custom("GET", "", True, True), Custom("POST", "", True, True))},
+    ),
     # « Mes exports » (declared "read", app/admin/exports.py): referents open their own exports
     # and ask for new ones (the page names request_view in referent_endpoints).
     "exports": Rule(

@@ -12,24 +12,11 @@ from sqlalchemy import func, select
 
 from app.extensions import db as _db
 from app.models import Solicitation
-from tests.helpers import csrf_token_from
+from tests.helpers import VALID_FORM as VALID
+from tests.helpers import csrf_token_from, served_at_from
 
 SUBJECT = "recrutement"
 FORM = f"/demande/{SUBJECT}"
-
-VALID = {
-    "full_name": "  Marie   Dupont ",
-    "email": "Marie.Dupont@Entreprise.FR",
-    "phone": "06 12 34 56 78",
-    "siret": "123 456 782 00028",
-    "postal_code": "69002",  # Lyon: one commune
-    "insee_code": "",
-    "description": "Nous cherchons à recruter deux boulangers en CDI d'ici l'été, sans succès jusqu'ici.",
-}
-
-
-def served_at_from(html: str) -> str:
-    return re.search(r'name="served_at" value="([^"]*)"', html).group(1)
 
 
 def open_form(client, path: str = FORM) -> dict[str, str]:

@@ -43,7 +43,7 @@ from app.services.errors import ServiceError
 from app.services.transactions import transaction
 
 ROLE_CHOICES = list(ROLE_LABELS.items())
-ACTION_LABELS = {"create": "création", "update": "modification", "delete": "suppression"}
+ACTION_LABELS = {"create": "création", "update": "modification", "delete": "suppression", "api_call": "appel d'API"}
 
 
 def _state(_view: Any, _context: Any, model: User, _name: str) -> str:

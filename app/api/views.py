@@ -178,6 +178,8 @@ def _shape_errors(body: dict[str, Any]) -> dict[str, str]:
         value = body.get(name)
         if value is not None and not isinstance(value, str):
             errors[name] = "Ce champ doit être une chaîne de caractères."
+        elif value and "\x00" in value:
+            errors[name] = "Ce champ contient un caractère nul, qui n'est pas accepté."
         elif name in _REQUIRED and not (value or "").strip():
             errors[name] = "Ce champ est obligatoire."
     answers = body.get("answers")

@@ -7,10 +7,14 @@ from typing import Any
 from flask import url_for
 from flask_login import current_user
 from markupsafe import Markup
+from sqlalchemy import select
 
 from app import policy
 from app.admin.formatters import paris_time, shortened
+from app.extensions import db
 from app.models import (
+    CHANNEL_LABELS,
+    Landing,
     Match,
 )
 from app.models.requests import MatchStatus
@@ -57,3 +61,23 @@ def satisfaction_text(answer) -> str:
     if answer is None or (answer.shared_at is None and not policy.is_staff(current_user)):
         return ""
     return answer_summary(answer)
+
+
+def provenance_text(solicitation: Any) -> str:
+    """Where a request came from, in words (issue 16): « API d'un partenaire — Portail CCI (clé
+    a1b2c3…) », « Saisie par un conseiller — Camille Martin »…"""
+    parts = [CHANNEL_LABELS.get(solicitation.channel, solicitation.channel)]
+    if solicitation.landing is not None:
+        parts.append(f"{solicitation.landing.partner.name} (landing « {solicitation.landing.slug} »)")
+    if solicitation.api_key is not None:
+        parts.append(f"{solicitation.api_key.institution.name}, clé {solicitation.api_key.prefix}…")
+    if solicitation.filed_by is not None:
+        user = solicitation.filed_by
+        where = f" ({user.institution.name})" if user.institution is not None else ""
+        parts.append(f"{user.full_name or user.email}{where}")
+    return " — ".join(parts)
+
+
+def landing_options() -> list[tuple[str, str]]:
+    rows = db.session.execute(select(Landing.id, Landing.slug, Landing.title).order_by(Landing.slug))
+    return [(str(i), f"{title} ({slug})") for i, slug, title in rows]

@@ -27,7 +27,7 @@ from app import policy
 from app.admin.addressbook import subject_options
 from app.admin.base import ReadOnlyModelView
 from app.admin.filters import LazyOptions
-from app.admin.requests.common import _link, notes_summary, notes_text
+from app.admin.requests.common import _link, landing_options, notes_summary, notes_text, provenance_text
 from app.admin.requests.filters import (
     ParisDateTimeAfterFilter,
     ParisDateTimeBeforeFilter,
@@ -35,9 +35,13 @@ from app.admin.requests.filters import (
 )
 from app.admin.requests.search import COUNT_CAP, CappedCount, FullTextSearchMixin
 from app.models import (
+    CHANNEL_LABELS,
     SOLICITATION_STATUS_LABELS,
+    ApiKey,
     Expert,
+    Landing,
     Solicitation,
+    User,
 )
 from app.models.requests import SolicitationStatus
 from app.services.addressbook import expert_lookup, routing
@@ -101,6 +105,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         "status",
         "qualification_notes",
         "flags",
+        "provenance",
         "mtm_campaign",
     ]
     column_details_list = [
@@ -118,6 +123,8 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         "postal_code",
         "commune",
         "description",
+        "provenance",
+        "origin_url",
         "mtm_campaign",
         "mtm_kwd",
         "mtm_source",
@@ -136,6 +143,8 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         "commune",
         "status",
         "qualification_notes",
+        "provenance",
+        "origin_url",
         "mtm_campaign",
         "mtm_kwd",
         "mtm_source",
@@ -160,6 +169,8 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         "flags": "Signaux",
         "need": "Besoin(s)",
         "description": "Description",
+        "provenance": "Provenance",
+        "origin_url": "Page d'origine",
         "mtm_campaign": "Campagne",
         "mtm_kwd": "Mot-clé",
         "mtm_source": "Source",
@@ -176,6 +187,8 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         ParisDateTimeAfterFilter(Solicitation.created_at, "Date"),
         ParisDateTimeBeforeFilter(Solicitation.created_at, "Date"),
         ParisDateTimeBetweenFilter(Solicitation.created_at, "Date"),
+        FilterEqual(Solicitation.channel, "Provenance", options=list(CHANNEL_LABELS.items())),
+        IntEqualFilter(Solicitation.landing_id, "Landing", options=LazyOptions(landing_options)),
     ]
     column_default_sort = ("created_at", True)
     column_formatters = {
@@ -183,6 +196,7 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         "commune": lambda v, c, m, n: str(m.commune) if m.commune else m.insee_code,
         "qualification_notes": lambda v, c, m, n: notes_summary(m.qualification_notes),
         "flags": lambda v, c, m, n: _flag_badges(getattr(m, "desk_flags", [])),
+        "provenance": lambda v, c, m, n: provenance_text(m),
     }
     column_formatters_detail = {
         **column_formatters,
@@ -203,6 +217,9 @@ class SolicitationView(FullTextSearchMixin, ReadOnlyModelView):
         lambda: selectinload(Solicitation.subject),
         lambda: selectinload(Solicitation.commune),
         lambda: selectinload(Solicitation.needs),
+        lambda: selectinload(Solicitation.landing).selectinload(Landing.partner),
+        lambda: selectinload(Solicitation.filed_by).selectinload(User.institution),
+        lambda: selectinload(Solicitation.api_key).selectinload(ApiKey.institution),
     )
 
     def current_tab(self) -> str:

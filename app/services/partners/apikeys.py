@@ -101,7 +101,7 @@ def record_use(key: ApiKey, method: str, path: str, status: int) -> None:
             action="api_call",
             object_type="ApiKey",
             object_id=key.id,
-            changes={"method": method, "path": path[:200], "status": status},
+            changes={"method": [None, method], "path": [None, path[:200]], "status": [None, status]},
         )
     )
     db.session.flush()
