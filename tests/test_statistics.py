@@ -308,3 +308,28 @@ def test_the_monthly_file_and_periods(app, db):
     assert both.exit_code == 1 and "soit --quarter" in both.output
     bad = runner.invoke(args=["reports", "build", "--month", "2026-13"])
     assert bad.exit_code == 1 and "Mois illisible" in bad.output
+
+
+def test_requests_are_counted_by_provenance(client, db):
+    """Issue 16: the page and its series count requests per channel (site, partner's frame, API…)."""
+    make_stats_world()
+    from app.models import Solicitation
+
+    channels = ["iframe", "api"]
+    for solicitation, channel in zip(
+        db.session.scalars(select(Solicitation).order_by(Solicitation.id)), channels, strict=False
+    ):
+        solicitation.channel = channel
+    db.session.commit()
+    with transaction():
+        agg.refresh()
+    page = stats_page(_filters(db))
+    breakdown = next(b for b in page.breakdowns if b.key == "demandes_provenance")
+    totals = {key: point.value for key, _label, point in breakdown.rows}
+    requests = sum(p.value for p in _points(page, "demandes_recues").values() if p.value)
+    assert totals["iframe"] == 1 and totals["api"] == 1
+    assert sum(totals.values()) == requests
+    html = client.get("/stats?debut=2026-03&fin=2026-04").get_data(as_text=True)
+    assert "Demandes selon leur provenance" in html and "API d&#39;un partenaire" in html
+    rows = client.get("/stats.csv?debut=2026-03&fin=2026-04").get_data(as_text=True)
+    assert "demandes_provenance:iframe" in rows

@@ -31,6 +31,7 @@ QUICK = "echanges_5j"
 HELPED_CLOSED = "aides_cloturees"  # by month of the closing: the headline
 BY_HEADCOUNT = "entreprises_effectif"
 BY_SECTION = "entreprises_section"
+BY_CHANNEL = "demandes_provenance"  # requests by where they came from (issue 16)
 _BATCH = 5_000
 
 
@@ -55,12 +56,13 @@ def _requests():
             func.coalesce(Commune.region_code, ""),
             func.coalesce(Subject.theme_id, 0),
             Solicitation.status == SolicitationStatus.PROCESSED,
+            Solicitation.channel,
         )
         .outerjoin(Commune, Commune.code == Solicitation.insee_code)
         .outerjoin(Subject, Subject.id == Solicitation.subject_id)
     )
     for row in db.session.execute(stmt.execution_options(yield_per=_BATCH)):
-        yield ind.RequestFacts(row[0], row[1], row[2], bool(row[3]))
+        yield ind.RequestFacts(row[0], row[1], row[2], bool(row[3]), row[4] or "site")
 
 
 def _needs():
@@ -111,6 +113,7 @@ def compute_cells() -> tuple[Counter, int, int]:
         requests += 1
         cell = (ind.month_of(request.created_at), request.region_code, request.theme_id)
         counts[(*cell, REQUESTS, "")] += 1
+        counts[(*cell, BY_CHANNEL, request.channel)] += 1
         if ind.is_transmitted(request):
             counts[(*cell, TRANSMITTED, "")] += 1
     companies: dict[tuple, set[int]] = {}

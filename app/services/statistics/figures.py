@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from app.dates import in_paris, utcnow
 from app.extensions import db
 from app.models import Region, Theme
+from app.models.partners import CHANNEL_LABELS
 from app.models.stats import StatCell, StatRefresh
 from app.services.reference.registry import HEADCOUNT_BRACKETS
 from app.services.statistics import aggregates as agg
@@ -311,6 +312,7 @@ def stats_page(filters: StatsFilters) -> StatsPage:
             agg.QUICK,
             agg.BY_HEADCOUNT,
             agg.BY_SECTION,
+            agg.BY_CHANNEL,
         ],
         filters.start,
         filters.end,
@@ -367,6 +369,17 @@ def stats_page(filters: StatsFilters) -> StatsPage:
             "activité principale.",
             [(key, label) for key, (label, _divisions) in A10_SECTIONS.items()] + [(UNKNOWN_KEY, "Activité inconnue")],
             agg.BY_SECTION,
+            months,
+            value,
+            filtered,
+        ),
+        _breakdown(
+            "demandes_provenance",
+            "Demandes selon leur provenance",
+            "Demandes déposées dans le mois, selon le canal : le site, la page ou le formulaire intégré d'un "
+            "partenaire, l'API d'un partenaire, ou une saisie par un conseiller pour l'entreprise.",
+            list(CHANNEL_LABELS.items()),
+            agg.BY_CHANNEL,
             months,
             value,
             filtered,

@@ -25,6 +25,7 @@ class RequestFacts:
     region_code: str
     theme_id: int
     transmitted: bool  # sent to experts (status « processed »)
+    channel: str = "site"  # where it came from (issue 16): ``models.partners.CHANNELS``
 
 
 @dataclass(frozen=True)
