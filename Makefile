@@ -6,7 +6,7 @@ FLASK := $(VENV)/bin/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: setup run test lint format bench clean lock
+.PHONY: setup run test lint format bench clean lock partner-site
 
 # requirements.txt is what production installs; requirements-dev.txt adds tests, benchmarks and
 # lint. Both are compiled from their .in files (`make lock`), every transitive version pinned.
@@ -43,6 +43,9 @@ run: setup
 	@echo "  Espace de gestion     : http://$(HOST):$(PORT)/admin/"
 	@echo "  Compte de démonstration : support@demo.place-des-entreprises.fr / demo-support-2026"
 	@echo "  Référent de démonstration (CCI France) : referent@demo.place-des-entreprises.fr / demo-referent-2026"
+	@echo "  Landing partenaire    : http://$(HOST):$(PORT)/partenaires/portail-entrepreneur"
+	@echo "  L'intégrer (iframe)   : make partner-site, puis http://localhost:8000/ (le code à coller : Partenaires › Landings)"
+	@echo "  Clé d'API             : $(FLASK) apikeys create cci-france   (documentation : http://$(HOST):$(PORT)/api/v1/docs)"
 	@echo
 	@if [ -n "$$REDIS_URL" ]; then \
 	  trap 'kill 0' EXIT; $(FLASK) rq worker & $(FLASK) rq cron & \
@@ -51,6 +54,11 @@ run: setup
 	  echo "  REDIS_URL absent : les tâches s'exécutent dans le processus web."; \
 	  $(FLASK) run --host $(HOST) --port $(PORT); \
 	fi
+
+# A partner's site on another origin (port 8000) that embeds the demo landing of `make run`.
+partner-site:
+	@echo "  Site partenaire de démonstration : http://localhost:8000/ (Ctrl+C pour arrêter)"
+	python3 -m http.server 8000 --bind 127.0.0.1 --directory docs/partner-site
 
 # One pytest worker per core (pytest-xdist): each worker has its own database and Redis number.
 test: setup

@@ -15,7 +15,18 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Institution, InstitutionSubject, OfferExpectation, Solicitation, Subject, SubjectQuestion, User
+from app.models import (
+    Institution,
+    InstitutionSubject,
+    Landing,
+    LandingSubject,
+    OfferExpectation,
+    Partner,
+    Solicitation,
+    Subject,
+    SubjectQuestion,
+    User,
+)
 from app.models.base import utcnow
 from app.models.requests import MatchStatus
 from app.services.accounts.users import create_user
@@ -171,6 +182,7 @@ def seed_demo() -> SeedReport:
     else:
         report.lines_.append(f"Compte support de démonstration déjà présent : {DEMO_STAFF_EMAIL}")
     report.lines_.append(_seed_referent())
+    report.lines_.extend(_seed_partner())
     report.lines_.extend(_seed_history())
     report.lines_.extend(f"Statistiques publiques : {line}" for line in refresh_statistics().lines())
     return report
@@ -216,6 +228,43 @@ DEMO_HISTORY_PER_MONTH = 7
 DEMO_HISTORY_DOMAIN = "historique-demo.example"
 
 
+# Issue 16: a partner whose landing can be embedded from the demo partner site (make partner-site).
+DEMO_PARTNER = "Portail de l'entrepreneur (démo)"
+DEMO_LANDING = "portail-entrepreneur"
+DEMO_PARTNER_ORIGINS = ["http://localhost:8000", "http://127.0.0.1:8000"]
+DEMO_LANDING_SUBJECTS = {
+    "recrutement": "Recruter mon premier salarié",
+    "tresorerie": None,
+    "export": None,
+    "ceder-entreprise": None,
+    "site-internet": None,
+}
+
+
+def _seed_partner() -> list[str]:
+    if db.session.scalar(select(Landing.id).where(Landing.slug == DEMO_LANDING)):
+        return [f"Landing de démonstration déjà présente : {DEMO_LANDING}"]
+    institution = db.session.scalar(select(Institution).where(Institution.name == DEMO_REFERENT_INSTITUTION))
+    partner = Partner(name=DEMO_PARTNER, institution=institution, origins=list(DEMO_PARTNER_ORIGINS))
+    landing = Landing(
+        partner=partner,
+        slug=DEMO_LANDING,
+        title="Les conseillers publics du Portail de l'entrepreneur",
+        banner="Démonstration : les demandes déposées ici arrivent aux experts de l'annuaire de démonstration.",
+    )
+    subjects = {s.slug: s for s in db.session.scalars(select(Subject).where(Subject.slug.in_(DEMO_LANDING_SUBJECTS)))}
+    for position, (slug, title) in enumerate(DEMO_LANDING_SUBJECTS.items()):
+        if slug in subjects:
+            landing.subjects.append(LandingSubject(subject=subjects[slug], title=title, position=position))
+    db.session.add(landing)
+    db.session.flush()
+    return [f"Partenaire de démonstration créé : {DEMO_PARTNER}, landing « {DEMO_LANDING} »"]
+
+
+# The history's channels, in turn (the statistics show requests by provenance).
+DEMO_HISTORY_CHANNELS = ("site", "site", "iframe", "api", "site", "landing", "backoffice")
+
+
 def _seed_history() -> list[str]:
     """Past requests submitted through the form's verb, answered through the experts' verb, then
     moved back in time (the days they waited for a taking in charge vary, so that the « within 5
@@ -241,6 +290,7 @@ def _seed_history() -> list[str]:
                     insee_code=insee,
                     description="Demande de démonstration passée, pour les statistiques publiques du service.",
                     mtm_campaign="demo-historique",
+                    **_history_channel(serial, subject),
                 )
             )
             need = solicitation.need
@@ -256,6 +306,16 @@ def _seed_history() -> list[str]:
             _place_in_time(solicitation, sent, waited_days=1 + (serial * 3) % 9)
             created += 1
     return [f"Historique de démonstration : {created} demandes passées sur {DEMO_HISTORY_MONTHS} mois"]
+
+
+def _history_channel(serial: int, subject_slug: str) -> dict:
+    channel = DEMO_HISTORY_CHANNELS[serial % len(DEMO_HISTORY_CHANNELS)]
+    values: dict = {"channel": channel}
+    if channel in ("iframe", "landing") and subject_slug in DEMO_LANDING_SUBJECTS:
+        values["landing_id"] = db.session.scalar(select(Landing.id).where(Landing.slug == DEMO_LANDING))
+    if channel in ("iframe", "api"):
+        values["origin_url"] = "http://localhost:8000/"
+    return values
 
 
 def _luhn_siret(siren_base: str) -> str:
