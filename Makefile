@@ -85,6 +85,7 @@ bench: setup
 	$(PY) -m bench.lists
 	$(PY) -m bench.followup
 	$(PY) -m bench.stats
+	$(PY) -m bench.partners
 
 clean:
 	rm -rf $(VENV) node_modules app/static/vendor instance

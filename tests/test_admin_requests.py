@@ -162,8 +162,10 @@ def test_the_match_list_shows_experts_and_why(admin_client, db, book):
     [
         (
             "solicitation",
-            "Date,Sujet,Nom,Email,Téléphone,SIRET,Entreprise,Code postal,Commune,Statut,Points à vérifier,Campagne",
-            "Villeurbanne (69266),Transmise,Mode revue : toute demande attend l'équipe.,printemps-2026,",
+            "Date,Sujet,Nom,Email,Téléphone,SIRET,Entreprise,Code postal,Commune,Statut,Points à vérifier,"
+            "Provenance,Page d'origine,Campagne",
+            "Villeurbanne (69266),Transmise,Mode revue : toute demande attend l'équipe.,"
+            "Site Place des Entreprises,,printemps-2026,",
         ),
         ("need", "Date,Sujet,Entreprise,SIRET,Commune,Statut", "Villeurbanne (69266),En attente,2,0"),
         (

@@ -137,7 +137,7 @@ def test_the_import_checks_every_line_and_writes_nothing_on_error(db):
     assert db.session.scalar(select(func.count()).select_from(RoutingFilter)) == 0
 
 
-def test_the_import_is_the_whole_set_of_each_holder_and_idempotent(app, db):
+def test_the_import_is_the_whole_set_of_each_holder_and_idempotent(app, db, tmp_path):
     institution = InstitutionFactory(name="CMA Test")
     antenne = AntenneFactory(institution=institution, name="CMA Rhône")
     expert = ExpertFactory(antenne=antenne, email="marie@cma.example")
@@ -172,7 +172,7 @@ def test_the_import_is_the_whole_set_of_each_holder_and_idempotent(app, db):
     assert (again.created, again.removed, again.unchanged) == (0, 0, 3)
     assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == events
 
-    path = app.instance_path + "-filters.csv"
+    path = str(tmp_path / "filtres.csv")
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(_csv("Inconnue,,,,,,,,,,,,artisanale,"))
     result = app.test_cli_runner().invoke(args=["addressbook", "filters", path])
